@@ -1,0 +1,191 @@
+"""The task protocol shared by every task distribution in ``neuromod_rl.envs``.
+
+A *task distribution* is a Gymnasium env whose dynamics or reward depend on a hidden task
+(a goal cell, a target velocity, a broken leg, ...). Following the meta-RL protocol of
+PEARL / VariBAD / Backpropamine, every env here offers:
+
+- ``sample_tasks(n)``: ``n`` tasks drawn from ``self.np_random``;
+- ``set_task(task)``: fix the task for every following episode (``set_task(None)`` unfixes);
+- ``get_task()``: the task currently in force;
+- ``reset(options={"task": task})``: use ``task`` for this one episode only;
+- ``task_split(seed, n_train, n_test)``: fixed train/test task lists that depend on ``seed`` only.
+
+Unless a task is fixed or given, each ``reset`` samples a new task from ``self.np_random``, so
+SB3 VecEnvs (which reset without ``options``) see a fresh task every episode, and seeding the
+env fixes the whole task sequence. The task in force is always reported as ``info["task"]``.
+
+Tasks are plain ``dict``s of Python scalars, tuples or numpy arrays; treat them as read-only
+(``info["task"]`` is a fresh copy on every call, as Gymnasium requires).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+Task = dict[str, Any]
+ChangeAt = int | tuple[int, int] | None
+
+
+# --------------------------------------------------------------------------- validation helpers
+def check_range(field: str, value: Any, low: float, high: float) -> float:
+    """Return ``value`` as float, or raise ``ValueError`` naming the field and its valid range."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{field}={value!r} is not a number; valid range is [{low}, {high}]") from None
+    if not (low <= v <= high) or not np.isfinite(v):
+        raise ValueError(f"{field}={value!r} is out of range; valid range is [{low}, {high}]")
+    return v
+
+
+def check_int_range(field: str, value: Any, low: int, high: int | None = None) -> int:
+    """Return ``value`` as int, or raise ``ValueError`` naming the field and its valid range."""
+    hi = "inf" if high is None else high
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{field}={value!r} is not an integer; valid range is [{low}, {hi}]")
+    if value < low or (high is not None and value > high):
+        raise ValueError(f"{field}={value!r} is out of range; valid range is [{low}, {hi}]")
+    return int(value)
+
+
+def check_choice(field: str, value: Any, choices: Sequence[Any]) -> Any:
+    """Return ``value`` if it is one of ``choices``, else raise ``ValueError`` listing them."""
+    if value not in choices:
+        raise ValueError(f"{field}={value!r} is not valid; valid values are {list(choices)}")
+    return value
+
+
+def check_array_range(field: str, value: Any, shape: tuple[int, ...], low: float, high: float) -> np.ndarray:
+    """Return ``value`` as a float64 array of ``shape`` with entries in ``[low, high]``."""
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.shape != shape:
+        raise ValueError(f"{field} has shape {arr.shape}; expected shape {shape}")
+    if not np.all(np.isfinite(arr)) or arr.min(initial=low) < low or arr.max(initial=high) > high:
+        bad = arr[(arr < low) | (arr > high) | ~np.isfinite(arr)]
+        raise ValueError(
+            f"{field} has values out of range (e.g. {bad.flat[0]:.4g}); "
+            f"valid range is [{low:.4g}, {high:.4g}]"
+        )
+    return arr
+
+
+def check_task_keys(task: Any, keys: Sequence[str], env_name: str) -> Mapping[str, Any]:
+    """Check that ``task`` is a mapping with exactly the expected keys."""
+    if not isinstance(task, Mapping):
+        raise ValueError(f"task={task!r} is not a dict; {env_name} tasks are dicts with keys {list(keys)}")
+    missing = [k for k in keys if k not in task]
+    extra = [k for k in task if k not in keys]
+    if missing or extra:
+        raise ValueError(
+            f"task for {env_name} has missing keys {missing} / unknown keys {extra}; "
+            f"valid keys are {list(keys)}"
+        )
+    return task
+
+
+def validate_change_at(change_at: Any) -> ChangeAt:
+    """Normalise ``change_at``: ``None``, an int step ``>= 1``, or a ``(low, high)`` step range."""
+    if change_at is None:
+        return None
+    if isinstance(change_at, Sequence) and not isinstance(change_at, str):
+        if len(change_at) != 2:
+            raise ValueError(f"change_at={change_at!r} must be an int step or a (low, high) pair of steps")
+        low = check_int_range("change_at[0]", change_at[0], 1)
+        high = check_int_range("change_at[1]", change_at[1], low)
+        return (low, high)
+    return check_int_range("change_at", change_at, 1)
+
+
+def sample_change_step(change_at: ChangeAt, rng: np.random.Generator) -> int | None:
+    """The step index at which this episode's task switches (``low..high`` inclusive for a range)."""
+    if change_at is None or isinstance(change_at, int):
+        return change_at
+    return int(rng.integers(change_at[0], change_at[1] + 1))
+
+
+# --------------------------------------------------------------------------- the protocol
+class TaskEnvMixin:
+    """Task protocol for a ``gymnasium.Env`` subclass (put the mixin first in the bases).
+
+    Subclasses implement ``_sample_task(rng)``, ``validate_task(task)`` (return a normalised copy
+    or raise ``ValueError`` naming the field and valid range) and ``_apply_task(task)``.
+    """
+
+    _task: Task | None = None
+    _fixed_task: Task | None = None
+    _episode_task: Task | None = None
+    _task_has_arrays: bool = True  # subclasses whose tasks hold only scalars/tuples set False
+
+    # -- to implement -------------------------------------------------------------------------
+    def _sample_task(self, rng: np.random.Generator) -> Task:
+        raise NotImplementedError
+
+    def validate_task(self, task: Any) -> Task:
+        raise NotImplementedError
+
+    def _apply_task(self, task: Task) -> None:
+        """Make ``task`` the task in force (default: just remember it)."""
+        self._task = task
+
+    # -- public protocol ----------------------------------------------------------------------
+    def sample_tasks(self, n: int) -> list[Task]:
+        """``n`` tasks drawn from ``self.np_random`` (advances the env's generator)."""
+        n = check_int_range("n", n, 0)
+        return [self._sample_task(self.np_random) for _ in range(n)]
+
+    def set_task(self, task: Any) -> None:
+        """Fix ``task`` for every following episode (takes effect at the next reset);
+        ``None`` goes back to sampling a new task per episode."""
+        self._fixed_task = None if task is None else self.validate_task(task)
+
+    def get_task(self) -> Task | None:
+        """The task in force (``None`` before the first reset, unless one was set)."""
+        return self._task if self._task is not None else self._fixed_task
+
+    def episode_task(self) -> Task | None:
+        """The task chosen at the last reset, before any mid-episode switch (``Trial`` reuses it)."""
+        return self._episode_task
+
+    def task_split(self, seed: int, n_train: int = 50, n_test: int = 10) -> tuple[list[Task], list[Task]]:
+        """Fixed train/test task lists: they depend on ``seed`` only, not on the env's state.
+
+        Drawn from a private generator, so calling this does not disturb ``self.np_random``.
+        Task distributions with a finite task set override this to make the two sets disjoint.
+        """
+        rng = np.random.default_rng(check_int_range("seed", seed, 0))
+        train = [self._sample_task(rng) for _ in range(check_int_range("n_train", n_train, 0))]
+        test = [self._sample_task(rng) for _ in range(check_int_range("n_test", n_test, 0))]
+        return train, test
+
+    # -- used by reset and step --------------------------------------------------------------
+    def _task_info(self, task: Task | None = None) -> Task:
+        """A copy of ``task`` (default: the task in force) for ``info``: a shallow dict copy plus
+        copies of arrays, so that returned infos never share mutable data (Gymnasium's rule)."""
+        task = self._task if task is None else task
+        if self._task_has_arrays:
+            return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in task.items()}
+        return task.copy()  # scalars and tuples are immutable: a shallow copy is enough (and fast)
+
+    def _choose_task(self, options: Mapping[str, Any] | None) -> Task:
+        """The task for a new episode: ``options["task"]``, else the fixed task, else a sample."""
+        if options is not None and options.get("task") is not None:
+            task = self.validate_task(options["task"])
+        elif self._fixed_task is not None:
+            task = self._fixed_task
+        else:
+            task = self._sample_task(self.np_random)
+        self._episode_task = task
+        self._apply_task(task)
+        return task
+
+
+def split_finite(items: Sequence[Any], seed: int, n_test: int) -> tuple[list[Any], list[Any]]:
+    """Shuffle a finite task set with ``seed`` and hold the last ``n_test`` out (disjoint split)."""
+    rng = np.random.default_rng(check_int_range("seed", seed, 0))
+    n_test = check_int_range("n_test", n_test, 0, len(items) - 1)
+    order = rng.permutation(len(items))
+    shuffled = [items[i] for i in order]
+    return shuffled[: len(items) - n_test], shuffled[len(items) - n_test :]

@@ -1,0 +1,205 @@
+"""Gymnasium registration of every task as ``neuromod_rl/<Name>-v0``.
+
+``register_envs()`` runs when ``neuromod_rl`` is imported; it registers entry-point *strings*,
+so MuJoCo is imported only when a MuJoCo task is made. Without a prior import, Gymnasium's
+module form finds the ids: ``gymnasium.make("neuromod_rl:neuromod_rl/Maze-v0")`` (Gymnasium 1.x
+loads no plugin entry points). ``ENV_SPECS`` also feeds the docs table and the CLI listing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+NAMESPACE = "neuromod_rl"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One registered id and what a user needs to know about it."""
+
+    id: str
+    entry_point: str
+    description: str
+    max_episode_steps: int | None
+    changes: str  # what changes from task to task
+    switches: str  # when the task changes
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    mujoco: bool = False
+    episode_length: str = "200"  # in steps, for the docs table (classic tasks end by themselves)
+
+
+_E = "neuromod_rl.envs."
+_PER_EPISODE = "new task at every reset"
+_MJ_SWITCH = "every reset; mid-episode at `change_at` if set"
+
+ENV_SPECS: list[TaskSpec] = [
+    TaskSpec(
+        "neuromod_rl/TwoArmedBandit-v0",
+        _E + "bandit:TwoArmedBandit",
+        "Bernoulli two-armed bandit, 100 pulls (Wang et al. 2016)",
+        None,
+        "arm probabilities p1, p2 ~ U[0,1] (`variant`: independent / dependent / fixed)",
+        _PER_EPISODE,
+        episode_length="100",
+    ),
+    TaskSpec(
+        "neuromod_rl/TwoArmedBanditDependent-v0",
+        _E + "bandit:TwoArmedBandit",
+        "Two-armed bandit with p2 = 1 - p1",
+        None,
+        "p1 ~ U[0,1], p2 = 1 - p1",
+        _PER_EPISODE,
+        {"variant": "dependent"},
+        episode_length="100",
+    ),
+    TaskSpec(
+        "neuromod_rl/TwoArmedBanditFixed-v0",
+        _E + "bandit:TwoArmedBandit",
+        "Two-armed bandit with a fixed-difficulty pair",
+        None,
+        "which arm is better (pair 0.25/0.75; `difficulty` easy/medium/hard)",
+        _PER_EPISODE,
+        {"variant": "fixed"},
+        episode_length="100",
+    ),
+    TaskSpec(
+        "neuromod_rl/CueReward-v0",
+        _E + "cue_reward:CueReward",
+        "Cue-reward association, 120 steps (Backpropamine)",
+        None,
+        "4 random 20-bit cues and which one is the target",
+        _PER_EPISODE,
+        episode_length="120",
+    ),
+    TaskSpec(
+        "neuromod_rl/Maze-v0",
+        _E + "maze:Maze",
+        "13x13 maze, invisible goal, 200 steps (Backpropamine)",
+        None,
+        "goal cell",
+        _PER_EPISODE,
+    ),
+    TaskSpec(
+        "neuromod_rl/Maze9-v0", _E + "maze:Maze", "9x9 maze", None, "goal cell", _PER_EPISODE, {"size": 9}
+    ),
+    TaskSpec(
+        "neuromod_rl/Maze11-v0", _E + "maze:Maze", "11x11 maze", None, "goal cell", _PER_EPISODE, {"size": 11}
+    ),
+    TaskSpec(
+        "neuromod_rl/TMaze-v0",
+        _E + "tmaze:TMaze",
+        "T-maze, 100 trials, high/low reward arms (Soltoggio et al. 2008)",
+        None,
+        "which arm holds the high reward",
+        "reset; the arms swap once at a random trial (25-75%)",
+        episode_length="100 trials (<= 200)",
+    ),
+    TaskSpec(
+        "neuromod_rl/Harlow-v0",
+        _E + "harlow:Harlow",
+        "Harlow learning-to-learn, 6 trials, vector objects",
+        None,
+        "two random 8-bit objects and which one is rewarded",
+        _PER_EPISODE,
+        episode_length="6",
+    ),
+    TaskSpec(
+        "neuromod_rl/DelayedCue-v0",
+        _E + "delayed_cue:DelayedCue",
+        "Delayed match-to-cue memory check (cue, 5 blanks, go)",
+        None,
+        "which cue (of 2)",
+        _PER_EPISODE,
+        episode_length="7",
+    ),
+    TaskSpec(
+        "neuromod_rl/HalfCheetahVel-v0",
+        _E + "locomotion:HalfCheetahVel",
+        "HalfCheetah-v5 body, run at a target velocity",
+        200,
+        "target velocity ~ U[0, 3]",
+        _MJ_SWITCH,
+        mujoco=True,
+    ),
+    TaskSpec(
+        "neuromod_rl/HalfCheetahDir-v0",
+        _E + "locomotion:HalfCheetahDir",
+        "HalfCheetah-v5 body, run forward or backward",
+        200,
+        "direction +-1",
+        _MJ_SWITCH,
+        mujoco=True,
+    ),
+    TaskSpec(
+        "neuromod_rl/AntDir-v0",
+        _E + "locomotion:AntDir",
+        "Ant-v5 body, run along a direction",
+        200,
+        "direction angle ~ U[0, 2pi)",
+        _MJ_SWITCH,
+        mujoco=True,
+    ),
+    TaskSpec(
+        "neuromod_rl/AntGoal-v0",
+        _E + "locomotion:AntGoal",
+        "Ant-v5 body, walk to a goal",
+        200,
+        "goal uniform in a disc of radius 3",
+        _MJ_SWITCH,
+        mujoco=True,
+    ),
+    TaskSpec(
+        "neuromod_rl/CrippledHalfCheetah-v0",
+        _E + "crippled:CrippledHalfCheetah",
+        "HalfCheetah-v5 with one joint disabled",
+        200,
+        "disabled joint (5 train joints; ffoot held out, `split='test'`)",
+        "every reset; with `change_at` intact until the joint breaks mid-episode",
+        mujoco=True,
+    ),
+    TaskSpec(
+        "neuromod_rl/CrippledAnt-v0",
+        _E + "crippled:CrippledAnt",
+        "Ant-v5 with one leg disabled",
+        200,
+        "disabled leg (3 train legs; leg 4 held out, `split='test'`)",
+        "every reset; with `change_at` intact until the leg breaks mid-episode",
+        mujoco=True,
+    ),
+    TaskSpec(
+        "neuromod_rl/HalfCheetahRandParams-v0",
+        _E + "rand_params:HalfCheetahRandParams",
+        "HalfCheetah-v5 with randomised dynamics",
+        200,
+        "mass, inertia, friction x1.5^u, damping x1.3^u, u ~ U[-3,3] per element",
+        _MJ_SWITCH,
+        mujoco=True,
+    ),
+    TaskSpec(
+        "neuromod_rl/HopperRandParams-v0",
+        _E + "rand_params:HopperRandParams",
+        "Hopper-v5 with randomised dynamics",
+        200,
+        "mass, inertia, friction x1.5^u, damping x1.3^u, u ~ U[-3,3] per element",
+        _MJ_SWITCH,
+        mujoco=True,
+    ),
+]
+
+ENV_IDS: list[str] = [spec.id for spec in ENV_SPECS]
+
+
+def register_envs() -> None:
+    """Register every id in ``ENV_SPECS`` with Gymnasium (idempotent: known ids are skipped)."""
+    import gymnasium
+
+    for spec in ENV_SPECS:
+        if spec.id in gymnasium.registry:
+            continue
+        gymnasium.register(
+            id=spec.id,
+            entry_point=spec.entry_point,
+            max_episode_steps=spec.max_episode_steps,
+            kwargs=dict(spec.kwargs),
+        )
