@@ -16,8 +16,11 @@ from neuromod_rl.plasticity.rules.base import (
     register_rule,
 )
 from neuromod_rl.plasticity.rules.abcd import ABCD
+from neuromod_rl.plasticity.rules.blur import BlurRule
 from neuromod_rl.plasticity.rules.clipped import ClippedHebbian
 from neuromod_rl.plasticity.rules.hebbian import HebbianDecay
+from neuromod_rl.plasticity.rules.l2l import L2LRule
+from neuromod_rl.plasticity.rules.metanet import MetaNetRule
 from neuromod_rl.plasticity.rules.neuromod import Neuromodulated
 from neuromod_rl.plasticity.rules.oja import Oja
 from neuromod_rl.plasticity.rules.retroactive import Retroactive
@@ -25,9 +28,12 @@ from neuromod_rl.plasticity.rules.retroactive import Retroactive
 __all__ = [
     "ABCD",
     "ALPHA_SHAPES",
+    "BlurRule",
     "RULES",
     "ClippedHebbian",
     "HebbianDecay",
+    "L2LRule",
+    "MetaNetRule",
     "Neuromodulated",
     "Oja",
     "PlasticityRule",
