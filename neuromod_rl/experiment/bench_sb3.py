@@ -1,0 +1,173 @@
+"""Benchmark ``neuromod-rl bench sb3``: PlasticPPO against SB3 PPO and sb3-contrib RecurrentPPO.
+
+HalfCheetah-v5, 8 envs (``DummyVecEnv``), identical PPO hyperparameters (:data:`PPO_HPARAMS`), in
+one run. Each algorithm trains in a fresh child process (so its peak RSS is its own) for the same
+number of env steps; throughput is env-steps/s over ``learn`` (rollouts *and* updates). Prints a
+table with the ratios Plastic/PPO and Plastic/RecurrentPPO and writes JSON.
+
+Targets (issue 4): PlasticPPO >= 0.5x PPO ``MlpPolicy``, >= 10x RecurrentPPO ``MlpLstmPolicy``.
+Run: ``python -m neuromod_rl.experiment.bench_sb3 --timesteps 8192``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import resource
+import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+ENV_ID = "HalfCheetah-v5"
+#: identical for the three algorithms
+PPO_HPARAMS: dict[str, Any] = dict(
+    n_steps=256, batch_size=256, n_epochs=4, learning_rate=3e-4, gamma=0.99, seed=0
+)
+ALGORITHMS: dict[str, dict[str, Any]] = {
+    "ppo_mlp": dict(label="SB3 PPO MlpPolicy", policy_kwargs={}),
+    "recurrent_ppo_lstm": dict(
+        label="RecurrentPPO MlpLstmPolicy (64)", policy_kwargs=dict(lstm_hidden_size=64)
+    ),
+    "plastic_ppo": dict(
+        label="PlasticPPO MlpPlasticPolicy (neuromod, 64)",
+        policy_kwargs=dict(rule="neuromod", hidden_size=64),
+    ),
+}
+
+
+def _peak_rss_mb() -> float:
+    # ru_maxrss is in kB on Linux, bytes on macOS.
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if platform.system() == "Darwin" else peak / 1024
+
+
+def _run_one(name: str, total_timesteps: int, n_envs: int, threads: int) -> dict[str, Any]:
+    """Train one algorithm in this (child) process; returns its throughput and memory."""
+    # Before torch loads: OpenMP (torch, the fused C kernel) must not spin more threads than asked
+    # for on a shared machine, or busy-waiting threads dominate the measurement.
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    torch.set_num_threads(threads)
+    env = make_vec_env(ENV_ID, n_envs=n_envs, seed=0)
+    spec = ALGORITHMS[name]
+    if name == "ppo_mlp":
+        model = PPO("MlpPolicy", env, **PPO_HPARAMS)
+    elif name == "recurrent_ppo_lstm":
+        from sb3_contrib import RecurrentPPO
+
+        model = RecurrentPPO("MlpLstmPolicy", env, policy_kwargs=spec["policy_kwargs"], **PPO_HPARAMS)
+    else:
+        from neuromod_rl.agents import PlasticPPO
+
+        model = PlasticPPO("MlpPlasticPolicy", env, policy_kwargs=spec["policy_kwargs"], **PPO_HPARAMS)
+    start = time.perf_counter()
+    model.learn(total_timesteps)
+    seconds = time.perf_counter() - start
+    buffer = model.rollout_buffer
+    if hasattr(buffer, "state_nbytes"):
+        state_bytes = buffer.state_nbytes()
+    elif hasattr(buffer, "hidden_states_pi"):
+        state_bytes = sum(
+            getattr(buffer, k).nbytes
+            for k in ("hidden_states_pi", "cell_states_pi", "hidden_states_vf", "cell_states_vf")
+        )
+    else:
+        state_bytes = 0
+    env.close()
+    return dict(
+        label=spec["label"],
+        env_steps=model.num_timesteps,
+        seconds=seconds,
+        steps_per_s=model.num_timesteps / seconds,
+        peak_rss_mb=_peak_rss_mb(),
+        buffer_state_bytes=int(state_bytes),
+    )
+
+
+def bench_sb3(
+    total_timesteps: int = 8192,
+    n_envs: int = 8,
+    json_path: str | None = "benchmarks/results/sb3.json",
+    threads: int = 1,
+    algorithms: tuple[str, ...] = tuple(ALGORITHMS),
+) -> dict[str, Any]:
+    """Measure the algorithms in one run (each in a fresh process); print the table, write JSON.
+
+    Args:
+        total_timesteps: env steps per algorithm (a multiple of ``n_steps * n_envs`` is exact).
+        n_envs: parallel envs (``DummyVecEnv``).
+        json_path: where to write the results (``None``: do not write).
+        threads: torch threads per child (1: the SB3 CPU default setting on a shared machine).
+        algorithms: a subset of :data:`ALGORITHMS` keys.
+    """
+    unknown = set(algorithms) - set(ALGORITHMS)
+    if unknown:
+        raise ValueError(f"unknown algorithms {sorted(unknown)}; valid choices: {list(ALGORITHMS)}")
+    if total_timesteps < 1 or n_envs < 1:
+        raise ValueError(f"total_timesteps and n_envs must be positive, got {total_timesteps}, {n_envs}")
+    results: dict[str, Any] = {}
+    ctx = mp.get_context("spawn")
+    for name in algorithms:
+        with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+            results[name] = pool.submit(_run_one, name, total_timesteps, n_envs, threads).result()
+    ratios = {}
+    if "plastic_ppo" in results:
+        plastic = results["plastic_ppo"]["steps_per_s"]
+        if "ppo_mlp" in results:
+            ratios["plastic_over_ppo"] = plastic / results["ppo_mlp"]["steps_per_s"]
+        if "recurrent_ppo_lstm" in results:
+            ratios["plastic_over_recurrent_ppo"] = plastic / results["recurrent_ppo_lstm"]["steps_per_s"]
+    report = dict(
+        env=ENV_ID,
+        n_envs=n_envs,
+        total_timesteps=total_timesteps,
+        hyperparameters=PPO_HPARAMS,
+        torch_threads=threads,
+        cpu_count=os.cpu_count(),
+        results=results,
+        ratios=ratios,
+    )
+    _print_table(report)
+    if json_path:
+        os.makedirs(os.path.dirname(json_path) or ".", exist_ok=True)
+        with open(json_path, "w") as f:
+            json.dump(report, f, indent=2)
+        print(f"wrote {json_path}")
+    return report
+
+
+def _print_table(report: dict[str, Any]) -> None:
+    print(
+        f"{report['env']}, {report['n_envs']} envs, {report['total_timesteps']} steps each, "
+        f"hyperparameters {report['hyperparameters']}"
+    )
+    print(f"{'algorithm':45s} {'env-steps/s':>12s} {'peak RSS MB':>12s} {'state in buffer':>16s}")
+    for r in report["results"].values():
+        print(
+            f"{r['label']:45s} {r['steps_per_s']:12.0f} {r['peak_rss_mb']:12.0f} "
+            f"{r['buffer_state_bytes'] / 1024:13.0f} kB"
+        )
+    for k, v in report["ratios"].items():
+        print(f"{k}: {v:.2f}x")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="neuromod-rl bench sb3", description=__doc__.splitlines()[0])
+    parser.add_argument("--timesteps", type=int, default=8192, help="env steps per algorithm")
+    parser.add_argument("--n-envs", type=int, default=8)
+    parser.add_argument("--json", default="benchmarks/results/sb3.json", help="output path ('' to skip)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per algorithm")
+    parser.add_argument("--only", nargs="+", choices=list(ALGORITHMS), default=list(ALGORITHMS))
+    args = parser.parse_args(argv)
+    bench_sb3(args.timesteps, args.n_envs, args.json or None, args.threads, tuple(args.only))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
