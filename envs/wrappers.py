@@ -24,7 +24,7 @@ def _flat_box(space: gym.Space, name: str) -> spaces.Box:
     return space
 
 
-class PrevActionReward(gym.Wrapper):
+class PrevActionReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Append the previous action (one-hot if Discrete), previous reward and previous done flag.
 
     Layout: ``[obs (flattened), prev action, prev reward, prev done]``. After a reset all three
@@ -34,7 +34,8 @@ class PrevActionReward(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env, include_done: bool = True):
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, include_done=include_done)  # lets gym re-create it
+        gym.Wrapper.__init__(self, env)
         obs_space = _flat_box(env.observation_space, "PrevActionReward")
         act = env.action_space
         if isinstance(act, spaces.Discrete):
@@ -79,7 +80,7 @@ class PrevActionReward(gym.Wrapper):
         return self._augment(obs), reward, terminated, truncated, info
 
 
-class Trial(gym.Wrapper):
+class Trial(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """``episodes`` episodes of one task form one lifetime (RL^2-style trials).
 
     The wrapped env's episode ends (terminated or truncated) become inner boundaries: the env
@@ -91,7 +92,8 @@ class Trial(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env, episodes: int = 2):
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, episodes=episodes)
+        gym.Wrapper.__init__(self, env)
         self.episodes = check_int_range("episodes", episodes, 1)
         obs_space = _flat_box(env.observation_space, "Trial")
         self.observation_space = spaces.Box(

@@ -1,0 +1,86 @@
+"""Wrappers: previous action/reward/done inputs and multi-episode trials of one task."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from neuromod_rl.envs import DelayedCue, PrevActionReward, Trial, make_task_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import neuromod_rl  # noqa: F401
+
+
+def test_prev_action_reward_discrete_layout():
+    env = PrevActionReward(DelayedCue(n_cues=2, delay=0))
+    obs, _ = env.reset(seed=0, options={"task": {"cue": 1}})
+    np.testing.assert_array_equal(obs, [0, 1, 0, 0, 0, 0, 0])  # cue, go | action one-hot, reward, done
+    obs, *_ = env.step(0)
+    np.testing.assert_array_equal(obs, [0, 0, 1, 1, 0, 0, 0])
+    obs, r, done, *_ = env.step(1)
+    assert done and r == 1.0
+    np.testing.assert_array_equal(obs[-4:], [0, 1, 1, 0])
+
+
+def test_prev_action_reward_box_actions_are_clipped():
+    env = PrevActionReward(gym.make("neuromod_rl/HalfCheetahVel-v0"), include_done=False)
+    assert env.observation_space.shape == (17 + 6 + 1,)
+    env.reset(seed=0)
+    a = np.array([2.0, -3.0, 0.5, 0, 0, 0], dtype=np.float32)
+    obs, r, *_ = env.step(a)
+    np.testing.assert_allclose(obs[17:23], np.clip(a, -1, 1))
+    assert obs[23] == np.float32(r)
+
+
+def test_trial_keeps_one_task_and_flags_inner_boundaries():
+    env = PrevActionReward(Trial(DelayedCue(n_cues=4, delay=1), episodes=3))
+    obs, info = env.reset(seed=3)
+    task = info["task"]
+    flags, dones, tasks, inner = [obs[5]], [], [], []
+    for t in range(9):
+        obs, r, terminated, truncated, info = env.step(0)
+        flags.append(obs[5])
+        dones.append(obs[-1])
+        tasks.append(info["task"])
+        inner.append(info["inner_episode"])
+        assert terminated == (t == 8) and not truncated
+    assert all(t == task for t in tasks)
+    assert flags == [1, 0, 0, 1, 0, 0, 1, 0, 0, 0]
+    assert dones == [0, 0, 1, 0, 0, 1, 0, 0, 0]
+    assert inner == [0, 0, 1, 1, 1, 2, 2, 2, 2]
+    _, info = env.reset()
+    assert "task" in info  # a new lifetime draws a new task (checked over several below)
+    lifetimes = {Trial(DelayedCue(n_cues=4), episodes=2).reset(seed=s)[1]["task"]["cue"] for s in range(12)}
+    assert len(lifetimes) > 1
+
+
+@pytest.mark.filterwarnings(
+    "ignore:.*infinity:UserWarning", "ignore:.*different from the unwrapped:UserWarning"
+)
+def test_trial_on_mujoco_truncates_only_at_the_end_and_passes_checkers():
+    env = Trial(gym.make("neuromod_rl/AntGoal-v0", max_episode_steps=4), episodes=2)
+    _, info = env.reset(seed=0)
+    goal = info["task"]
+    ends = []
+    for _ in range(8):
+        _, _, terminated, truncated, info = env.step(env.action_space.sample())
+        assert info["task"] == goal
+        ends.append((terminated, truncated, info.get("inner_done", False)))
+    assert ends[3] == (False, False, True) and ends[7] == (False, True, False)
+    assert not any(e[0] or e[1] for e in ends[:7])
+    wrapped = make_task_env("neuromod_rl/Maze9-v0", trial_episodes=2, prev_action_reward=True)
+    assert wrapped.observation_space.shape == (16 + 1 + 4 + 2,)
+    gym_check_env(wrapped, skip_render_check=True)
+    sb3_check_env(wrapped)
+
+
+def test_trial_with_crippled_switch_reuses_the_episode_limb():
+    env = Trial(gym.make("neuromod_rl/CrippledAnt-v0", change_at=2, max_episode_steps=3), episodes=2)
+    env.reset(seed=0, options={"task": {"limb": 1}})
+    limbs = []
+    for _ in range(6):
+        info = env.step(np.zeros(8, dtype=np.float32))[-1]
+        limbs.append(info.get("inner_final_info", info)["task"]["limb"])  # the step's own info
+    # every inner episode: intact, intact, then the lifetime's limb breaks at step 2
+    assert limbs == [None, None, 1, None, None, 1]
