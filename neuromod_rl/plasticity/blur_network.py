@@ -40,7 +40,8 @@ class BlurGenome(nn.Module):
     Args:
         k: states per neuron (>= 2: state 0 carries activity forward, state 1 feedback backward).
         lr: ``upd_s`` at initialisation. The initial genome is the backprop genome of :meth:`sgd`
-            plus ``noise`` times a standard normal, so meta-training starts from a working rule.
+            plus ``noise`` times a standard normal (``keep_s`` stays 1), so meta-training starts
+            from a working rule.
         noise: scale of the perturbation (``0`` gives exactly SGD).
         generator: random generator for the perturbation.
     """
@@ -57,7 +58,7 @@ class BlurGenome(nn.Module):
         values = sgd_genome_values(k, lr)
         for name in GENOME_FIELDS:
             v = values[name]
-            if noise:
+            if noise and name != "keep_s":  # a synapse keep above 1 grows weights exponentially
                 v = v + noise * torch.randn(v.shape, generator=generator)
             setattr(self, name, nn.Parameter(v))
 

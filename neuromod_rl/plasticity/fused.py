@@ -25,8 +25,10 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from neuromod_rl.plasticity import fused_cpu
 from neuromod_rl.plasticity.cells import PlasticCell, PlasticRNNCell
 from neuromod_rl.plasticity.engine import ScanResult, register_backend
+from neuromod_rl.plasticity.fused_cpu import FusedPlasticRNNCPU
 from neuromod_rl.plasticity.state import PlasticState
 
 FUSED_RULES = ("neuromod", "retroactive", "clipped", "hebbian")
@@ -346,7 +348,8 @@ def fused_scan(
     if mod is not None and mod.fanout is not None:
         wf, bf = mod.fanout.weight, mod.fanout.bias
     E0 = state.E if cell.rule.name == "retroactive" else None
-    H, hT, FT, ET, M = _FusedPlasticRNN.apply(
+    fn = FusedPlasticRNNCPU if xp.device.type == "cpu" and fused_cpu.available() else _FusedPlasticRNN
+    H, hT, FT, ET, M = fn.apply(
         cfg, episode_starts, xp, modulation, state.h, state.F, E0, cell.w, alpha, wm, bm, wf, bf, eta
     )
     final = state.replace(h=hT, F=FT, **({"E": ET} if E0 is not None else {}))

@@ -4,6 +4,7 @@
 >>> rule = make_rule("neuromod", n_pre=64, n_post=64, alpha_shape="neuron")
 """
 
+from neuromod_rl.plasticity.rules.abcd import ABCD
 from neuromod_rl.plasticity.rules.base import (
     ALPHA_SHAPES,
     RULES,
@@ -15,7 +16,6 @@ from neuromod_rl.plasticity.rules.base import (
     outer,
     register_rule,
 )
-from neuromod_rl.plasticity.rules.abcd import ABCD
 from neuromod_rl.plasticity.rules.blur import BlurRule
 from neuromod_rl.plasticity.rules.clipped import ClippedHebbian
 from neuromod_rl.plasticity.rules.hebbian import HebbianDecay

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from neuromod_rl.plasticity.rules.base import PlasticityRule, clip_trace, scalar_param, outer, register_rule
+from neuromod_rl.plasticity.rules.base import PlasticityRule, clip_trace, outer, register_rule, scalar_param
 from neuromod_rl.plasticity.state import PlasticState
 
 
