@@ -82,7 +82,9 @@ class PlasticCell(nn.Module):
                 f"rule {rule.name!r} takes no modulation: set modulation=None, or use rule='neuromod' / "
                 "'retroactive' / 'abcd' for a modulated rule"
             )
-        self.modulator = None if modulation is None else ModulatorHead(self.hidden_size, rule.n_post, modulation, source)
+        self.modulator = (
+            None if modulation is None else ModulatorHead(self.hidden_size, rule.n_post, modulation, source)
+        )
 
     @property
     def external_modulation(self) -> bool:

@@ -123,7 +123,9 @@ def scan(
         _check_state(cell, state, B, x)
     if episode_starts is not None:
         if episode_starts.shape != (T, B):
-            raise ValueError(f"scan: episode_starts must have shape [T, B]=[{T}, {B}], got {tuple(episode_starts.shape)}")
+            raise ValueError(
+                f"scan: episode_starts must have shape [T, B]=[{T}, {B}], got {tuple(episode_starts.shape)}"
+            )
         episode_starts = episode_starts.to(device=x.device, dtype=torch.bool)
     if cell.external_modulation:
         if modulation is None:
