@@ -78,6 +78,14 @@ class PlasticOnPolicyMixin:
             )
         self._check_plastic_config()
 
+    def _get_policy_from_name(self, policy_name: str) -> type:
+        if policy_name not in self.policy_aliases:
+            raise ValueError(
+                f"unknown policy {policy_name!r} for {type(self).__name__}; valid choices: "
+                f"{sorted(self.policy_aliases)} (for SB3's feed-forward policies use stable_baselines3.PPO / A2C)"
+            )
+        return self.policy_aliases[policy_name]
+
     def _check_plastic_config(self) -> None:
         """A loaded model must be rebuilt with the configuration it was saved with."""
         current = self.policy.core_config.as_dict()
@@ -171,14 +179,8 @@ class PlasticOnPolicyMixin:
         """Episodes cut by a time limit are bootstrapped with the value of their last observation
         (SB3 issue #633), computed with the state they ended in."""
         for idx, done in enumerate(dones):
-            if (
-                done
-                and infos[idx].get("terminal_observation") is not None
-                and infos[idx].get("TimeLimit.truncated")
-            ):
+            if done and infos[idx].get("terminal_observation") is not None and infos[idx].get("TimeLimit.truncated"):
                 terminal_obs = self.policy.obs_to_tensor(infos[idx]["terminal_observation"])[0]
                 with th.no_grad():
-                    value = self.policy.step(
-                        terminal_obs, state.index([idx]), th.zeros(1, dtype=th.bool)
-                    ).values
+                    value = self.policy.step(terminal_obs, state.index([idx]), th.zeros(1, dtype=th.bool)).values
                 rewards[idx] += self.gamma * float(value[0, 0])
