@@ -1,0 +1,36 @@
+"""Algorithm registry: config name -> SB3-compatible algorithm class, imported only when used.
+
+Every entry is an SB3 ``OnPolicyAlgorithm`` with the same API (learn, predict with ``state`` and
+``episode_start``, save/load), so the rest of the workflow treats them alike; recurrent ones
+simply return a non-``None`` state from ``predict``. Imports are lazy so that ``import
+neuromod_rl`` and config validation of unrelated keys stay light.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from neuromod_rl.experiment.errors import UserError
+
+# name -> (module, class)
+ALGOS: dict[str, tuple[str, str]] = {
+    "plastic_ppo": ("neuromod_rl.agents", "PlasticPPO"),
+    "plastic_a2c": ("neuromod_rl.agents", "PlasticA2C"),
+    "ppo": ("stable_baselines3", "PPO"),
+    "a2c": ("stable_baselines3", "A2C"),
+    "recurrent_ppo": ("sb3_contrib", "RecurrentPPO"),
+}
+
+
+def algo_class(name: str) -> type:
+    """The class registered as ``name``; a clear :class:`UserError` if it is unknown or not installed."""
+    if name not in ALGOS:
+        raise UserError(f"unknown algorithm {name!r}; allowed values: {sorted(ALGOS)}")
+    module, attr = ALGOS[name]
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise UserError(
+            f"algorithm {name!r} needs {module}.{attr}, which cannot be imported here ({err}). "
+            f"Choose another `algo` among {sorted(ALGOS)} or install the missing package."
+        ) from None

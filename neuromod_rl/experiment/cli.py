@@ -1,0 +1,256 @@
+"""The ``neuromod-rl`` command: argument parsing and dispatch only (the work lives in sibling modules).
+
+Every subcommand imports what it needs when it runs, so ``neuromod-rl --help`` and ``envs`` are fast.
+User errors (:class:`UserError`) print one paragraph and exit with code 2; Ctrl-C during training
+saves a checkpoint and exits with code 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from neuromod_rl.experiment.errors import EXIT_USER_ERROR, UserError
+
+EXIT_INTERRUPTED = 130
+
+# `bench NAME` -> module in neuromod_rl.experiment, and `reproduce`/`demo` targets (other owners' modules)
+BENCHES = {"core": "bench_core", "sb3": "bench_sb3", "envs": "bench_envs"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits with 2 on bad arguments already; this only makes its message a single paragraph."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USER_ERROR, f"neuromod-rl: error: {message}. Run `{self.prog} --help` for the options.\n")
+
+
+def _add_wandb(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Weights & Biases (offline when no credentials; WANDB_MODE is respected)")
+    g.add_argument("--wandb", action="store_true", help="log to W&B")
+    g.add_argument("--wandb-project", default="neuromod-rl", metavar="NAME")
+    g.add_argument("--wandb-entity", default=None, metavar="NAME")
+    g.add_argument("--wandb-group", default=None, metavar="NAME")
+    g.add_argument("--wandb-tags", nargs="*", default=[], metavar="TAG")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="neuromod-rl", description="Train, evaluate, report and compare plastic RL agents.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a config (the embedded default when CONFIG is omitted)")
+    p.add_argument("config", nargs="?", help="YAML config (default: the embedded default config)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set n_envs=4 --set hyperparameters.learning_rate=lin_1e-3")
+    p.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint")
+    p.add_argument("--runs-dir", default="runs", help="where new run directories go (default: runs/)")
+    p.add_argument("--report", action="store_true", help="after training: evaluate and write the report")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_wandb(p)
+
+    p = sub.add_parser("eval", help="evaluate a run on train or test tasks")
+    p.add_argument("run_dir")
+    p.add_argument("--tasks", choices=["train", "test"], default="test")
+    p.add_argument("--episodes", type=int, default=None, help="default: the config's eval.episodes")
+    p.add_argument("--deterministic", action="store_true", help="greedy actions")
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("report", help="evaluate if needed, plot and write RUN_DIR/report.md")
+    p.add_argument("run_dir")
+    p.add_argument("--episodes", type=int, default=None)
+    p.add_argument("--no-video", action="store_true", help="skip the MuJoCo video")
+    p.add_argument("--no-progress", action="store_true")
+    _add_wandb(p)
+
+    p = sub.add_parser("compare", help="compare runs (median and IQR over seeds of each config)")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--out", default=None, help="output directory (default: runs/compare-<timestamp>)")
+
+    p = sub.add_parser("export", help="export a run's weights (safetensors: loadable without unpickling)")
+    p.add_argument("run_dir")
+    p.add_argument("--format", choices=["safetensors"], default="safetensors")
+    p.add_argument("--out", default=None, help="output file (default: RUN_DIR/model.safetensors)")
+
+    p = sub.add_parser("check", help="validate configs and print the resolved config")
+    p.add_argument("configs", nargs="+")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    sub.add_parser("envs", help="table of the registered tasks")
+
+    p = sub.add_parser("bench", help="benchmarks: core, sb3, envs")
+    p.add_argument("name", choices=sorted(BENCHES))
+    p.add_argument("args", nargs=argparse.REMAINDER, help="passed on to the benchmark")
+
+    p = sub.add_parser("reproduce", help="paper reproductions: gregor, blur, l2l")
+    p.add_argument("name", choices=["gregor", "blur", "l2l"])
+    p.add_argument("args", nargs=argparse.REMAINDER)
+
+    p = sub.add_parser("demo", help="a short demonstration of the plastic core")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+# ------------------------------------------------------------------------------ commands
+def _wandb_settings(args):
+    from neuromod_rl.experiment.wandb_logging import WandbSettings
+
+    return WandbSettings(args.wandb, args.wandb_project, args.wandb_entity, args.wandb_group, list(args.wandb_tags))
+
+
+def cmd_train(args) -> int:
+    from neuromod_rl.experiment import train as tr
+
+    opts = tr.TrainOptions(runs_dir=Path(args.runs_dir), wandb=_wandb_settings(args), progress=not args.no_progress)
+    if args.resume:
+        if args.config or args.seed is not None:
+            raise UserError("--resume continues a saved run with its saved config: pass no CONFIG and no --seed.")
+        result = tr.resume(args.resume, args.overrides, opts)
+    else:
+        from neuromod_rl.experiment.config import load_config
+
+        overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
+        result = tr.train(load_config(args.config, overrides), opts)
+    if not result.finished:
+        result.wandb.finish()
+        return EXIT_INTERRUPTED
+    print(f"Trained {result.num_timesteps} steps: {result.run.path}", file=sys.stderr)
+    if args.report:
+        from neuromod_rl.experiment.report import make_report
+
+        path = make_report(result.run.path, progress=opts.progress, wandb=result.wandb)
+        print(f"Report: {path}")
+    result.wandb.finish()
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from neuromod_rl.experiment.evaluate import evaluate
+
+    summary = evaluate(args.run_dir, args.tasks, args.episodes, args.deterministic or None, not args.no_progress)
+    for key, value in summary.items():
+        print(f"{key:>28}: {value:.4g}" if isinstance(value, float) else f"{key:>28}: {value}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from neuromod_rl.experiment.report import make_report
+    from neuromod_rl.experiment.runs import Run
+    from neuromod_rl.experiment.wandb_logging import init_wandb
+
+    wandb = None
+    if args.wandb:
+        from neuromod_rl.experiment.evaluate import load_run
+
+        run, cfg = load_run(args.run_dir)
+        wandb = init_wandb(_wandb_settings(args), Run(run.path), cfg.model_dump())
+    path = make_report(args.run_dir, episodes=args.episodes, progress=not args.no_progress, wandb=wandb,
+                       video=not args.no_video)
+    if wandb is not None:
+        wandb.finish()
+    print(f"Report: {path}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from neuromod_rl.experiment.compare import compare
+
+    print(f"Comparison: {compare(args.run_dirs, args.out)}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from neuromod_rl.experiment.export import export_safetensors
+
+    print(f"Exported: {export_safetensors(args.run_dir, args.out)}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from neuromod_rl.experiment.config import dump_config, load_config
+
+    for path in args.configs:
+        cfg = load_config(path, args.overrides)
+        print(f"# {path}: valid\n{dump_config(cfg)}")
+    return 0
+
+
+def cmd_envs(args) -> int:
+    from neuromod_rl.experiment.listing import env_table
+
+    print(env_table())
+    return 0
+
+
+def _external(module: str, what: str) -> Callable[[list[str]], int | None]:
+    """``neuromod_rl.experiment.<module>.main``; a clear message if that module has not landed yet."""
+    try:
+        mod = importlib.import_module(f"neuromod_rl.experiment.{module}")
+    except ModuleNotFoundError as err:
+        if err.name != f"neuromod_rl.experiment.{module}":
+            raise
+        raise UserError(
+            f"`neuromod-rl {what}` is not available in this version (module {module} is missing)."
+        ) from None
+    return mod.main
+
+
+def cmd_bench(args) -> int:
+    rest = [a for a in args.args if a != "--"]
+    if args.name == "envs":
+        mod = importlib.import_module("neuromod_rl.experiment.bench_envs")
+        if not hasattr(mod, "main"):
+            return _bench_envs_fallback(mod, rest)
+    return _external(BENCHES[args.name], f"bench {args.name}")(rest) or 0
+
+
+def _bench_envs_fallback(mod, argv: list[str]) -> int:
+    """``bench_envs`` without ``main``: parse its documented options here and call ``bench_envs``."""
+    p = _Parser(prog="neuromod-rl bench envs")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--json", default=getattr(mod, "DEFAULT_JSON", None))
+    a = p.parse_args(argv)
+    mod.bench_envs(steps=a.steps, repeats=a.repeats, json_path=a.json)
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    return _external("reproduce", "reproduce")([args.name, *[a for a in args.args if a != "--"]]) or 0
+
+
+def cmd_demo(args) -> int:
+    return _external("demo_core", "demo")([a for a in args.args if a != "--"]) or 0
+
+
+COMMANDS = {
+    "train": cmd_train, "eval": cmd_eval, "report": cmd_report, "compare": cmd_compare, "export": cmd_export,
+    "check": cmd_check, "envs": cmd_envs, "bench": cmd_bench, "reproduce": cmd_reproduce, "demo": cmd_demo,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``neuromod-rl``; returns the exit code (0 ok, 2 user error, 130 interrupted)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) and argument errors (2) end here
+        return int(exc.code or 0)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as err:
+        print(f"neuromod-rl {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("\nneuromod-rl: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `neuromod-rl envs | head`: the reader left, nothing is wrong
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""``neuromod-rl eval``: run a trained agent on held-out (or training) tasks and keep every step.
+
+Adaptation is a property *within* an episode, so evaluation stores per-step traces, not only
+returns: reward, bandit regret and the task-switch step of each episode (``eval/<split>.npz``),
+and a summary (``eval/<split>.json``, also in ``metrics.json``) with the early/late reward
+contrast that the report uses to say whether the agent adapts.
+
+Tasks come from the env's own train/test split (``task_split(seed)``, fixed by the run's seed),
+one task per episode in turn; episodes are seeded ``EVAL_SEED_OFFSET + seed + i``, so evaluation
+is deterministic and never reuses a training seed. Envs run in lockstep batches so that the
+policy is queried once per time step for the whole batch.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neuromod_rl.experiment.algos import algo_class
+from neuromod_rl.experiment.config import ExperimentConfig, load_yaml, validate
+from neuromod_rl.experiment.environment import make_env
+from neuromod_rl.experiment.errors import UserError
+from neuromod_rl.experiment.runs import Run, atomic_write_bytes, read_json, update_json, write_json
+
+EVAL_SEED_OFFSET = 1_000_000
+MAX_EPISODE_STEPS = 100_000  # a guard against envs that never end
+BATCH = 32
+
+
+def load_run(run_dir: str | Path) -> tuple[Run, ExperimentConfig]:
+    import torch
+
+    run = Run.open(run_dir)
+    cfg = validate(load_yaml(run.config), str(run.config))
+    torch.set_num_threads(cfg.torch_threads)
+    return run, cfg
+
+
+def load_model(run: Run, cfg: ExperimentConfig):
+    """The run's final model (else its newest checkpoint); damage becomes a clear :class:`UserError`."""
+    path = run.model_path()
+    try:
+        return algo_class(cfg.algo).load(path, device="cpu")
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001
+        raise UserError(
+            f"cannot load the model {path} ({type(err).__name__}: {err}). The file is damaged or was written by "
+            f"another version; retrain, or resume from a checkpoint with `neuromod-rl train --resume {run.path}`."
+        ) from None
+
+
+def task_list(cfg: ExperimentConfig, split: str) -> list[Any] | None:
+    """The env's fixed tasks for ``split`` (``None`` when the env has no task protocol)."""
+    env = make_env(cfg)
+    try:
+        base = env.unwrapped
+        if not hasattr(base, "task_split"):
+            return None
+        train, test = base.task_split(cfg.seed, n_train=cfg.eval.n_train_tasks, n_test=cfg.eval.n_test_tasks)
+        return train if split == "train" else test
+    finally:
+        env.close()
+
+
+def rollout(cfg: ExperimentConfig, model, episodes: int, tasks: list[Any] | None, seed: int,
+            deterministic: bool, progress: bool = True, desc: str = "eval") -> dict[str, np.ndarray]:
+    """Run ``episodes`` episodes; per-step arrays are ``[episodes, T_max]``, NaN-padded after an episode ends."""
+    from tqdm import tqdm
+
+    rewards: list[list[float]] = []
+    regrets: list[list[float]] = []
+    switch_at = np.full(episodes, -1, dtype=np.int64)
+    bar = tqdm(total=episodes, desc=desc, unit="ep", disable=not progress, file=sys.stderr)
+    for first in range(0, episodes, BATCH):
+        n = min(BATCH, episodes - first)
+        envs = [make_env(cfg) for _ in range(n)]
+        obs = []
+        for j, env in enumerate(envs):
+            options = None if tasks is None else {"task": tasks[(first + j) % len(tasks)]}
+            o, _ = env.reset(seed=seed + first + j, options=options)
+            obs.append(o)
+        obs_arr = np.stack(obs)
+        state, starts = None, np.ones(n, dtype=bool)
+        active = np.ones(n, dtype=bool)
+        ep_r = [[] for _ in range(n)]
+        ep_g = [[] for _ in range(n)]
+        t = 0
+        while active.any() and t < MAX_EPISODE_STEPS:
+            actions, state = model.predict(obs_arr, state=state, episode_start=starts, deterministic=deterministic)
+            starts = np.zeros(n, dtype=bool)
+            for j in np.flatnonzero(active):
+                o, r, term, trunc, info = envs[j].step(actions[j])
+                obs_arr[j] = o
+                ep_r[j].append(float(r))
+                ep_g[j].append(float(info.get("regret", np.nan)))
+                if info.get("task_switched") and switch_at[first + j] < 0:
+                    switch_at[first + j] = t
+                if term or trunc:
+                    active[j] = False
+                    bar.update(1)
+            t += 1
+        for env in envs:
+            env.close()
+        rewards += ep_r
+        regrets += ep_g
+    bar.close()
+    T = max(len(r) for r in rewards)
+    pad = lambda rows: np.array([r + [np.nan] * (T - len(r)) for r in rows], dtype=np.float64)  # noqa: E731
+    rew = pad(rewards)
+    return {
+        "rewards": rew,
+        "regret": pad(regrets),
+        "lengths": np.array([len(r) for r in rewards], dtype=np.int64),
+        "returns": np.nansum(rew, axis=1),
+        "switch_at": switch_at,
+    }
+
+
+def summarize(traces: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Numbers the report and ``compare`` print. ``early``/``late``: mean reward per step in the first
+    10% and last 20% of each episode's steps (after the switch when there is one); their difference
+    is the in-episode adaptation gain."""
+    rew, returns = traces["rewards"], traces["returns"]
+    early, late = [], []
+    for i, length in enumerate(traces["lengths"]):
+        s = max(int(traces["switch_at"][i]), 0)
+        seg = rew[i, s:length]
+        if len(seg) >= 5:
+            early.append(np.mean(seg[: max(1, len(seg) // 10)]))
+            late.append(np.mean(seg[-max(1, len(seg) // 5):]))
+    out: dict[str, Any] = {
+        "episodes": int(len(returns)),
+        "mean_return": float(np.mean(returns)),
+        "std_return": float(np.std(returns)),
+        "median_return": float(np.median(returns)),
+        "mean_length": float(np.mean(traces["lengths"])),
+    }
+    if early:
+        out.update(early_reward_per_step=float(np.mean(early)), late_reward_per_step=float(np.mean(late)),
+                   adaptation_gain=float(np.mean(late) - np.mean(early)))
+    if np.isfinite(traces["regret"]).any():
+        out["mean_cumulative_regret"] = float(np.mean(np.nansum(traces["regret"], axis=1)))
+    if (traces["switch_at"] >= 0).any():
+        out["episodes_with_switch"] = int((traces["switch_at"] >= 0).sum())
+    return out
+
+
+def evaluate(run_dir: str | Path, split: str = "test", episodes: int | None = None,
+             deterministic: bool | None = None, progress: bool = True) -> dict[str, Any]:
+    """Evaluate a run on ``split`` tasks; write ``eval/<split>.npz`` and ``.json``; return the summary."""
+    if split not in ("train", "test"):
+        raise UserError(f"--tasks {split!r} is not valid; allowed values: ['train', 'test']")
+    run, cfg = load_run(run_dir)
+    model = load_model(run, cfg)
+    n = episodes or cfg.eval.episodes
+    if n < 1:
+        raise UserError(f"--episodes {n} is not valid; pass a positive number of episodes, e.g. --episodes 50")
+    det = cfg.eval.deterministic if deterministic is None else deterministic
+    tasks = task_list(cfg, split)
+    traces = rollout(cfg, model, n, tasks, EVAL_SEED_OFFSET + cfg.seed, det, progress, desc=f"eval {split}")
+    summary = summarize(traces)
+    summary.update(split=split, deterministic=det, tasks="env task_split" if tasks is not None else "env sampling")
+    run.eval_dir.mkdir(exist_ok=True)
+    import io
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **traces)
+    atomic_write_bytes(run.eval_dir / f"{split}.npz", buf.getvalue())
+    write_json(run.eval_dir / f"{split}.json", summary)
+    update_json(run.metrics, f"eval_{split}", summary)
+    return summary
+
+
+def load_traces(run: Run, split: str) -> dict[str, np.ndarray] | None:
+    """The traces ``evaluate`` saved, or ``None`` if that split was not evaluated."""
+    path = run.eval_dir / f"{split}.npz"
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+    except Exception:  # noqa: BLE001
+        raise UserError(
+            f"{path} is damaged; re-create it with `neuromod-rl eval {run.path} --tasks {split}`."
+        ) from None
+
+
+def eval_summary(run: Run, split: str) -> dict[str, Any] | None:
+    return read_json(run.eval_dir / f"{split}.json")

@@ -1,0 +1,165 @@
+"""``neuromod-rl report``: evaluate (if not done yet), draw every plot, write ``RUN_DIR/report.md``.
+
+The report's verdict lines are computed from the evaluation traces (never written by hand): the
+in-episode gain (late minus early reward per step on held-out tasks, with its 95% interval over
+episodes) and, for bandits, the regret next to Thompson sampling and UCB1.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neuromod_rl.experiment.evaluate import EVAL_SEED_OFFSET, evaluate, load_model, load_run, load_traces, task_list
+from neuromod_rl.experiment.plots_adaptation import plot_adaptation, plot_fast_weights, plot_modulation, plot_regret
+from neuromod_rl.experiment.plots_learning import plot_diagnostics, plot_learning_curves
+from neuromod_rl.experiment.runs import atomic_write_text, read_json, update_json
+
+
+def _bandit_info(cfg) -> tuple[str | None, int] | None:
+    """``(variant, n_pulls)`` when the run's env is the two-armed bandit, else ``None``."""
+    from neuromod_rl.experiment.environment import make_env
+
+    env = make_env(cfg)
+    try:
+        base = env.unwrapped
+        if type(base).__name__ != "TwoArmedBandit":
+            return None
+        return getattr(base, "variant", None), int(base.n_pulls)
+    finally:
+        env.close()
+
+
+def adaptation_gain(traces: dict[str, np.ndarray]) -> tuple[float, float] | None:
+    """Per-episode (late - early) reward per step, aggregated as (mean, 95% half-width)."""
+    gains = []
+    for i, length in enumerate(traces["lengths"]):
+        s = max(int(traces["switch_at"][i]), 0)
+        seg = traces["rewards"][i, s:length]
+        if len(seg) >= 5:
+            gains.append(np.mean(seg[-max(1, len(seg) // 5):]) - np.mean(seg[: max(1, len(seg) // 10)]))
+    if not gains:
+        return None
+    g = np.array(gains)
+    return float(g.mean()), float(1.96 * g.std() / np.sqrt(len(g)))
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _table(rows: dict[str, dict[str, Any]]) -> list[str]:
+    keys = sorted({k for r in rows.values() for k in r})
+    lines = ["| metric | " + " | ".join(rows) + " |", "|---|" + "---|" * len(rows)]
+    lines += [f"| {k} | " + " | ".join(_fmt(r.get(k, "")) for r in rows.values()) + " |" for k in keys]
+    return lines
+
+
+def make_report(run_dir: str | Path, episodes: int | None = None, progress: bool = True, wandb=None,
+                video: bool = True) -> Path:
+    """Write the report of ``run_dir`` and return the path of ``report.md``."""
+    run, cfg = load_run(run_dir)
+    traces = {}
+    for split in ("train", "test"):
+        t = load_traces(run, split)
+        if t is None or (episodes is not None and len(t["returns"]) != episodes):
+            evaluate(run.path, split, episodes, progress=progress)
+            t = load_traces(run, split)
+        traces[split] = t
+    plots: list[Path] = []
+    lines = [f"# Report: {run.path.name}", "", f"`{cfg.algo}` / `{cfg.policy}` on `{cfg.env}`, "
+             f"{cfg.n_timesteps} steps, seed {cfg.seed}. Config: [config.yaml](config.yaml).", ""]
+
+    gain = adaptation_gain(traces["test"])
+    lines.append("## Does the agent adapt within an episode?")
+    lines.append("")
+    if gain is not None:
+        mean, hw = gain
+        s = read_json(run.eval_dir / "test.json", {}) or {}
+        verdict = (
+            "yes: reward per step rises within the episode" if mean - hw > 0
+            else "not visibly: reward per step does not rise significantly within the episode"
+        )
+        lines.append(
+            f"On held-out test tasks, reward per step goes from {s.get('early_reward_per_step', float('nan')):.3f} "
+            f"(first 10% of the episode{' after the switch' if (traces['test']['switch_at'] >= 0).any() else ''}) "
+            f"to {s.get('late_reward_per_step', float('nan')):.3f} (last 20%): gain {mean:+.3f} "
+            f"(95% CI ±{hw:.3f}) -> **{verdict}**."
+        )
+    bandit = _bandit_info(cfg)
+    regret_finals: dict[str, float] = {}
+    if bandit is not None:
+        path, regret_finals = plot_regret(traces["test"], bandit[0], bandit[1], run.plots / "regret.png")
+        if path:
+            plots.append(path)
+            ref = ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in regret_finals.items() if k != "agent")
+            lines.append("")
+            lines.append(f"Cumulative regret after {bandit[1]} pulls: agent {regret_finals['agent']:.2f}"
+                         + (f"; references: {ref}" if ref else "") + " (lower is better).")
+    lines.append("")
+
+    figures = []
+    p = plot_adaptation(traces, run.plots / "adaptation.png")
+    if p:
+        figures.append(("Adaptation curve: reward against time within the episode", p))
+    if bandit is not None and regret_finals:
+        figures.append(("Regret against Thompson sampling and UCB1", run.plots / "regret.png"))
+    p = plot_learning_curves({cfg.name: [run]}, run.plots / "learning_curve.png")
+    if p:
+        figures.append(("Learning curve (training episodes)", p))
+
+    model = load_model(run, cfg)
+    from neuromod_rl.experiment.probe import plastic_trace
+
+    tasks = task_list(cfg, "test")
+    probe = plastic_trace(model, cfg, tasks[0] if tasks else None, EVAL_SEED_OFFSET + cfg.seed,
+                          cfg.eval.deterministic)
+    if probe is not None:
+        figures.append(("Fast weights at several times of one test episode",
+                        plot_fast_weights(probe, run.plots / "fast_weights.png")))
+        p = plot_modulation(probe, run.plots / "modulation.png")
+        if p:
+            figures.append(("Modulator M(t), with reward events marked", p))
+    else:
+        lines.append(f"(No fast-weight or M(t) plots: `{cfg.policy}` has no plastic core.)")
+        lines.append("")
+    p = plot_diagnostics(run, run.plots / "diagnostics.png")
+    if p:
+        figures.append(("Plastic diagnostics logged during training", p))
+    if video:
+        from neuromod_rl.experiment.video import record_video
+
+        v = record_video(run, cfg, model)
+        if v is not None:
+            figures.append(("One episode of the agent", v))
+            if wandb is not None:
+                wandb.log_video(v)
+
+    for caption, path in figures:
+        lines += [f"### {caption}", "", f"![{caption}]({path.relative_to(run.path)})", ""]
+        if path.suffix == ".png" and path not in plots:
+            plots.append(path)
+
+    metrics = read_json(run.metrics, {}) or {}
+    lines += ["## Metrics", ""]
+    rows = {name: metrics[key] for name, key in (("train tasks", "eval_train"), ("test tasks", "eval_test"))
+            if key in metrics}
+    if rows:
+        lines += _table(rows) + [""]
+    if "train" in metrics:
+        lines += ["Training: " + ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(metrics["train"].items())), ""]
+    lines += ["Reproduce: `neuromod-rl eval " + str(run.path) + " --tasks test` re-creates the evaluation; "
+              "`neuromod-rl report " + str(run.path) + "` this report.", ""]
+    atomic_write_text(run.report, "\n".join(lines))
+    summary = {"plots": [str(p.relative_to(run.path)) for p in plots], "regret": regret_finals}
+    if gain is not None:
+        summary.update(adaptation_gain=gain[0], adaptation_gain_ci95=gain[1])
+    update_json(run.metrics, "report", summary)
+    if wandb is not None:
+        wandb.log_images(plots)
+        wandb.summary({f"report/{k}": v for k, v in summary.items() if isinstance(v, float)})
+    print(f"Wrote {run.report} with {len(plots)} plots", file=sys.stderr)
+    return run.report

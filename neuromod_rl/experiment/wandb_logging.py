@@ -1,0 +1,188 @@
+"""Weights & Biases logging that can never stop training.
+
+* ``--wandb`` turns it on; ``--wandb-project/-entity/-group/-tags`` name the run.
+* ``WANDB_MODE`` is respected when set; otherwise the run is ``offline`` when no credentials are
+  found (no ``WANDB_API_KEY`` and no api.wandb.ai entry in ``~/.netrc``), ``online`` when they are.
+  An offline run can be uploaded later with ``wandb sync RUN_DIR/wandb/offline-run-*``.
+* Every call into wandb goes through :class:`WandbLogger`; the first failure prints one warning
+  and turns logging off for the rest of the process, training goes on.
+* Everything SB3 logs (``rollout/*``, ``train/*``, ``plastic/*``) reaches W&B through
+  :class:`WandbOutputFormat`, an SB3 logger output next to TensorBoard and CSV.
+"""
+
+from __future__ import annotations
+
+import netrc
+import numbers
+import os
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from neuromod_rl.experiment.runs import Run, read_json, write_json
+
+
+@dataclass
+class WandbSettings:
+    """What the user asked for on the command line."""
+
+    enabled: bool = False
+    project: str = "neuromod-rl"
+    entity: str | None = None
+    group: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+def _has_credentials() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def choose_mode() -> str:
+    """``WANDB_MODE`` if set, else ``online`` with credentials and ``offline`` without."""
+    mode = os.environ.get("WANDB_MODE")
+    if mode:
+        return mode
+    return "online" if _has_credentials() else "offline"
+
+
+class WandbLogger:
+    """A W&B run behind a warn-once guard: any wandb exception disables it, never training."""
+
+    def __init__(self, run: Any = None):
+        self._run = run
+        self._warned = False
+
+    @property
+    def active(self) -> bool:
+        return self._run is not None
+
+    def _fail(self, what: str, err: BaseException) -> None:
+        if not self._warned:
+            warnings.warn(
+                f"W&B {what} failed ({type(err).__name__}: {err}); W&B logging is off for the rest of this run, "
+                "training goes on. Local files (TensorBoard, CSV, plots) are complete.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            self._warned = True
+        self._run = None
+
+    def log(self, data: dict[str, Any], step: int | None = None) -> None:
+        if self._run is None:
+            return
+        try:
+            self._run.log(data, step=step)
+        except Exception as err:  # noqa: BLE001  (wandb may raise anything; training must go on)
+            self._fail("log", err)
+
+    def log_images(self, paths: list[Path], step: int | None = None) -> None:
+        if self._run is None or not paths:
+            return
+        try:
+            import wandb
+
+            self.log({f"plots/{p.stem}": wandb.Image(str(p)) for p in paths}, step=step)
+        except Exception as err:  # noqa: BLE001
+            self._fail("image upload", err)
+
+    def log_video(self, path: Path, step: int | None = None) -> None:
+        if self._run is None:
+            return
+        try:
+            import wandb
+
+            self.log({f"videos/{path.stem}": wandb.Video(str(path))}, step=step)
+        except Exception as err:  # noqa: BLE001
+            self._fail("video upload", err)
+
+    def summary(self, data: dict[str, Any]) -> None:
+        if self._run is None:
+            return
+        try:
+            self._run.summary.update(data)
+        except Exception as err:  # noqa: BLE001
+            self._fail("summary", err)
+
+    def finish(self) -> None:
+        if self._run is None:
+            return
+        try:
+            self._run.finish()
+        except Exception as err:  # noqa: BLE001
+            self._fail("finish", err)
+        self._run = None
+
+
+def init_wandb(settings: WandbSettings, run: Run, config: dict[str, Any]) -> WandbLogger:
+    """Start (or, for a resumed run, continue) the W&B run of ``run``; an inert logger if disabled or failing."""
+    if not settings.enabled:
+        return WandbLogger(None)
+    logger = WandbLogger(None)
+    try:
+        import wandb
+
+        mode = choose_mode()
+        previous = read_json(run.wandb_id, {}) or {}
+        if mode == "offline" and "WANDB_MODE" not in os.environ:
+            print(
+                f"W&B: no credentials found, logging offline to {run.path / 'wandb'} "
+                "(upload later with `wandb sync`)",
+                file=sys.stderr,
+            )
+        wb = wandb.init(
+            project=previous.get("project", settings.project),
+            entity=previous.get("entity", settings.entity),
+            group=previous.get("group", settings.group),
+            tags=previous.get("tags", settings.tags) or None,
+            name=run.path.name,
+            id=previous.get("id"),
+            resume="allow" if previous.get("id") else None,
+            dir=str(run.path),
+            mode=mode,
+            config=config,
+            settings=wandb.Settings(console="off", silent=True),
+        )
+        logger = WandbLogger(wb)
+        write_json(
+            run.wandb_id,
+            {
+                "id": wb.id,
+                "project": previous.get("project", settings.project),
+                "entity": previous.get("entity", settings.entity),
+                "group": previous.get("group", settings.group),
+                "tags": previous.get("tags", settings.tags),
+                "mode": mode,
+            },
+        )
+    except Exception as err:  # noqa: BLE001  (a wandb failure must never stop training)
+        logger._fail("init", err)
+    return logger
+
+
+def make_output_format(logger: WandbLogger):
+    """An SB3 ``KVWriter`` that forwards every logger dump to ``logger`` (imported lazily: SB3 is heavy)."""
+    from stable_baselines3.common.logger import KVWriter
+
+    class WandbOutputFormat(KVWriter):
+        def write(self, key_values: dict[str, Any], key_excluded: dict[str, Any], step: int = 0) -> None:
+            data = {
+                k: v
+                for k, v in key_values.items()
+                if isinstance(v, numbers.Real)
+                and not isinstance(v, bool)
+                and "wandb" not in (key_excluded.get(k) or ())
+            }
+            if data:
+                logger.log(data, step=step)
+
+        def close(self) -> None:
+            pass
+
+    return WandbOutputFormat()
