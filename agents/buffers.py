@@ -78,21 +78,15 @@ class _SequenceStorage:
     def add_start_state(self, flat_state: th.Tensor) -> None:
         """Store the state ``[n_envs, D]`` held *before* the current step (at ``pos % seq_len == 0``)."""
         if self.pos % self.seq_len:
-            raise RuntimeError(
-                f"a sequence starts every {self.seq_len} steps; step {self.pos} is not a start"
-            )
+            raise RuntimeError(f"a sequence starts every {self.seq_len} steps; step {self.pos} is not a start")
         if self.start_states is None or self.start_states.shape[-1] != flat_state.shape[-1]:
-            self.start_states = th.zeros(
-                (self.n_chunks, self.n_envs, flat_state.shape[-1]), device=self.device
-            )
+            self.start_states = th.zeros((self.n_chunks, self.n_envs, flat_state.shape[-1]), device=self.device)
         self.start_states[self.pos // self.seq_len].copy_(flat_state)
         self._states_written += 1
 
     def state_nbytes(self) -> int:
         """Bytes held for recurrent state (the figure the benchmark reports)."""
-        return (
-            0 if self.start_states is None else self.start_states.numel() * self.start_states.element_size()
-        )
+        return 0 if self.start_states is None else self.start_states.numel() * self.start_states.element_size()
 
     def _store_modulation(self, modulation: th.Tensor | None) -> None:
         if modulation is not None:
@@ -102,9 +96,7 @@ class _SequenceStorage:
         if not self.full:
             raise RuntimeError("the rollout buffer is not full yet: collect a whole rollout before training")
         if self._states_written != self.n_chunks:
-            raise RuntimeError(
-                f"{self._states_written} sequence-start states stored, {self.n_chunks} expected"
-            )
+            raise RuntimeError(f"{self._states_written} sequence-start states stored, {self.n_chunks} expected")
         n_total = self.n_chunks * self.n_envs
         per_batch = n_total if batch_size is None else max(1, batch_size // self.seq_len)
         # SB3 seeds the global numpy generator (set_random_seed): same seed, same minibatches.
@@ -123,9 +115,7 @@ class _SequenceStorage:
         T, n = self.seq_len, len(ids)
         starts = self.to_torch(self._seq(self.episode_starts, ids).reshape(T, n)).bool()
         modulation = self.to_torch(self._seq(self.modulations, ids).reshape(T, n))
-        batch = SequenceBatch(
-            observations, starts, self.start_states[th.as_tensor(c), th.as_tensor(e)], modulation
-        )
+        batch = SequenceBatch(observations, starts, self.start_states[th.as_tensor(c), th.as_tensor(e)], modulation)
         per_step = tuple(
             self.to_torch(self._seq(a, ids).reshape(T * n, *a.shape[2:]))
             for a in (self.actions, self.values, self.log_probs, self.advantages, self.returns)

@@ -78,34 +78,24 @@ class CoreConfig:
     def __post_init__(self) -> None:
         rules = available_rules()
         if self.rule not in rules:
-            raise ValueError(
-                f"policy_kwargs rule={self.rule!r} is not a registered rule; valid choices: {rules}"
-            )
+            raise ValueError(f"policy_kwargs rule={self.rule!r} is not a registered rule; valid choices: {rules}")
         if self.core not in CORES:
             raise ValueError(f"policy_kwargs core={self.core!r} is not valid; valid choices: {sorted(CORES)}")
-        if (
-            not isinstance(self.hidden_size, int)
-            or isinstance(self.hidden_size, bool)
-            or self.hidden_size < 1
-        ):
+        if not isinstance(self.hidden_size, int) or isinstance(self.hidden_size, bool) or self.hidden_size < 1:
             raise ValueError(f"policy_kwargs hidden_size must be a positive int, got {self.hidden_size!r}")
         if self.alpha_shape not in ALPHA_SHAPES:
             raise ValueError(
                 f"policy_kwargs alpha_shape={self.alpha_shape!r} is not valid; valid choices: {ALPHA_SHAPES}"
             )
         if self.modulation not in MODULATIONS:
-            raise ValueError(
-                f"policy_kwargs modulation={self.modulation!r} is not valid; valid choices: {MODULATIONS}"
-            )
+            raise ValueError(f"policy_kwargs modulation={self.modulation!r} is not valid; valid choices: {MODULATIONS}")
         if self.modulation_source not in MODULATION_SOURCES:
             raise ValueError(
                 f"policy_kwargs modulation_source={self.modulation_source!r} is not valid; "
                 f"valid choices: {MODULATION_SOURCES}"
             )
         if not isinstance(self.rule_kwargs, dict):
-            raise ValueError(
-                f"policy_kwargs rule_kwargs must be a dict, got {type(self.rule_kwargs).__name__}"
-            )
+            raise ValueError(f"policy_kwargs rule_kwargs must be a dict, got {type(self.rule_kwargs).__name__}")
         if self.modulation_source != "hidden" and self.cell_modulation is None:
             raise ValueError(
                 f"modulation_source={self.modulation_source!r} needs a modulated rule: rule={self.rule!r} is "

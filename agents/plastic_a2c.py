@@ -22,8 +22,6 @@ class PlasticA2C(PlasticOnPolicyMixin, A2C):
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = PLASTIC_POLICY_ALIASES
 
-    def __init__(
-        self, policy: str | type[MlpPlasticPolicy], env, bptt_length: int | str = "episode", **kwargs: Any
-    ):
+    def __init__(self, policy: str | type[MlpPlasticPolicy], env, bptt_length: int | str = "episode", **kwargs: Any):
         self._init_plastic(bptt_length)
         super().__init__(policy, env, **kwargs)

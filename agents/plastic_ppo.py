@@ -32,8 +32,6 @@ class PlasticPPO(PlasticOnPolicyMixin, PPO):
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = PLASTIC_POLICY_ALIASES
 
-    def __init__(
-        self, policy: str | type[MlpPlasticPolicy], env, bptt_length: int | str = "episode", **kwargs: Any
-    ):
+    def __init__(self, policy: str | type[MlpPlasticPolicy], env, bptt_length: int | str = "episode", **kwargs: Any):
         self._init_plastic(bptt_length)
         super().__init__(policy, env, **kwargs)

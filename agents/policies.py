@@ -95,9 +95,7 @@ class PlasticActorCriticPolicy(RecurrentPPOAdapterMixin, ActorCriticPolicy):
 
     _default_extractor: type = FlattenExtractor
 
-    def __init__(
-        self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule, **kwargs: Any
-    ):
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule, **kwargs: Any):
         config, sb3_kwargs = split_policy_kwargs(kwargs, _SB3_KEYS)
         if sb3_kwargs.get("use_sde", False):
             raise ValueError("use_sde=True is not supported by plastic policies; drop use_sde")
@@ -105,9 +103,7 @@ class PlasticActorCriticPolicy(RecurrentPPOAdapterMixin, ActorCriticPolicy):
         if sb3_kwargs.get("net_arch") is None:
             sb3_kwargs["net_arch"] = []
         if config.shared_core and not sb3_kwargs.get("share_features_extractor", True):
-            raise ValueError(
-                "shared_core=True needs share_features_extractor=True; set shared_core=False instead"
-            )
+            raise ValueError("shared_core=True needs share_features_extractor=True; set shared_core=False instead")
         self.core_config: CoreConfig = config
         self._check_reward_source(observation_space, config)
         super().__init__(observation_space, action_space, lr_schedule, **sb3_kwargs)
@@ -197,17 +193,13 @@ class PlasticActorCriticPolicy(RecurrentPPOAdapterMixin, ActorCriticPolicy):
         fields = _prefixed(pi_new, "pi")
         y_vf = y
         if self.critic_core is not None:
-            y_vf, _, vf_new = self.critic_core.step(
-                self.critic_core.project_input(vf_f), _part(state, "vf"), signal
-            )
+            y_vf, _, vf_new = self.critic_core.step(self.critic_core.project_input(vf_f), _part(state, "vf"), signal)
             fields.update(_prefixed(vf_new, "vf"))
         if "td.v" in state:
             fields["td.v"] = state["td.v"]
         return y, y_vf, m, PlasticState(**fields)
 
-    def step(
-        self, obs, state: PlasticState, episode_starts: th.Tensor, deterministic: bool = False
-    ) -> StepOutput:
+    def step(self, obs, state: PlasticState, episode_starts: th.Tensor, deterministic: bool = False) -> StepOutput:
         """One step for every env; ``episode_starts[B]`` resets those rows first (SB3 semantics)."""
         episode_starts = episode_starts.to(dtype=th.bool, device=state.device)
         if bool(episode_starts.any()):
@@ -247,9 +239,7 @@ class PlasticActorCriticPolicy(RecurrentPPOAdapterMixin, ActorCriticPolicy):
         latent_pi = res.y.reshape(T * n, -1)
         if self.critic_core is None:
             return latent_pi, latent_pi
-        res_vf = scan(
-            self.critic_core, vf_f.reshape(T, n, -1), _part(state, "vf"), batch.episode_starts, signal
-        )
+        res_vf = scan(self.critic_core, vf_f.reshape(T, n, -1), _part(state, "vf"), batch.episode_starts, signal)
         return latent_pi, res_vf.y.reshape(T * n, -1)
 
     def _evaluate_sequences(self, batch: SequenceBatch, actions: th.Tensor):
@@ -298,13 +288,9 @@ class PlasticActorCriticPolicy(RecurrentPPOAdapterMixin, ActorCriticPolicy):
             if state is None:
                 current = self.initial_state(n_envs)
             else:
-                current = self.unpack_state(
-                    th.as_tensor(np.asarray(state), dtype=th.float32, device=self.device)
-                )
+                current = self.unpack_state(th.as_tensor(np.asarray(state), dtype=th.float32, device=self.device))
                 if current.batch_size != n_envs:
-                    raise ValueError(
-                        f"state has {current.batch_size} rows but the observation has {n_envs} envs"
-                    )
+                    raise ValueError(f"state has {current.batch_size} rows but the observation has {n_envs} envs")
             starts = (
                 th.zeros(n_envs, dtype=th.bool)
                 if episode_start is None

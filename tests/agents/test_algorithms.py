@@ -8,8 +8,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import DictCue, TinyImage, TinyMultiDiscrete, cue_env
 from gymnasium import spaces
+from neuromod_rl.agents import PlasticA2C, PlasticPPO, SequenceRolloutBuffer
+from plastic_test_envs import DictCue, TinyImage, TinyMultiDiscrete, cue_env
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
@@ -18,10 +19,8 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
 
-from neuromod_rl.agents import PlasticA2C, PlasticPPO, SequenceRolloutBuffer
 
-
-def test_rollout_buffer_stores_state_only_at_sequence_starts(small_ppo_kwargs):
+def test_rollout_buffer_stores_state_only_at_sequence_starts():
     """State memory: one [n_envs, D] per sequence -- for 'episode' independent of n_steps."""
     sizes = {}
     for n_steps in (8, 32):

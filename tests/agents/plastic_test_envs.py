@@ -1,0 +1,72 @@
+"""Small, fast envs for the SB3 integration tests (imported by the tests of this folder)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from neuromod_rl.envs import DelayedCue
+
+
+class DictCue(gym.Wrapper):
+    """DelayedCue with a Dict observation: the cue and the go flag under separate keys."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        n = env.unwrapped.n_cues
+        self.observation_space = spaces.Dict(
+            {"cue": spaces.Box(0.0, 1.0, (n,), np.float32), "go": spaces.Box(0.0, 1.0, (1,), np.float32)}
+        )
+
+    def _split(self, obs):
+        return {"cue": obs[:-1], "go": obs[-1:]}
+
+    def reset(self, **kw):
+        obs, info = self.env.reset(**kw)
+        return self._split(obs), info
+
+    def step(self, action):
+        obs, r, term, trunc, info = self.env.step(action)
+        return self._split(obs), r, term, trunc, info
+
+
+class TinyImage(gym.Env):
+    """A 36x36 one-channel image (NatureCNN's minimum) with a bright column; 5-step episodes."""
+
+    observation_space = spaces.Box(0, 255, (36, 36, 1), np.uint8)
+    action_space = spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._t = 0
+        return self._obs(), {}
+
+    def _obs(self):
+        img = np.zeros((36, 36, 1), np.uint8)
+        img[:, int(self.np_random.integers(36))] = 255
+        return img
+
+    def step(self, action):
+        self._t += 1
+        return self._obs(), float(action == 1), self._t >= 5, False, {}
+
+
+class TinyMultiDiscrete(gym.Env):
+    """Two sub-actions, reward when both equal the observed bit; 6-step episodes."""
+
+    observation_space = spaces.Box(0.0, 1.0, (2,), np.float32)
+    action_space = spaces.MultiDiscrete([2, 3])
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._t, self._bit = 0, int(self.np_random.integers(2))
+        return np.array([self._bit, 1.0], np.float32), {}
+
+    def step(self, action):
+        self._t += 1
+        r = float(action[0] == self._bit) + float(action[1] == self._bit)
+        return np.array([self._bit, 0.0], np.float32), r, self._t >= 6, False, {}
+
+
+def cue_env(delay: int = 2, **kw) -> gym.Env:
+    return DelayedCue(delay=delay, **kw)
