@@ -1,0 +1,166 @@
+"""``neuromod-rl bench core``: forward+backward throughput and peak memory of the sequence engine.
+
+Plastic RNN (B=64, T=128, N=64 and N=256; rules ``neuromod`` and ``retroactive``), backends
+``reference`` (the per-step autograd specification) and ``fused``, measured in the same run. Each
+configuration runs in a fresh subprocess, so its peak memory (peak RSS minus the RSS before the
+timed work) is its own. Prints steps/s (time steps of the whole batch per second), the
+fused/reference speed ratio and the reference/fused memory ratio; writes JSON.
+
+    neuromod-rl bench core                 # or: python -m neuromod_rl.experiment.bench_core
+    neuromod-rl bench core --quick         # smaller sizes, a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_JSON = "benchmarks/results/core.json"
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def measure(rule: str, backend: str, B: int, T: int, N: int, repeats: int, input_size: int = 32) -> dict:
+    """Time ``repeats`` forward+backward passes of one configuration in this process."""
+    import torch
+
+    from neuromod_rl.plasticity import PlasticRNNCell, scan
+
+    torch.manual_seed(0)
+    cell = PlasticRNNCell(input_size, N, rule=rule)
+    x = torch.randn(T, B, input_size)
+    starts = torch.zeros(T, B, dtype=torch.bool)
+    starts[T // 2, : B // 4] = True  # some episodes end mid-sequence, as in a rollout
+
+    def step() -> None:
+        cell.zero_grad(set_to_none=True)
+        y, state, _ = scan(cell, x, episode_starts=starts, backend=backend)
+        (y.sum() + state.F.sum()).backward()
+
+    step()  # warm-up (and, for fused, the kernel build)
+    base = _rss_kib()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    best = min(times)
+    return {
+        "rule": rule,
+        "backend": backend,
+        "B": B,
+        "T": T,
+        "N": N,
+        "seconds_per_pass": best,
+        "steps_per_s": T / best,
+        "samples_per_s": T * B / best,
+        "peak_mem_mib": max(peak - base, 0) / 1024,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _run_worker(rule: str, backend: str, B: int, T: int, N: int, repeats: int) -> dict:
+    cmd = [sys.executable, "-m", "neuromod_rl.experiment.bench_core", "--worker", rule, backend, str(B), str(T),
+           str(N), str(repeats)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark worker {rule}/{backend}/N={N} failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def bench_core(
+    sizes: tuple[int, ...] = (64, 256),
+    rules: tuple[str, ...] = ("neuromod", "retroactive"),
+    B: int = 64,
+    T: int = 128,
+    repeats: int = 3,
+    json_path: str | None = DEFAULT_JSON,
+) -> dict:
+    """Run every configuration, print the table with ratios, write JSON; returns the results."""
+    from tqdm import tqdm
+
+    configs = [(r, n, be) for n in sizes for r in rules for be in ("reference", "fused")]
+    rows = []
+    for rule, N, backend in tqdm(configs, desc="bench core", unit="config"):
+        reps = 1 if backend == "reference" and N >= 256 else repeats
+        rows.append(_run_worker(rule, backend, B, T, N, reps))
+    ratios = []
+    for rule in rules:
+        for N in sizes:
+            ref = next(r for r in rows if r["rule"] == rule and r["N"] == N and r["backend"] == "reference")
+            fus = next(r for r in rows if r["rule"] == rule and r["N"] == N and r["backend"] == "fused")
+            ratios.append(
+                {
+                    "rule": rule,
+                    "N": N,
+                    "speedup_fused_over_reference": fus["steps_per_s"] / ref["steps_per_s"],
+                    "memory_reference_over_fused": ref["peak_mem_mib"] / max(fus["peak_mem_mib"], 1e-3),
+                }
+            )
+    result = {
+        "benchmark": "core",
+        "what": "plastic RNN forward+backward through scan, one batch of sequences per pass",
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "rows": rows,
+        "ratios": ratios,
+    }
+    _print(result, B, T)
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(result, indent=2))
+        print(f"wrote {json_path}")
+    return result
+
+
+def _print(result: dict, B: int, T: int) -> None:
+    print(f"\nplastic RNN forward+backward, B={B}, T={T}, {result['rows'][0]['threads']} torch threads")
+    print(f"{'rule':<12}{'N':>5}  {'backend':<10}{'steps/s':>10}{'samples/s':>12}{'peak MiB':>10}")
+    for r in result["rows"]:
+        print(
+            f"{r['rule']:<12}{r['N']:>5}  {r['backend']:<10}{r['steps_per_s']:>10.0f}"
+            f"{r['samples_per_s']:>12.0f}{r['peak_mem_mib']:>10.1f}"
+        )
+    print(f"\n{'rule':<12}{'N':>5}  {'fused/reference speed':>22}{'reference/fused memory':>24}")
+    for q in result["ratios"]:
+        print(
+            f"{q['rule']:<12}{q['N']:>5}  {q['speedup_fused_over_reference']:>21.1f}x"
+            f"{q['memory_reference_over_fused']:>23.1f}x"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="neuromod-rl bench core", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (N=32, T=32): a smoke run")
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes per configuration (best is kept)")
+    parser.add_argument("--json", default=DEFAULT_JSON, help=f"where to write the results (default {DEFAULT_JSON})")
+    parser.add_argument(
+        "--worker", nargs=6, metavar=("RULE", "BACKEND", "B", "T", "N", "REPEATS"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args(argv)
+    if args.worker:
+        rule, backend, B, T, N, reps = args.worker
+        print(json.dumps(measure(rule, backend, int(B), int(T), int(N), int(reps))))
+        return 0
+    if args.quick:
+        bench_core(sizes=(32,), B=8, T=32, repeats=1, json_path=args.json)
+    else:
+        bench_core(repeats=args.repeats, json_path=args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
