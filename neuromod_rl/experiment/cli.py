@@ -171,10 +171,12 @@ def cmd_export(args) -> int:
 
 def cmd_check(args) -> int:
     from neuromod_rl.experiment.config import dump_config, load_config
+    from neuromod_rl.experiment.train import check_buildable
 
     for path in args.configs:
         cfg = load_config(path, args.overrides)
-        print(f"# {path}: valid\n{dump_config(cfg)}")
+        check_buildable(cfg)
+        print(f"# {path}: valid (env and model built)\n{dump_config(cfg)}")
     return 0
 
 

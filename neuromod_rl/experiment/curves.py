@@ -43,17 +43,6 @@ def binned(steps: np.ndarray, values: np.ndarray, edges: np.ndarray) -> np.ndarr
         return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
-def run_curve(run: Run, n_bins: int = 40, max_step: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(bin centres, mean episode return per bin)`` of one run, or ``None`` without episodes."""
-    df = load_monitor(run)
-    if df is None or len(df) == 0:
-        return None
-    steps, returns = df["step"].to_numpy(float), df["r"].to_numpy(float)
-    top = float(max_step if max_step is not None else steps[-1])
-    edges = np.linspace(0.0, top, n_bins + 1)
-    return 0.5 * (edges[1:] + edges[:-1]), binned(steps, returns, edges)
-
-
 def quantile_band(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Median, 25th and 75th percentile over axis 0, ignoring NaNs (empty bins)."""
     import warnings

@@ -156,7 +156,7 @@ def evaluate(run_dir: str | Path, split: str = "test", episodes: int | None = No
         raise UserError(f"--tasks {split!r} is not valid; allowed values: ['train', 'test']")
     run, cfg = load_run(run_dir)
     model = load_model(run, cfg)
-    n = episodes or cfg.eval.episodes
+    n = cfg.eval.episodes if episodes is None else episodes
     if n < 1:
         raise UserError(f"--episodes {n} is not valid; pass a positive number of episodes, e.g. --episodes 50")
     det = cfg.eval.deterministic if deterministic is None else deterministic

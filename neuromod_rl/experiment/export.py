@@ -64,6 +64,6 @@ def load_exported_model(path: str | Path):
 
     tensors, metadata = load_safetensors(path)
     cfg = validate(yaml.safe_load(metadata["config"]), f"{path} (embedded config)")
-    model = build_model(cfg.model_copy(update={"n_envs": 1}), build_vec_env(cfg.model_copy(update={"n_envs": 1})))
+    model = build_model(cfg, build_vec_env(cfg))  # the env only supplies the spaces
     model.policy.load_state_dict(tensors, strict=True)
     return model

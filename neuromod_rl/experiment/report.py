@@ -65,7 +65,7 @@ def make_report(run_dir: str | Path, episodes: int | None = None, progress: bool
     traces = {}
     for split in ("train", "test"):
         t = load_traces(run, split)
-        if t is None or (episodes is not None and len(t["returns"]) != episodes):
+        if t is None or (episodes is not None and len(t["returns"]) != episodes):  # (re-)evaluate
             evaluate(run.path, split, episodes, progress=progress)
             t = load_traces(run, split)
         traces[split] = t

@@ -107,6 +107,16 @@ def build_model(cfg: ExperimentConfig, venv):
         raise _construct_error(cfg, err) from None
 
 
+def check_buildable(cfg: ExperimentConfig) -> None:
+    """Build the envs and the model once and throw them away: catches what only the libraries can
+    judge (``policy_kwargs`` of the policy, ``env_kwargs`` of the env) as a :class:`UserError`."""
+    venv = build_vec_env(cfg)
+    try:
+        build_model(cfg, venv)
+    finally:
+        venv.close()
+
+
 def _monitor(run: Run, venv):
     """Wrap ``venv`` in a VecMonitor writing a new CSV segment (``load_results`` reads them all)."""
     from stable_baselines3.common.vec_env import VecMonitor

@@ -1,0 +1,91 @@
+"""Ctrl-C during training saves a checkpoint and stops; resuming gives the same run as never stopping."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import numpy as np
+import torch
+from neuromod_rl.agents import PlasticPPO
+from stable_baselines3.common.callbacks import BaseCallback
+
+from neuromod_rl.experiment import train as tr
+from neuromod_rl.experiment.cli import main
+from neuromod_rl.experiment.config import load_config
+from neuromod_rl.experiment.curves import load_monitor
+from neuromod_rl.experiment.runs import Run
+
+
+class CtrlCAt(BaseCallback):
+    """Sends this process a real SIGINT (what Ctrl-C does) once training passes ``step``."""
+
+    def __init__(self, step: int):
+        super().__init__()
+        self.step, self.sent = step, False
+
+    def _on_step(self) -> bool:
+        if not self.sent and self.num_timesteps >= self.step:
+            self.sent = True
+            signal.raise_signal(signal.SIGINT)
+        return True
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_config, capsys):
+    cfg = load_config(tiny_config)
+    opts = lambda *cb: tr.TrainOptions(runs_dir=tmp_path / "runs", progress=False, callbacks=list(cb))  # noqa: E731
+    full = tr.train(cfg, opts())
+    cut = tr.train(cfg, opts(CtrlCAt(30)))  # mid-rollout: training runs to the next rollout start and stops
+    assert not cut.finished and cut.num_timesteps < cfg.n_timesteps
+    assert not (cut.run.path / "model.zip").exists()
+    assert json.loads((cut.run.checkpoints / "latest.json").read_text())["step"] == 40
+    assert "Resume with: neuromod-rl train --resume" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is given back
+
+    assert main(["train", "--resume", str(cut.run.path), "--no-progress"]) == 0
+    a = PlasticPPO.load(full.run.model).policy.state_dict()
+    b = PlasticPPO.load(cut.run.model).policy.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ma, mb = load_monitor(full.run), load_monitor(Run(cut.run.path))
+    assert np.array_equal(ma["r"].to_numpy(), mb["r"].to_numpy())
+
+
+class CrashAt(BaseCallback):
+    """Dies at ``step`` the way a killed process does: nothing more is written."""
+
+    def __init__(self, step: int):
+        super().__init__()
+        self.step = step
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self.step:
+            raise RuntimeError("simulated crash")
+        return True
+
+
+def test_crashed_run_resumes_from_its_last_checkpoint(tmp_path, tiny_config):
+    cfg = load_config(tiny_config)
+    full = tr.train(cfg, tr.TrainOptions(runs_dir=tmp_path / "a", progress=False))
+    try:
+        tr.train(cfg, tr.TrainOptions(runs_dir=tmp_path / "b", progress=False, callbacks=[CrashAt(80)]))
+    except RuntimeError:
+        pass
+    crashed = next((tmp_path / "b").iterdir())
+    assert json.loads((crashed / "checkpoints" / "latest.json").read_text())["step"] == 60
+    assert main(["train", "--resume", str(crashed), "--no-progress"]) == 0
+    # episodes logged after the checkpoint were set aside (not deleted, not double counted)
+    assert list((crashed / "monitor").glob("*.discarded"))
+    ma, mb = load_monitor(full.run), load_monitor(Run(crashed))
+    assert np.array_equal(ma["r"].to_numpy(), mb["r"].to_numpy())
+    a = PlasticPPO.load(full.run.model).policy.state_dict()
+    b = PlasticPPO.load(crashed / "model.zip").policy.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_a_finished_run_and_a_run_without_checkpoint(tmp_path, trained_run, capsys):
+    assert main(["train", "--resume", str(trained_run), "--no-progress"]) == 2
+    assert "already finished" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "config.yaml").write_text((trained_run / "config.yaml").read_text())
+    assert main(["train", "--resume", str(tmp_path / "empty")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
