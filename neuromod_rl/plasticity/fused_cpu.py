@@ -24,7 +24,9 @@ import torch
 from torch import Tensor
 
 _SOURCE = Path(__file__).with_name("fused_kernel.c")
-_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fopenmp", "-shared", "-fPIC", "-std=c99"]
+# -ffp-contract=off: the backward replay must round exactly as the forward did (clip masks agree).
+_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fopenmp-simd", "-pthread"]
+_FLAGS += ["-shared", "-fPIC", "-std=c99"]
 _RULE_CODES = {"neuromod": 0, "clipped": 1, "hebbian": 2, "retroactive": 3}
 _MOD_CODES = {None: 0, "scalar": 1, "fanout": 2}
 _lock = threading.Lock()
@@ -83,7 +85,7 @@ def _load() -> dict[torch.dtype, ctypes.CDLL] | None:
             _failure = str(err)
             warnings.warn(
                 f"neuromod_rl: the fused CPU kernel is unavailable ({_failure}); the fused backend uses its "
-                "slower torch-op path. Install a C compiler (gcc) with OpenMP for full speed.",
+                "slower torch-op path. Install a C compiler (gcc) for full speed.",
                 RuntimeWarning,
                 stacklevel=3,
             )

@@ -14,9 +14,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include <pthread.h>
 
 typedef REAL real;
 
@@ -200,6 +198,39 @@ static inline __attribute__((always_inline)) void trace_backward(const config *c
     *gsub_out += gsub;
 }
 
+/* Run body(ctx, begin, end, tid) over static chunks of [0, n) on up to nthreads threads. */
+typedef void (*chunk_fn)(void *ctx, int begin, int end, int tid);
+typedef struct {
+    chunk_fn fn;
+    void *ctx;
+    int begin, end, tid;
+} chunk;
+
+static void *run_chunk(void *arg) {
+    chunk *c = arg;
+    c->fn(c->ctx, c->begin, c->end, c->tid);
+    return NULL;
+}
+
+#define MAX_THREADS 256
+static void parallel_for(int n, int nthreads, chunk_fn fn, void *ctx) {
+    if (nthreads > n) nthreads = n;
+    if (nthreads > MAX_THREADS) nthreads = MAX_THREADS;
+    if (nthreads < 1) nthreads = 1;
+    pthread_t threads[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    chunk chunks[MAX_THREADS];
+    for (int k = 0; k < nthreads; k++) {
+        chunks[k] = (chunk){fn, ctx, (int)((long)n * k / nthreads), (int)((long)n * (k + 1) / nthreads), k};
+    }
+    for (int k = 1; k < nthreads; k++) started[k] = pthread_create(&threads[k], NULL, run_chunk, &chunks[k]) == 0;
+    run_chunk(&chunks[0]);
+    for (int k = 1; k < nthreads; k++) {
+        if (started[k]) pthread_join(threads[k], NULL);
+        else run_chunk(&chunks[k]); /* could not start a thread: do its share here */
+    }
+}
+
 /* Sizes get a specialised copy of the per-sequence bodies (constant trip counts: no alias checks,
  * peeling or epilogues in the short inner loops); other sizes run the generic copy. */
 #define DISPATCH_N(N, CALL)              \
@@ -242,23 +273,32 @@ static inline __attribute__((always_inline)) void forward_sequence(const config 
     }
 }
 
+typedef struct {
+    const config *c;
+    const fwd_io *io;
+} fwd_job;
+
+static void forward_chunk(void *ctx, int begin, int end, int tid) {
+    (void)tid;
+    const fwd_job *job = ctx;
+    const int N = job->c->N;
+    real *buf = malloc(3 * (size_t)N * sizeof(real));
+    for (int b = begin; b < end; b++) {
+#define FWD(n) forward_sequence(job->c, n, b, job->io, buf)
+        DISPATCH_N(N, FWD)
+#undef FWD
+    }
+    free(buf);
+}
+
 void plastic_rnn_forward(int T, int B, int N, int rule, int alpha_full, int mod, int external, int K, int nthreads,
                          real clip, real eta, real bm, const real *w, const real *alpha, const real *wm,
                          const real *wf, const real *bf, const real *xp, const uint8_t *starts, const real *ext,
                          const real *h0, real *F, real *E, real *H, real *MS, real *MF, real *F_ck, real *E_ck) {
     const config cfg = {T, B, N, rule, alpha_full, mod, external, K, nthreads, clip, eta, bm, w, alpha, wm, wf, bf};
     const fwd_io io = {xp, ext, h0, starts, F, E, H, MS, MF, F_ck, E_ck};
-#pragma omp parallel num_threads(nthreads)
-    {
-        real *buf = malloc(3 * (size_t)N * sizeof(real));
-#pragma omp for schedule(static)
-        for (int b = 0; b < B; b++) {
-#define FWD(n) forward_sequence(&cfg, n, b, &io, buf)
-            DISPATCH_N(N, FWD)
-#undef FWD
-        }
-        free(buf);
-    }
+    const fwd_job job = {&cfg, &io};
+    parallel_for(B, nthreads, forward_chunk, (void *)&job);
 }
 
 typedef struct {
@@ -394,6 +434,35 @@ static inline __attribute__((always_inline)) void backward_sequence(const config
     io->geta[b] = geta_b;
 }
 
+typedef struct {
+    const config *c;
+    const bwd_io *io;
+    real *galpha;
+} bwd_job;
+
+static void backward_chunk(void *ctx, int begin, int end, int tid) {
+    const bwd_job *job = ctx;
+    const config *c = job->c;
+    const int N = c->N, K = c->K;
+    const size_t NN = (size_t)N * N;
+    const int retro = c->rule == R_RETRO;
+    real *vecs = malloc(7 * (size_t)N * sizeof(real));
+    bwd_scratch s = {
+        malloc((size_t)K * NN * sizeof(real)), retro ? malloc((size_t)K * NN * sizeof(real)) : NULL,
+        malloc(2 * NN * sizeof(real)), vecs, vecs + N, vecs + 2 * N, vecs + 3 * N, vecs + 4 * N, vecs + 5 * N,
+        vecs + 6 * N, job->galpha + (size_t)tid * (c->alpha_full ? NN : (size_t)N),
+    };
+    for (int b = begin; b < end; b++) {
+#define BWD(n) backward_sequence(c, n, b, job->io, &s)
+        DISPATCH_N(N, BWD)
+#undef BWD
+    }
+    free(s.segF);
+    free(s.segE);
+    free(s.cur);
+    free(vecs);
+}
+
 /*
  * Backward. In: gH [T,B,N] (or NULL), dh [B,N] = dL/dh_T, dF/dE [B,N,N] = dL/dF_T, dL/dE_T.
  * Out (in place): dh = dL/dh0, dF = dL/dF0, dE = dL/dE0; gxp [T,B,N] = dL/d(pre-activation);
@@ -407,29 +476,6 @@ void plastic_rnn_backward(int T, int B, int N, int rule, int alpha_full, int mod
                           real *dF_io, real *dE_io, real *gxp, real *gms, real *gmf, real *galpha, real *geta) {
     const config cfg = {T, B, N, rule, alpha_full, mod, external, K, nthreads, clip, eta, bm, w, alpha, wm, wf, bf};
     const bwd_io io = {starts, h0, H, MS, F_ck, E_ck, gH, dh_io, dF_io, dE_io, gxp, gms, gmf, geta};
-    const size_t NN = (size_t)N * N;
-    const int retro = rule == R_RETRO;
-#pragma omp parallel num_threads(nthreads)
-    {
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
-        real *vecs = malloc(7 * (size_t)N * sizeof(real));
-        bwd_scratch s = {
-            malloc((size_t)K * NN * sizeof(real)), retro ? malloc((size_t)K * NN * sizeof(real)) : NULL,
-            malloc(2 * NN * sizeof(real)), vecs, vecs + N, vecs + 2 * N, vecs + 3 * N, vecs + 4 * N, vecs + 5 * N,
-            vecs + 6 * N, galpha + (size_t)tid * (alpha_full ? NN : (size_t)N),
-        };
-#pragma omp for schedule(static)
-        for (int b = 0; b < B; b++) {
-#define BWD(n) backward_sequence(&cfg, n, b, &io, &s)
-            DISPATCH_N(N, BWD)
-#undef BWD
-        }
-        free(s.segF);
-        free(s.segE);
-        free(s.cur);
-        free(vecs);
-    }
+    const bwd_job job = {&cfg, &io, galpha};
+    parallel_for(B, nthreads, backward_chunk, (void *)&job);
 }
