@@ -17,7 +17,7 @@ class L2LRule(PlasticityRule):
 
     The optimizer of Andrychowicz et al. (2016, eq. 1: ``θ_{t+1} = θ_t + g_t``) turned into a
     plasticity rule: every synapse is one "coordinate" with its own LSTM state ``s_ij``
-    (traces ``lh``, ``lc`` of shape ``[B, n_pre, n_post, num_layers, hidden]``), the LSTM weights
+    (traces ``lh``, ``lc`` of shape ``[B, n_pre, n_post, lstm_layers, lstm_hidden]``), the LSTM weights
     ``phi`` are shared by all synapses, and its output is the fast-weight update.
 
     Interpretation choices (REFERENCE §6 leaves the rule form *open*):
@@ -27,9 +27,9 @@ class L2LRule(PlasticityRule):
     * the modulation ``m`` (reward, TD error, or the cell's learned ``M(t)``), when given, is a third
       input feature per synapse (0 when absent), so the rule can gate or sign its updates; a TD-loss
       gradient of a value head can be fed the same way, as an external modulation;
-    * one LSTM layer of 6 units by default (the paper's 2x20 is per coordinate, and here there are
-      ``B n_pre n_post`` coordinates); the output scale is 0.1 (the paper's 0.01 suits parameters that
-      are trained for thousands of steps, fast weights live for one episode);
+    * one LSTM layer of 6 units by default (``lstm_layers``, ``lstm_hidden``; the paper's 2x20 is per
+      coordinate, and here there are ``B n_pre n_post`` coordinates); the output scale is 0.1 (the
+      paper's 0.01 suits parameters trained for thousands of steps, fast weights live for one episode);
     * ``F`` is clipped at ``±clip`` (default 1) like the Backpropamine traces, since the LSTM does not
       see ``F`` and cannot decay it.
     """
@@ -43,8 +43,8 @@ class L2LRule(PlasticityRule):
         n_post: int,
         alpha_shape="full",
         alpha_init: float = 0.01,
-        hidden_size: int = 6,
-        num_layers: int = 1,
+        lstm_hidden: int = 6,
+        lstm_layers: int = 1,
         p: float = 10.0,
         out_scale: float = 0.1,
         clip: float | None = 1.0,
@@ -55,7 +55,7 @@ class L2LRule(PlasticityRule):
         if p <= 0:
             raise ValueError(f"l2l: p must be > 0, got {p}")
         self.p, self.clip = float(p), None if clip is None else float(clip)
-        self.net = CoordinatewiseLSTM(3, hidden_size, num_layers, out_scale)
+        self.net = CoordinatewiseLSTM(3, lstm_hidden, lstm_layers, out_scale)
 
     def init_traces(self, batch: int, device=None, dtype=None) -> dict[str, Tensor]:
         dtype = dtype or torch.get_default_dtype()
@@ -66,9 +66,7 @@ class L2LRule(PlasticityRule):
             "lc": c,
         }
 
-    def update(
-        self, state: PlasticState, pre: Tensor, post: Tensor, modulation: Tensor | None
-    ) -> PlasticState:
+    def update(self, state: PlasticState, pre: Tensor, post: Tensor, modulation: Tensor | None) -> PlasticState:
         B = pre.shape[0]
         m = self._modulation(modulation, B)
         hebb = outer(pre, post)

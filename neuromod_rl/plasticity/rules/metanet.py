@@ -54,7 +54,7 @@ class MetaNetRule(PlasticityRule):
     concatenated inputs but never materialises a ``[B, n_pre, n_post, inputs]`` tensor.
 
     Traces: ``S [B, n_pre, n_post, synapse_size]``, ``A [B, n_pre, neuron_size]``,
-    ``Bn [B, n_post, neuron_size]``. Memory per step grows as ``B n_pre n_post hidden``: keep the
+    ``Bn [B, n_post, neuron_size]``. Memory per step grows as ``B n_pre n_post meta_hidden``: keep the
     sizes small (defaults 4, 4, 16).
     """
 
@@ -69,12 +69,12 @@ class MetaNetRule(PlasticityRule):
         alpha_init: float = 0.01,
         synapse_size: int = 4,
         neuron_size: int = 4,
-        hidden: int = 16,
+        meta_hidden: int = 16,
         n_types: int = 4,
         type_size: int = 4,
     ):
         super().__init__(n_pre, n_post, alpha_shape, alpha_init)
-        for name, v in dict(synapse_size=synapse_size, neuron_size=neuron_size, hidden=hidden,
+        for name, v in dict(synapse_size=synapse_size, neuron_size=neuron_size, meta_hidden=meta_hidden,
                             n_types=n_types, type_size=type_size).items():  # fmt: skip
             if not isinstance(v, int) or v <= 0:
                 raise ValueError(f"metanet: {name} must be a positive int, got {v!r}")
@@ -83,12 +83,12 @@ class MetaNetRule(PlasticityRule):
         self.register_buffer("type_pre", torch.arange(n_pre) % n_types, persistent=False)
         self.register_buffer("type_post", torch.arange(n_post) % n_types, persistent=False)
         # f_n: neuron state update from (activity, type, modulation).
-        self.f_n = GatedUpdate(neuron_size, hidden)
-        self.n_in = nn.Linear(2 + type_size, hidden, bias=False)
+        self.f_n = GatedUpdate(neuron_size, meta_hidden)
+        self.n_in = nn.Linear(2 + type_size, meta_hidden, bias=False)
         # f_w: synapse update; first layer split by source (synapse / pre neuron / post neuron).
-        self.f_w = GatedUpdate(synapse_size, hidden)
-        self.w_pre = nn.Linear(neuron_size + 1 + type_size, hidden, bias=False)
-        self.w_post = nn.Linear(neuron_size + 2 + type_size, hidden, bias=False)
+        self.f_w = GatedUpdate(synapse_size, meta_hidden)
+        self.w_pre = nn.Linear(neuron_size + 1 + type_size, meta_hidden, bias=False)
+        self.w_post = nn.Linear(neuron_size + 2 + type_size, meta_hidden, bias=False)
         self.readout = nn.Parameter(torch.full((synapse_size,), 1.0 / synapse_size))
 
     def init_traces(self, batch: int, device=None, dtype=None) -> dict[str, Tensor]:
@@ -104,9 +104,7 @@ class MetaNetRule(PlasticityRule):
         w = state.S @ self.readout
         return w if self.alpha is None else self.alpha * w
 
-    def update(
-        self, state: PlasticState, pre: Tensor, post: Tensor, modulation: Tensor | None
-    ) -> PlasticState:
+    def update(self, state: PlasticState, pre: Tensor, post: Tensor, modulation: Tensor | None) -> PlasticState:
         B = pre.shape[0]
         m = self._modulation(modulation, B)
         m = post.new_zeros(B, self.n_post) if m is None else m.reshape(B, -1).expand(B, self.n_post)
@@ -115,7 +113,7 @@ class MetaNetRule(PlasticityRule):
         x, y, mm = pre.unsqueeze(-1), post.unsqueeze(-1), m.unsqueeze(-1)
         A = self.f_n(state.A, self.n_in(torch.cat([x, torch.zeros_like(x), e_pre], -1)))
         Bn = self.f_n(state.Bn, self.n_in(torch.cat([y, mm, e_post], -1)))
-        z_pre = self.w_pre(torch.cat([A, x, e_pre], -1))  # [B, n_pre, hidden]
-        z_post = self.w_post(torch.cat([Bn, y, mm, e_post], -1))  # [B, n_post, hidden]
+        z_pre = self.w_pre(torch.cat([A, x, e_pre], -1))  # [B, n_pre, meta_hidden]
+        z_post = self.w_post(torch.cat([Bn, y, mm, e_post], -1))  # [B, n_post, meta_hidden]
         S = self.f_w(state.S, z_pre.unsqueeze(2) + z_post.unsqueeze(1))
         return state.replace(S=S, A=A, Bn=Bn)
