@@ -122,21 +122,11 @@ def _uniform_(t: Tensor, fan: int) -> Tensor:
     return nn.init.uniform_(t, -bound, bound)
 
 
-class PlasticRNNCell(PlasticCell):
-    """Plastic Elman RNN (Miconi et al. 2018, 2019): only the recurrent matrix is plastic.
+class _RecurrentPlasticCell(PlasticCell):
+    """Shared construction of the recurrent cells: ``gates`` blocks of N units, input and recurrent
+    weights for all of them in one matrix each, the rule on the N x N plastic block, the modulator."""
 
-    ``h_t = tanh(W_in x_t + b + h_{t-1} (w + alpha ⊙ F))``; then ``M(t)`` from the modulator head, then
-    ``F`` follows ``rule.update(pre=h_{t-1}, post=h_t, M(t))``.
-
-    Args:
-        input_size: features per step.
-        hidden_size: N, the number of recurrent neurons.
-        rule: a registered rule name (``"neuromod"``, ``"retroactive"``, ``"hebbian"``, ...) or a built rule.
-        modulation: ``"scalar"`` | ``"fanout"`` | ``None``; default: ``"scalar"`` when the rule needs one.
-        modulation_source: ``"hidden"`` (learned head on ``h_t``) or ``"external"`` (given to ``scan``).
-        alpha_shape: ``"full"`` | ``"neuron"`` | ``"scalar"`` (see :class:`PlasticityRule`).
-        **rule_kwargs: passed to the rule (``clip``, ``eta``, ``eta_e``, ``soft_clip``, ...).
-    """
+    gates: int = 1
 
     def __init__(
         self,
@@ -153,9 +143,28 @@ class PlasticRNNCell(PlasticCell):
         self.rule = _build_rule(rule, hidden_size, hidden_size, alpha_shape, rule_kwargs)
         if modulation == "auto":
             modulation = "scalar" if self.rule.modulation == "required" else None
-        self.input = nn.Linear(input_size, hidden_size)
-        self.w = nn.Parameter(_uniform_(torch.empty(hidden_size, hidden_size), hidden_size))
+        n = self.gates * hidden_size
+        self.input = nn.Linear(input_size, n)
+        self.w = nn.Parameter(_uniform_(torch.empty(hidden_size, n), hidden_size))
         self._build_modulator(self.rule, modulation, modulation_source)
+
+
+class PlasticRNNCell(_RecurrentPlasticCell):
+    """Plastic Elman RNN (Miconi et al. 2018, 2019): only the recurrent matrix is plastic.
+
+    ``h_t = tanh(W_in x_t + b + h_{t-1} (w + alpha ⊙ F))``; then ``M(t)`` from the modulator head, then
+    ``F`` follows ``rule.update(pre=h_{t-1}, post=h_t, M(t))``.
+
+    Args:
+        input_size: features per step.
+        hidden_size: N, the number of recurrent neurons.
+        rule: a registered rule name (``"neuromod"``, ``"retroactive"``, ``"hebbian"``, ...) or a built rule.
+        modulation: ``"scalar"`` | ``"fanout"`` | ``None``; default: ``"scalar"`` when the rule needs one.
+        modulation_source: ``"hidden"`` (learned head on ``h_t``) or ``"external"`` (given to ``scan``).
+        alpha_shape: ``"full"`` | ``"neuron"`` | ``"scalar"`` (see :class:`PlasticityRule`).
+        **rule_kwargs: passed to the rule (``clip``, ``eta``, ``eta_e``, ``soft_clip``, ...).
+    """
+
 
     def initial_state(self, batch: int, device=None, dtype=None) -> PlasticState:
         device = device or self.w.device
@@ -177,35 +186,19 @@ class PlasticRNNCell(PlasticCell):
         return h, m, state
 
 
-class PlasticLSTMCell(PlasticCell):
+class PlasticLSTMCell(_RecurrentPlasticCell):
     """Plastic LSTM (Miconi et al. 2019, §4.3): the plastic matrix replaces the hidden-to-candidate weight.
 
     Gates ``i, f, o`` are ordinary; the candidate is ``g_t = tanh(W_g x_t + h_{t-1}(w_g + alpha ⊙ F))``;
     ``c_t = f c_{t-1} + i g_t``, ``h_t = o tanh(c_t)``; the trace follows
     ``rule.update(pre=h_{t-1}, post=g_t, M(t))``. The paper uses the fan-out modulator with clip 2 and
     per-neuron alpha: ``PlasticLSTMCell(I, N, modulation="fanout", alpha_shape="neuron", clip=2.0)``.
-    Arguments as :class:`PlasticRNNCell`.
+    Arguments as :class:`PlasticRNNCell`. ``w`` holds the recurrent weights of the gates ``i, f, o``
+    and the slow part ``w_g`` of the candidate, side by side.
     """
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        rule: str | PlasticityRule = "neuromod",
-        modulation: Modulation | Literal["auto"] = "auto",
-        modulation_source: ModulationSource = "hidden",
-        alpha_shape: str = "full",
-        **rule_kwargs,
-    ):
-        super().__init__()
-        self.input_size, self.hidden_size = input_size, hidden_size
-        self.rule = _build_rule(rule, hidden_size, hidden_size, alpha_shape, rule_kwargs)
-        if modulation == "auto":
-            modulation = "scalar" if self.rule.modulation == "required" else None
-        self.input = nn.Linear(input_size, 4 * hidden_size)
-        # recurrent weights of the gates i, f, o and the slow part w_g of the candidate, in one matrix.
-        self.w = nn.Parameter(_uniform_(torch.empty(hidden_size, 4 * hidden_size), hidden_size))
-        self._build_modulator(self.rule, modulation, modulation_source)
+    gates = 4
+
 
     def initial_state(self, batch: int, device=None, dtype=None) -> PlasticState:
         device = device or self.w.device

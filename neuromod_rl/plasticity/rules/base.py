@@ -115,6 +115,13 @@ def clip_trace(F: Tensor, bound: float, soft_delta: Tensor | None = None) -> Ten
     return F + torch.relu(soft_delta) * (bound - F) + torch.clamp(soft_delta, max=0.0) * (F + bound)
 
 
+def check_clip(clip: float) -> float:
+    """Validate a trace bound: the clipped rules need a positive ``clip``."""
+    if not clip > 0:
+        raise ValueError(f"clip must be > 0 (the |F| bound), got {clip}")
+    return float(clip)
+
+
 def scalar_param(value: float) -> nn.Parameter:
     """A learned scalar rate (the papers learn eta directly, unconstrained)."""
     if not math.isfinite(value):

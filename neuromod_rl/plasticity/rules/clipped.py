@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from neuromod_rl.plasticity.rules.base import PlasticityRule, clip_trace, outer, register_rule, scalar_param
+from neuromod_rl.plasticity.rules.base import PlasticityRule, check_clip, clip_trace, outer, register_rule, scalar_param
 from neuromod_rl.plasticity.state import PlasticState
 
 
@@ -30,10 +30,8 @@ class ClippedHebbian(PlasticityRule):
         soft_clip: bool = False,
     ):
         super().__init__(n_pre, n_post, alpha_shape, alpha_init)
-        if clip <= 0:
-            raise ValueError(f"clip must be > 0, got {clip}")
         self.eta = scalar_param(eta)
-        self.clip, self.soft_clip = float(clip), soft_clip
+        self.clip, self.soft_clip = check_clip(clip), soft_clip
 
     def update(self, state: PlasticState, pre: Tensor, post: Tensor, modulation: Tensor | None) -> PlasticState:
         self._modulation(modulation, pre.shape[0])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from neuromod_rl.plasticity.rules.base import PlasticityRule, clip_trace, outer, register_rule, scalar_param
+from neuromod_rl.plasticity.rules.base import PlasticityRule, check_clip, clip_trace, outer, register_rule, scalar_param
 from neuromod_rl.plasticity.state import PlasticState
 
 
@@ -32,10 +32,8 @@ class Retroactive(PlasticityRule):
         clip: float = 1.0,
     ):
         super().__init__(n_pre, n_post, alpha_shape, alpha_init)
-        if clip <= 0:
-            raise ValueError(f"clip must be > 0, got {clip}")
         self.eta_e = scalar_param(eta_e)
-        self.clip = float(clip)
+        self.clip = check_clip(clip)
 
     def update(self, state: PlasticState, pre: Tensor, post: Tensor, modulation: Tensor | None) -> PlasticState:
         m = self._modulation(modulation, pre.shape[0])
