@@ -60,6 +60,29 @@ class _SequenceStorage:
     buffer_size: int
     n_envs: int
 
+    def __init__(
+        self,
+        buffer_size,
+        observation_space,
+        action_space,
+        device="auto",
+        gae_lambda=1.0,
+        gamma=0.99,
+        n_envs=1,
+        seq_len: int | None = None,
+    ):
+        # cooperative: the SB3 buffer class comes next in the MRO
+        super().__init__(buffer_size, observation_space, action_space, device, gae_lambda, gamma, n_envs)  # type: ignore[call-arg]
+        self._init_sequences(seq_len)
+
+    def reset(self) -> None:
+        super().reset()
+        self._reset_sequences()
+
+    def add(self, *args, modulation: th.Tensor | None = None, **kwargs) -> None:  # type: ignore[override]
+        self._store_modulation(modulation)
+        super().add(*args, **kwargs)
+
     def _init_sequences(self, seq_len: int | None) -> None:
         seq_len = self.buffer_size if seq_len is None else int(seq_len)
         if seq_len < 1 or self.buffer_size % seq_len:
@@ -132,28 +155,6 @@ class SequenceRolloutBuffer(_SequenceStorage, RolloutBuffer):
         Other arguments as SB3's :class:`RolloutBuffer`.
     """
 
-    def __init__(
-        self,
-        buffer_size,
-        observation_space,
-        action_space,
-        device="auto",
-        gae_lambda=1.0,
-        gamma=0.99,
-        n_envs=1,
-        seq_len: int | None = None,
-    ):
-        super().__init__(buffer_size, observation_space, action_space, device, gae_lambda, gamma, n_envs)
-        self._init_sequences(seq_len)
-
-    def reset(self) -> None:
-        super().reset()
-        self._reset_sequences()
-
-    def add(self, *args, modulation: th.Tensor | None = None, **kwargs) -> None:  # type: ignore[override]
-        self._store_modulation(modulation)
-        super().add(*args, **kwargs)
-
     def get(self, batch_size: int | None = None) -> Generator[RolloutBufferSamples, None, None]:  # type: ignore[override]
         for ids in self._sequence_batches(batch_size):
             obs = self.to_torch(self._seq(self.observations, ids))
@@ -163,28 +164,6 @@ class SequenceRolloutBuffer(_SequenceStorage, RolloutBuffer):
 
 class SequenceDictRolloutBuffer(_SequenceStorage, DictRolloutBuffer):
     """:class:`DictRolloutBuffer` for plastic policies with Dict observations (see the module docstring)."""
-
-    def __init__(
-        self,
-        buffer_size,
-        observation_space,
-        action_space,
-        device="auto",
-        gae_lambda=1.0,
-        gamma=0.99,
-        n_envs=1,
-        seq_len: int | None = None,
-    ):
-        super().__init__(buffer_size, observation_space, action_space, device, gae_lambda, gamma, n_envs)
-        self._init_sequences(seq_len)
-
-    def reset(self) -> None:
-        super().reset()
-        self._reset_sequences()
-
-    def add(self, *args, modulation: th.Tensor | None = None, **kwargs) -> None:  # type: ignore[override]
-        self._store_modulation(modulation)
-        super().add(*args, **kwargs)
 
     def get(self, batch_size: int | None = None) -> Generator[DictRolloutBufferSamples, None, None]:  # type: ignore[override]
         for ids in self._sequence_batches(batch_size):
