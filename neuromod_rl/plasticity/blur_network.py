@@ -10,7 +10,7 @@ and a *backward* block ``V``. One small genome, shared by all neurons and synaps
 * backward messages ``v_{b,i,l} = Σ_j Σ_k y_{b,j,k} ν^b_{k,l} V_{i,j,l}``      (paper eq. 3),
   neuron update     ``x <- keep_b ⊙ x + upd_b ⊙ σ'(x_0) v``;
 * synapse update    ``ΔW_{i,j,o} = (1/B) Σ_b Σ_k Σ_l x_{b,i,k} P_{k,o} Q_{o,l} y_{b,j,l}``   (paper eq. 4),
-  ``W <- keep_s W + upd_s ΔW`` and the same for ``V``.
+  ``W <- κ W + upd_s ΔW`` with ``κ = clamp(keep_s, 0, 1)``, and the same for ``V``.
 
 Interpretation choices (REFERENCE §5 marks details *open*):
 
@@ -21,7 +21,10 @@ Interpretation choices (REFERENCE §5 marks details *open*):
   genome equal backprop (:meth:`BlurGenome.sgd`), which the paper states and the tests check;
 * supervised use writes the error ``target - softmax(z)`` into state 1 of the output layer (a linear
   ν cannot compute a softmax); in RL the feedback signal (reward, TD error) is written there as is;
-* weight updates average over the batch, so ``upd_s`` is a learning rate.
+* weight updates average over the batch, so ``upd_s`` is a learning rate;
+* the synapse keep is used clamped to ``[0, 1]``: above 1 weights grow exponentially and below 0
+  they flip sign every step, and a genome found on short unrolls otherwise exploits ``keep_s > 1``
+  and diverges on longer ones (seen with CMA-ES in ``reproduce blur``).
 """
 
 from __future__ import annotations
@@ -46,9 +49,7 @@ class BlurGenome(nn.Module):
         generator: random generator for the perturbation.
     """
 
-    def __init__(
-        self, k: int = 2, lr: float = 0.1, noise: float = 0.0, generator: torch.Generator | None = None
-    ):
+    def __init__(self, k: int = 2, lr: float = 0.1, noise: float = 0.0, generator: torch.Generator | None = None):
         super().__init__()
         if k < 2:
             raise ValueError(f"BlurGenome: k must be >= 2 (activity and feedback states), got {k}")
@@ -66,6 +67,11 @@ class BlurGenome(nn.Module):
     def sgd(cls, k: int = 2, lr: float = 0.1) -> BlurGenome:
         """The genome that makes a BLUR network do plain SGD backprop (tied init, tanh hidden)."""
         return cls(k=k, lr=lr, noise=0.0)
+
+    @property
+    def synapse_keep(self) -> Tensor:
+        """``keep_s`` clamped to ``[0, 1]`` (the retention actually applied to the weights)."""
+        return self.keep_s.clamp(0.0, 1.0)
 
     @property
     def n_numbers(self) -> int:
@@ -144,9 +150,7 @@ class BlurNetwork:
             raise ValueError(f"BlurNetwork: sizes must list >= 2 positive layer widths, got {sizes}")
         self.sizes, self.genome, self.k = list(sizes), genome, genome.k
 
-    def init_weights(
-        self, generator: torch.Generator | None = None, tied: bool = True
-    ) -> list[tuple[Tensor, Tensor]]:
+    def init_weights(self, generator: torch.Generator | None = None, tied: bool = True) -> list[tuple[Tensor, Tensor]]:
         """Forward/backward blocks per layer, uniform ±1/sqrt(fan_in) like ``nn.Linear``.
 
         ``tied=True`` gives every channel of both blocks the same matrix (the start backprop needs);
@@ -212,7 +216,8 @@ class BlurNetwork:
         new = []
         for l, (W, V) in enumerate(weights):
             d = synapse_delta(states[l], states[l + 1], g.P, g.Q)
-            new.append((g.keep_s * W + g.upd_s * d, g.keep_s * V + g.upd_s * d))
+            keep = g.synapse_keep
+            new.append((keep * W + g.upd_s * d, keep * V + g.upd_s * d))
         return new
 
 

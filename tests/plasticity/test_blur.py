@@ -128,3 +128,18 @@ def test_rule_feedback_enters_state_one():
     torch.testing.assert_close(rule.weight_term(new), new.F[..., 0])  # ν^f row 0 reads channel 0
     fanout = rule.update(st, pre, post, m[:, None].expand(2, 4))
     torch.testing.assert_close(fanout.F, new.F)
+
+
+def test_synapse_keep_is_clamped_to_unit_interval():
+    """keep_s above 1 would grow weights exponentially: it acts as 1 (and below 0 as 0)."""
+    net_hi, net_one = BlurNetwork([3, 2], BlurGenome(lr=0.1)), BlurNetwork([3, 2], BlurGenome(lr=0.1))
+    with torch.no_grad():
+        net_hi.genome.keep_s.fill_(1.5)
+    W = net_one.init_weights(torch.Generator().manual_seed(0))
+    x, y = torch.randn(4, 3), torch.randint(0, 2, (4,))
+    for (a, _), (b, _) in zip(net_hi.train_step(W, x, target=y), net_one.train_step(W, x, target=y)):
+        torch.testing.assert_close(a, b)
+    with torch.no_grad():
+        net_hi.genome.keep_s.fill_(-0.5)
+        net_hi.genome.upd_s.fill_(0.0)
+    assert all(a.abs().max() == 0 for a, _ in net_hi.train_step(W, x, target=y))

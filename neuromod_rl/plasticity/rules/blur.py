@@ -26,7 +26,7 @@ class BlurRule(PlasticityRule):
     2. backward pass through the backward block ``V``:
        ``x = keep_b ⊙ [pre, 0...] + upd_b ⊙ (1 - pre²) Σ_j Σ_k y_{j,k} ν^b_{k,l} V_{i,j,l}``;
     3. synapse update of both blocks, per sequence:
-       ``W <- keep_s W + upd_s ΔW``, ``ΔW_{i,j,o} = Σ_k Σ_l x_{i,k} P_{k,o} Q_{o,l} y_{j,l}``;
+       ``W <- κ W + upd_s ΔW`` (``κ = clamp(keep_s, 0, 1)``), ``ΔW_{i,j,o} = Σ_k Σ_l x_{i,k} P_{k,o} Q_{o,l} y_{j,l}``;
        then ``|W|, |V| <= clip``.
 
     The effective fast weight is the forward block read by activity (state 0):
@@ -73,18 +73,15 @@ class BlurRule(PlasticityRule):
         w = state.F @ self.genome.nu_f[0]
         return w if self.alpha is None else self.alpha * w
 
-    def update(
-        self, state: PlasticState, pre: Tensor, post: Tensor, modulation: Tensor | None
-    ) -> PlasticState:
+    def update(self, state: PlasticState, pre: Tensor, post: Tensor, modulation: Tensor | None) -> PlasticState:
         g, B = self.genome, pre.shape[0]
         m = self._modulation(modulation, B).reshape(B, -1).expand(B, self.n_post)
         y = torch.stack([post, m, *([torch.zeros_like(post)] * (self.k - 2))], dim=-1)
         x0 = torch.stack([pre, *([torch.zeros_like(pre)] * (self.k - 1))], dim=-1)
-        x = g.keep_b * x0 + g.upd_b * tanh_derivative(pre).unsqueeze(-1) * backward_message(
-            y, state.V, g.nu_b
-        )
+        x = g.keep_b * x0 + g.upd_b * tanh_derivative(pre).unsqueeze(-1) * backward_message(y, state.V, g.nu_b)
         d = synapse_delta(x, y, g.P, g.Q, batch_mean=False)
-        F, V = g.keep_s * state.F + g.upd_s * d, g.keep_s * state.V + g.upd_s * d
+        keep = g.synapse_keep
+        F, V = keep * state.F + g.upd_s * d, keep * state.V + g.upd_s * d
         if self.clip is not None:
             F, V = clip_trace(F, self.clip), clip_trace(V, self.clip)
         return state.replace(F=F, V=V)
