@@ -86,8 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("args", nargs=argparse.REMAINDER, help="passed on to the benchmark")
 
     p = sub.add_parser("reproduce", help="paper reproductions: gregor, blur, l2l")
-    p.add_argument("name", choices=["gregor", "blur", "l2l"])
-    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.add_argument("args", nargs=argparse.REMAINDER, metavar="{gregor,blur,l2l} [OPTIONS]")
 
     p = sub.add_parser("demo", help="a short demonstration of the plastic core")
     p.add_argument("args", nargs=argparse.REMAINDER)
@@ -201,27 +200,12 @@ def _external(module: str, what: str) -> Callable[[list[str]], int | None]:
 
 
 def cmd_bench(args) -> int:
-    rest = [a for a in args.args if a != "--"]
-    if args.name == "envs":
-        mod = importlib.import_module("neuromod_rl.experiment.bench_envs")
-        if not hasattr(mod, "main"):
-            return _bench_envs_fallback(mod, rest)
-    return _external(BENCHES[args.name], f"bench {args.name}")(rest) or 0
-
-
-def _bench_envs_fallback(mod, argv: list[str]) -> int:
-    """``bench_envs`` without ``main``: parse its documented options here and call ``bench_envs``."""
-    p = _Parser(prog="neuromod-rl bench envs")
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--json", default=getattr(mod, "DEFAULT_JSON", None))
-    a = p.parse_args(argv)
-    mod.bench_envs(steps=a.steps, repeats=a.repeats, json_path=a.json)
-    return 0
+    return _external(BENCHES[args.name], f"bench {args.name}")([a for a in args.args if a != "--"]) or 0
 
 
 def cmd_reproduce(args) -> int:
-    return _external("reproduce", "reproduce")([args.name, *[a for a in args.args if a != "--"]]) or 0
+    # the name is validated by the reproduce module itself (one list of reproductions, not two)
+    return _external("reproduce", "reproduce")([a for a in args.args if a != "--"]) or 0
 
 
 def cmd_demo(args) -> int:
@@ -243,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         return COMMANDS[args.command](args)
+    except SystemExit as exc:  # a benchmark's or reproduction's own argparse (--help, bad options)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USER_ERROR)
     except UserError as err:
         print(f"neuromod-rl {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -29,7 +29,9 @@ def aligned(traces: dict[str, np.ndarray], key: str = "rewards") -> tuple[np.nda
     for i, s in enumerate(switch):
         s = int(s) if s >= 0 else 0  # an episode without a switch counts from its start
         out[i, before - s: before - s + T] = values[i]
-    return np.arange(-before, T), out
+    x = np.arange(-before, T)
+    keep = np.isfinite(out).any(axis=0)  # steps no episode reaches (after every episode ended)
+    return x[keep], out[:, keep]
 
 
 def _mean_band(values: np.ndarray, smooth: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -44,7 +46,9 @@ def _mean_band(values: np.ndarray, smooth: int) -> tuple[np.ndarray, np.ndarray,
     if smooth > 1:
         kernel = np.ones(smooth) / smooth
         pad = lambda a: np.convolve(np.pad(a, (smooth // 2, smooth - 1 - smooth // 2), mode="edge"), kernel, "valid")  # noqa: E731
+        missing = ~np.isfinite(mean)
         mean, sem = pad(np.nan_to_num(mean)), pad(np.nan_to_num(sem))
+        mean[missing] = sem[missing] = np.nan
     return mean, mean - 1.96 * sem, mean + 1.96 * sem
 
 

@@ -106,5 +106,5 @@ def plot_diagnostics(run: Run, path: Path) -> Path | None:
         ax.set_title(col, fontsize=9)
         ax.set_xlabel("training step", fontsize=8)
         ax.grid(alpha=0.3)
-    fig.suptitle("Plastic diagnostics during training")
+    fig.suptitle("Plastic diagnostics during training", y=1.04)
     return save(fig, path)

@@ -34,6 +34,8 @@ from typing import Any
 from neuromod_rl.experiment.errors import UserError
 
 KEEP_CHECKPOINTS = 3  # periodic checkpoints kept on disk (the newest ones)
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once: mkstemp makes 0600 files, run files get the usual 0666 & ~umask
 
 
 # ------------------------------------------------------------------------------ atomic files
@@ -46,6 +48,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_UMASK)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

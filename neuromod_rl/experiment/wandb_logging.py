@@ -57,6 +57,7 @@ class WandbLogger:
 
     def __init__(self, run: Any = None):
         self._run = run
+        self._broken: Any = None  # a run that failed: still finished at the end, so its files are closed
         self._warned = False
 
     @property
@@ -72,6 +73,8 @@ class WandbLogger:
                 stacklevel=3,
             )
             self._warned = True
+        if self._run is not None:
+            self._broken = self._run
         self._run = None
 
     def log(self, data: dict[str, Any], step: int | None = None) -> None:
@@ -111,6 +114,13 @@ class WandbLogger:
             self._fail("summary", err)
 
     def finish(self) -> None:
+        """Finish the run (also one that failed earlier, quietly: its offline files must be closed)."""
+        if self._broken is not None:
+            try:
+                self._broken.finish()
+            except Exception:  # noqa: BLE001  (already warned about this run)
+                pass
+            self._broken = None
         if self._run is None:
             return
         try:
