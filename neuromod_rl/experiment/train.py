@@ -92,6 +92,11 @@ def _construct_error(cfg: ExperimentConfig, err: Exception) -> UserError:
 
 
 def build_model(cfg: ExperimentConfig, venv):
+    import torch
+
+    # before the weights are initialised: orthogonal init runs a QR decomposition whose last bits
+    # depend on the thread count, so a run is only reproducible with the same count throughout
+    torch.set_num_threads(cfg.torch_threads)
     cls = algo_class(cfg.algo)
     try:
         return cls(
@@ -156,6 +161,44 @@ def picklable_state(env) -> bool:
         env = env.env
 
 
+def _picklable(values: dict[str, Any]) -> dict[str, bytes]:
+    """Each value pickled on its own, keeping those that come back from a round trip (a type that
+    cannot be unpickled must not make the whole checkpoint unreadable). A mapping type that does not
+    pickle itself (``PlasticState``: the plastic state PlasticPPO carries across rollouts, which SB3's
+    zip leaves out) is stored as its class and a plain dict, and rebuilt as ``cls(**dict)``."""
+    out = {}
+    for key, value in values.items():
+        for candidate in (value, _as_mapping(value)):
+            if candidate is None:
+                continue
+            try:
+                data = pickle.dumps(candidate)
+                pickle.loads(data)
+            except Exception:  # noqa: BLE001  (RecursionError, PicklingError, TypeError, ...)
+                continue
+            out[key] = data
+            break
+    return out
+
+
+def _as_mapping(value: Any) -> tuple[str, str, dict] | None:
+    from collections.abc import Mapping
+
+    if not isinstance(value, Mapping):
+        return None
+    return ("__mapping__", f"{type(value).__module__}:{type(value).__qualname__}", dict(value))
+
+
+def _unpickle(data: bytes) -> Any:
+    import importlib
+
+    value = pickle.loads(data)
+    if isinstance(value, tuple) and len(value) == 3 and value[0] == "__mapping__":
+        module, _, name = value[1].partition(":")
+        return getattr(importlib.import_module(module), name)(**value[2])
+    return value
+
+
 def snapshot(model, monitor) -> tuple[bytes, bytes]:
     """Serialise everything the next rollout depends on: ``(model zip bytes, state pickle bytes)``."""
     import cloudpickle
@@ -178,6 +221,9 @@ def snapshot(model, monitor) -> tuple[bytes, bytes]:
             "python": random.getstate(),
         },
         "venv": venv_bytes,
+        # where the next rollout starts (observation, episode starts, recurrent state): SB3 saves these
+        # in the zip, but some algorithms rebuild them on load (RecurrentPPO zeroes its LSTM state)
+        "last": _picklable({k: v for k, v in vars(model).items() if k.startswith("_last_")}),
         "monitor": {
             "episode_returns": monitor.episode_returns.copy(),
             "episode_lengths": monitor.episode_lengths.copy(),
@@ -221,10 +267,8 @@ def make_checkpoint_callback(run: Run, cfg: ExperimentConfig, guard: InterruptGu
 # ------------------------------------------------------------------------------ train / resume
 def _learn(run: Run, cfg: ExperimentConfig, model, monitor, segment: int, opts: TrainOptions,
            wandb: WandbLogger, resumed: bool) -> TrainResult:
-    import torch
     from stable_baselines3.common.callbacks import CallbackList
 
-    torch.set_num_threads(cfg.torch_threads)
     model.set_logger(_logger(run, segment, wandb))
     remaining = cfg.n_timesteps - model.num_timesteps
     start, start_steps = time.time(), model.num_timesteps
@@ -352,6 +396,7 @@ def resume(run_dir: str | Path, overrides: list[str], opts: TrainOptions) -> Tra
         monitor.episode_returns = state["monitor"]["episode_returns"]
         monitor.episode_lengths = state["monitor"]["episode_lengths"]
         monitor.episode_count = state["monitor"]["episode_count"]
+    torch.set_num_threads(cfg.torch_threads)  # as in build_model
     try:
         model = algo_class(cfg.algo).load(model_path, env=monitor, device=cfg.device, force_reset=False)
     except Exception as err:  # noqa: BLE001
@@ -362,6 +407,9 @@ def resume(run_dir: str | Path, overrides: list[str], opts: TrainOptions) -> Tra
     if state["venv"] is None:
         model._last_obs = None  # the rebuilt envs must be reset by learn()
         venv.seed(cfg.seed + step)
+    else:
+        for key, value in state["last"].items():
+            setattr(model, key, _unpickle(value))
     print(f"Resuming {run.path} from step {step} of {cfg.n_timesteps}", file=sys.stderr)
     wandb = init_wandb(opts.wandb, run, cfg.model_dump())
     # the RNGs last, after everything that might draw from them (wandb, model loading)

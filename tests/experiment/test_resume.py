@@ -6,15 +6,19 @@ import json
 import signal
 
 import numpy as np
+import pytest
 import torch
 from neuromod_rl.agents import PlasticPPO
 from stable_baselines3.common.callbacks import BaseCallback
 
 from neuromod_rl.experiment import train as tr
+from neuromod_rl.experiment.algos import algo_class
 from neuromod_rl.experiment.cli import main
 from neuromod_rl.experiment.config import load_config
 from neuromod_rl.experiment.curves import load_monitor
 from neuromod_rl.experiment.runs import Run
+
+from .conftest import write_config
 
 
 class CtrlCAt(BaseCallback):
@@ -31,20 +35,33 @@ class CtrlCAt(BaseCallback):
         return True
 
 
-def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_config, capsys):
-    cfg = load_config(tiny_config)
+ALGOS = {
+    "plastic_ppo": {},
+    # rollouts of 7 steps per env cut the 10-step episodes: the plastic state must survive the resume
+    "plastic_ppo_mid_episode": {"n_timesteps": 84, "checkpoint_freq": 0,
+                                "hyperparameters": {"n_steps": 7, "batch_size": 14, "n_epochs": 2, "gamma": 0.9}},
+    # RecurrentPPO rebuilds its LSTM state on load and uses orthogonal init (thread-count dependent)
+    "recurrent_ppo": {"algo": "recurrent_ppo", "policy": "MlpLstmPolicy", "policy_kwargs": {"lstm_hidden_size": 8}},
+}
+
+
+@pytest.mark.parametrize("algo", sorted(ALGOS))
+def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, algo, capsys):
+    cfg = load_config(write_config(tmp_path / "c.yaml", **ALGOS[algo]))
     opts = lambda *cb: tr.TrainOptions(runs_dir=tmp_path / "runs", progress=False, callbacks=list(cb))  # noqa: E731
     full = tr.train(cfg, opts())
     cut = tr.train(cfg, opts(CtrlCAt(30)))  # mid-rollout: training runs to the next rollout start and stops
     assert not cut.finished and cut.num_timesteps < cfg.n_timesteps
     assert not (cut.run.path / "model.zip").exists()
-    assert json.loads((cut.run.checkpoints / "latest.json").read_text())["step"] == 40
+    step = json.loads((cut.run.checkpoints / "latest.json").read_text())["step"]
+    assert step == {"plastic_ppo_mid_episode": 42}.get(algo, 40)
     assert "Resume with: neuromod-rl train --resume" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is given back
 
     assert main(["train", "--resume", str(cut.run.path), "--no-progress"]) == 0
-    a = PlasticPPO.load(full.run.model).policy.state_dict()
-    b = PlasticPPO.load(cut.run.model).policy.state_dict()
+    cls = algo_class(cfg.algo)
+    a = cls.load(full.run.model).policy.state_dict()
+    b = cls.load(cut.run.model).policy.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     ma, mb = load_monitor(full.run), load_monitor(Run(cut.run.path))
     assert np.array_equal(ma["r"].to_numpy(), mb["r"].to_numpy())
