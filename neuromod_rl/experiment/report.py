@@ -98,7 +98,7 @@ def make_report(run_dir: str | Path, episodes: int | None = None, progress: bool
             ref = ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in regret_finals.items() if k != "agent")
             lines.append("")
             lines.append(f"Cumulative regret after {bandit[1]} pulls: agent {regret_finals['agent']:.2f}"
-                         + (f"; references: {ref}" if ref else "") + " (lower is better).")
+                         + (f"; references (2000 sampled episodes each): {ref}" if ref else "") + " (lower is better).")
     lines.append("")
 
     figures = []
