@@ -58,6 +58,8 @@ class PlasticState(Mapping[str, Tensor]):
         return len(self._tensors)
 
     def __getattr__(self, name: str) -> Tensor:
+        if name.startswith("__") or name == "_tensors":  # during unpickling/copy, before __init__ ran
+            raise AttributeError(name)
         try:
             return self._tensors[name]
         except KeyError:
@@ -65,6 +67,9 @@ class PlasticState(Mapping[str, Tensor]):
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("PlasticState is immutable: use state.replace(name=tensor)")
+
+    def __reduce__(self):
+        return (_rebuild, (dict(self._tensors),))
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={tuple(v.shape)}" for k, v in self._tensors.items())
@@ -154,3 +159,7 @@ class PlasticState(Mapping[str, Tensor]):
                     "Lower the learning rate or the plasticity rate eta, enable clipping "
                     "(rule='clipped'/'neuromod' clip the trace), or check the observations for NaN/inf."
                 )
+
+
+def _rebuild(tensors: dict[str, Tensor]) -> PlasticState:
+    return PlasticState(**tensors)

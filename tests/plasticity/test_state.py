@@ -1,5 +1,8 @@
 """PlasticState: the container every rule, cell, buffer and checkpoint relies on."""
 
+import copy
+import pickle
+
 import pytest
 import torch
 
@@ -56,3 +59,11 @@ def test_check_finite_names_the_field():
     s = _state().replace(F=torch.full((4, 3, 3), float("nan")))
     with pytest.raises(FloatingPointError, match="'F' at rollout step 7"):
         s.check_finite("rollout step 7")
+
+
+def test_pickle_and_deepcopy_round_trip():
+    """Runs checkpoint states (pickle) and SB3 deep-copies them."""
+    s = _state()
+    for back in (pickle.loads(pickle.dumps(s)), copy.deepcopy(s)):
+        assert isinstance(back, PlasticState) and list(back) == list(s)
+        assert all(torch.equal(back[k], s[k]) for k in s)
