@@ -42,18 +42,18 @@ class Settings:
     batch: int = 16
     unroll: int = 60  # training steps per meta-training episode
     eval_steps: int = 60
-    meta_iters: int = 80  # gradient meta-training iterations
+    meta_iters: int = 150  # gradient meta-training iterations
     meta_tasks: int = 2  # tasks per gradient meta-step
     meta_lr: float = 0.003
     # genome start: backprop at this rate. Not SGD's tuned rate: that sits at the edge of stability,
     # where unrolled meta-gradients are useless (tried: meta-loss rose from 3.3 to 4.7 in 60 steps).
     start_lr: float = 0.3
-    cma_generations: int = 20
+    cma_generations: int = 30
     cma_popsize: int = 12
     cma_tasks: int = 3  # fixed training tasks scoring every CMA-ES candidate
     cma_stdev: float = 0.05
     init_noise: float = 0.02
-    eval_seeds: int = 8
+    eval_seeds: int = 16
     lr_grid: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
     checkpoints: tuple[int, ...] = (0, 5, 10, 20, 30, 45, 60)
 
@@ -252,11 +252,17 @@ def run(scale: str, seed: int, out: Path, command: str) -> Path:
     for key in ("BLUR gradient-learned", "BLUR CMA-ES-learned"):
         c = curves[key].mean(0)
         ok_steps = [str(cp) for cp, a, b in zip(checkpoints, c, sgd) if cp > 0 and a >= b]
+        label = key.split(" ", 1)[1]
         report.claim(
-            f"{key.split(' ', 1)[1]} genome: held-out accuracy >= tuned SGD at the same step count",
-            all(a >= b for cp, a, b in zip(checkpoints, c, sgd) if cp > 0),
-            f"at {s.eval_steps} steps {c[-1]:.3f} vs SGD {sgd[-1]:.3f}; >= SGD at steps "
-            f"{', '.join(ok_steps) or 'none'} of {', '.join(str(c) for c in checkpoints if c > 0)}",
+            f"{label} genome: held-out accuracy >= tuned SGD after {s.eval_steps} steps",
+            bool(c[-1] >= sgd[-1]),
+            f"{c[-1]:.3f} vs SGD {sgd[-1]:.3f} (mean of {s.eval_seeds} seeds)",
+        )
+        report.claim(
+            f"{label} genome: held-out accuracy >= tuned SGD at every checkpoint",
+            len(ok_steps) == len(checkpoints) - 1,
+            f">= SGD at steps {', '.join(ok_steps) or 'none'} of {', '.join(str(c) for c in checkpoints if c > 0)}; "
+            f"mean over them {c[1:].mean():.3f} vs SGD {sgd[1:].mean():.3f}",
         )
     bp = curves["BLUR backprop genome"].mean(0)
     report.claim(
@@ -268,9 +274,9 @@ def run(scale: str, seed: int, out: Path, command: str) -> Path:
         f"## Held-out classes {HELDOUT_CLASSES} ({s.eval_seeds} seeds: init and batch order)\n\n"
         f"Tuned learning rates (on classes {TRAIN_CLASSES}): SGD {lrs['SGD']}, Adam {lrs['Adam']}. "
         f"Both genomes started from the backprop genome at rate {s.start_lr} plus N(0, {s.init_noise}²) "
-        f"noise. Gradient meta-training used {len(grad_hist)} of {s.meta_iters} meta-steps (the others had "
-        "non-finite gradients and were skipped). "
-        f"Accuracy (mean ± sd over seeds) on held-out examples after n training steps of batch {s.batch}:\n\n"
+        f"noise. Gradient meta-training used {len(grad_hist)} of {s.meta_iters} meta-steps"
+        + (" (the others had non-finite gradients and were skipped). " if len(grad_hist) < s.meta_iters else ". ")
+        + f"Accuracy (mean ± sd over seeds) on held-out examples after n training steps of batch {s.batch}:\n\n"
         + markdown_table(["learner"] + [f"{c} steps" for c in checkpoints], rows)
         + f"\n\n{img}\n\n{img_meta}"
     )

@@ -35,10 +35,10 @@ from neuromod_rl.plasticity import PlasticRNNCell, scan
 @dataclass(frozen=True)
 class Settings:
     pattern_bits: int = 16
-    k_max: int = 8
-    k_eval: tuple[int, ...] = (1, 2, 4, 6, 8)
+    k_max: int = 12
+    k_eval: tuple[int, ...] = (1, 2, 4, 8, 12)
     sizes: tuple[int, ...] = (8, 16, 32)
-    iters: int = 300
+    iters: int = 1200
     batch: int = 32
     tbptt: int = 8
     lr: float = 3e-3

@@ -35,7 +35,7 @@ from neuromod_rl.plasticity.learned_optimizer import L2LOptimizer
 @dataclass(frozen=True)
 class Settings:
     meta_iters: int = 300  # quadratics: meta-batches of 128 problems
-    mlp_meta_iters: int = 40  # digits MLP: meta-iterations (one network trajectory of `steps` each)
+    mlp_meta_iters: int = 100  # digits MLP: meta-iterations (one network trajectory of `steps` each)
     problems: int = 128
     dim: int = 10
     steps: int = 100
