@@ -242,7 +242,11 @@ def run(scale: str, seed: int, out: Path, command: str) -> Path:
     fig, (ax,) = new_figure()
     ax.plot(grad_hist, label="gradient (meta-loss per iteration)")
     ax.plot(torch.linspace(0, len(grad_hist), len(cma_hist)).numpy(), cma_hist, label="CMA-ES (best per generation)")
-    ax.set(xlabel="meta-iteration", ylabel="meta-loss (cross-entropy)", title="BLUR meta-training")
+    ax.set(
+        xlabel="gradient meta-step (CMA-ES generations stretched to fit)",
+        ylabel="meta-loss (soft-capped CE)",
+        title="BLUR meta-training",
+    )
     ax.legend()
     img_meta = save_figure(fig, out, "blur_meta_training.png")
 
