@@ -3,10 +3,11 @@
 Plastic RNN (T=128; N=64 at B=64, N=256 at B=32; rules ``neuromod`` and ``retroactive``), backends
 ``reference`` (the per-step autograd specification) and ``fused``, measured in the same run. Each
 configuration runs in a fresh subprocess, so its peak memory (peak RSS minus the RSS before the
-timed work) is its own. N=256 runs at B=32 because the reference's autograd graph alone would take
-11-17 GB at B=64; both memories scale with B, so their ratio does not depend on it. Prints steps/s
-(time steps of the whole batch per second), the fused/reference speed ratio and the
-reference/fused memory ratio; writes JSON.
+first pass) is its own; the bytes autograd keeps for backward are counted exactly as well. N=256
+runs at B=32 because the reference's autograd graph alone would take 11-17 GB at B=64; both
+memories scale with B, so their ratio does not depend on it. Prints steps/s (time steps of the
+whole batch per second), the fused/reference speed ratio and the reference/fused memory ratios;
+writes JSON.
 
     neuromod-rl bench core                 # or: python -m neuromod_rl.experiment.bench_core
     neuromod-rl bench core --quick         # smaller sizes, a smoke run
@@ -52,8 +53,18 @@ def measure(rule: str, backend: str, B: int, T: int, N: int, repeats: int, input
         y, state, _ = scan(cell, x, episode_starts=starts, backend=backend)
         (y.sum() + state.F.sum()).backward()
 
-    step()  # warm-up (and, for fused, the kernel build)
+    # Memory first: RSS before the first pass (glibc keeps freed blocks after it, so a later baseline
+    # would hide the peak), and the bytes autograd saves for backward, counted exactly by a hook.
+    saved = 0
+
+    def pack(t):
+        nonlocal saved
+        saved += t.numel() * t.element_size()
+        return t
+
     base = _rss_kib()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        step()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -71,6 +82,7 @@ def measure(rule: str, backend: str, B: int, T: int, N: int, repeats: int, input
         "steps_per_s": T / best,
         "samples_per_s": T * B / best,
         "peak_mem_mib": max(peak - base, 0) / 1024,
+        "autograd_saved_mib": saved / 2**20,
         "threads": torch.get_num_threads(),
     }
 
@@ -112,6 +124,7 @@ def bench_core(
                     "N": N,
                     "speedup_fused_over_reference": fus["steps_per_s"] / ref["steps_per_s"],
                     "memory_reference_over_fused": ref["peak_mem_mib"] / max(fus["peak_mem_mib"], 1e-3),
+                    "saved_reference_over_fused": ref["autograd_saved_mib"] / max(fus["autograd_saved_mib"], 1e-6),
                 }
             )
     result = {
@@ -131,17 +144,20 @@ def bench_core(
 
 def _print(result: dict, T: int) -> None:
     print(f"\nplastic RNN forward+backward, T={T}, {result['rows'][0]['threads']} torch threads")
-    print(f"{'rule':<12}{'N':>5}{'B':>5}  {'backend':<10}{'steps/s':>10}{'samples/s':>12}{'peak MiB':>10}")
+    print(
+        f"{'rule':<12}{'N':>5}{'B':>5}  {'backend':<10}{'steps/s':>10}{'samples/s':>12}{'peak MiB':>10}"
+        f"{'saved MiB':>11}"
+    )
     for r in result["rows"]:
         print(
             f"{r['rule']:<12}{r['N']:>5}{r['B']:>5}  {r['backend']:<10}{r['steps_per_s']:>10.0f}"
-            f"{r['samples_per_s']:>12.0f}{r['peak_mem_mib']:>10.1f}"
+            f"{r['samples_per_s']:>12.0f}{r['peak_mem_mib']:>10.1f}{r['autograd_saved_mib']:>11.1f}"
         )
-    print(f"\n{'rule':<12}{'N':>5}  {'fused/reference speed':>22}{'reference/fused memory':>24}")
+    print(f"\n{'rule':<12}{'N':>5}  {'speed fused/ref':>16}{'peak memory ref/fused':>23}{'saved ref/fused':>17}")
     for q in result["ratios"]:
         print(
-            f"{q['rule']:<12}{q['N']:>5}  {q['speedup_fused_over_reference']:>21.1f}x"
-            f"{q['memory_reference_over_fused']:>23.1f}x"
+            f"{q['rule']:<12}{q['N']:>5}  {q['speedup_fused_over_reference']:>15.1f}x"
+            f"{q['memory_reference_over_fused']:>22.1f}x{q['saved_reference_over_fused']:>16.1f}x"
         )
 
 
