@@ -87,10 +87,11 @@ def measure(rule: str, backend: str, B: int, T: int, N: int, repeats: int, input
     }
 
 
-def _run_worker(rule: str, backend: str, B: int, T: int, N: int, repeats: int) -> dict:
+def _run_worker(rule: str, backend: str, B: int, T: int, N: int, repeats: int, threads: int | None) -> dict:
     cmd = [sys.executable, "-m", "neuromod_rl.experiment.bench_core", "--worker", rule, backend, str(B), str(T),
            str(N), str(repeats)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark worker {rule}/{backend}/N={N} failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -103,6 +104,7 @@ def bench_core(
     T: int = 128,
     repeats: int = 3,
     large_B: int = 32,
+    threads: int | None = None,
     json_path: str | None = DEFAULT_JSON,
 ) -> dict:
     """Run every configuration, print the table with ratios, write JSON; returns the results."""
@@ -112,7 +114,7 @@ def bench_core(
     rows = []
     for rule, N, backend in tqdm(configs, desc="bench core", unit="config"):
         reps = 1 if backend == "reference" and N >= 256 else repeats
-        rows.append(_run_worker(rule, backend, large_B if N >= 256 else B, T, N, reps))
+        rows.append(_run_worker(rule, backend, large_B if N >= 256 else B, T, N, reps, threads))
     ratios = []
     for rule in rules:
         for N in sizes:
@@ -165,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="neuromod-rl bench core", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (N=32, T=32): a smoke run")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per configuration (best is kept)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: all cores)")
     parser.add_argument("--json", default=DEFAULT_JSON, help=f"where to write the results (default {DEFAULT_JSON})")
     parser.add_argument(
         "--worker", nargs=6, metavar=("RULE", "BACKEND", "B", "T", "N", "REPEATS"), help=argparse.SUPPRESS
@@ -175,9 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure(rule, backend, int(B), int(T), int(N), int(reps))))
         return 0
     if args.quick:
-        bench_core(sizes=(32,), B=8, T=32, repeats=1, large_B=8, json_path=args.json)
+        bench_core(sizes=(32,), B=8, T=32, repeats=1, large_B=8, threads=args.threads, json_path=args.json)
     else:
-        bench_core(repeats=args.repeats, json_path=args.json)
+        bench_core(repeats=args.repeats, threads=args.threads, json_path=args.json)
     return 0
 
 
