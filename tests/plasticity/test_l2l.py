@@ -124,7 +124,7 @@ def test_rule_equation_and_modulation_input():
     torch.testing.assert_close(new.F, st.F + delta)
     torch.testing.assert_close(new.lh, h)
     assert not torch.allclose(rule.update(st, pre, post, None).F, new.F)  # modulation changes the update
-    clipped = make_rule("l2l", 3, 2, clip=0.01).update(st, pre, post, m)
+    clipped = make_rule("l2l", 3, 2, lstm_hidden=4, clip=0.01).update(st, pre, post, m)
     assert clipped.F.abs().max() <= 0.01
     with pytest.raises(ValueError, match="clip must be > 0"):
         make_rule("l2l", 3, 2, clip=0.0)
