@@ -45,8 +45,7 @@ class Settings:
     # steps each pattern and each cue is shown. With 2, a cue's activity passes once through the fast
     # weights before the answer is read (a PlasticRNNCell's fast weights act on h_{t-1}, so with 1 the
     # answer at the cue step reaches them only through the previous step), and storing sees pre ≈ post.
-    # 2 costs twice the time and did not change recall at N=16 in a 600-iteration trial, so the
-    # default scale keeps 1 and the paper scale uses 2.
+    # 2 costs twice the time, so the default scale keeps 1 and the paper scale uses 2.
     hold: int = 1
     lr: float = 3e-3
     eval_batch: int = 256
