@@ -103,15 +103,10 @@ static inline __attribute__((always_inline)) void trace_update(const config *c, 
 }
 
 /* h = tanh(xp + hp (w + alpha . F)); then M(t); returns the scalar M(t) and fills m. */
-static inline __attribute__((always_inline)) real step_forward(const config *c, const int N, const real *restrict xp_t, real ext_t, const real *restrict hp,
-                         const real *restrict F, real *restrict a, real *restrict h, real *restrict m) {
-    memcpy(a, xp_t, N * sizeof(real));
-    for (int i = 0; i < N; i++) {
-        const real hi = hp[i];
-        const real *restrict wi = c->w + (size_t)i * N, *restrict Fi = F + (size_t)i * N;
-        const real *restrict ai = c->alpha_full ? c->alpha + (size_t)i * N : c->alpha;
-        for (int j = 0; j < N; j++) a[j] += hi * (wi[j] + ai[j] * Fi[j]);
-    }
+/* h = tanh(a), then M(t) from the head (or the caller) and its fan-out. */
+static inline __attribute__((always_inline)) real finish_step(const config *c, const int N, real ext_t,
+                                                              const real *restrict a, real *restrict h,
+                                                              real *restrict m) {
 #pragma omp simd
     for (int j = 0; j < N; j++) h[j] = tanhr(a[j]);
     real ms = 0;
@@ -128,6 +123,99 @@ static inline __attribute__((always_inline)) real step_forward(const config *c, 
     }
     fan_out(c, N, ms, m);
     return ms;
+}
+
+static inline __attribute__((always_inline)) real step_forward(const config *c, const int N, const real *restrict xp_t, real ext_t, const real *restrict hp,
+                         const real *restrict F, real *restrict a, real *restrict h, real *restrict m) {
+    memcpy(a, xp_t, N * sizeof(real));
+    for (int i = 0; i < N; i++) {
+        const real hi = hp[i];
+        const real *restrict wi = c->w + (size_t)i * N, *restrict Fi = F + (size_t)i * N;
+        const real *restrict ai = c->alpha_full ? c->alpha + (size_t)i * N : c->alpha;
+        for (int j = 0; j < N; j++) a[j] += hi * (wi[j] + ai[j] * Fi[j]);
+    }
+    return finish_step(c, N, ext_t, a, h, m);
+}
+
+/* trace_update written out of place (Fout = update(Fin)), with the same expressions, for the
+ * backward replay: each step's entering trace goes straight into its slot. */
+static inline __attribute__((always_inline)) void trace_update_to(const config *c, const int N,
+                                                                  const real *restrict hp, const real *restrict h,
+                                                                  const real *restrict m, const real *restrict Fin,
+                                                                  const real *restrict Ein, real *restrict Fout,
+                                                                  real *restrict Eout) {
+    const int rule = c->rule, fan = c->mod == M_FANOUT;
+    const real clip = c->clip, eta = c->eta, keep = 1 - c->eta;
+    for (int i = 0; i < N; i++) {
+        const real *restrict Fi = Fin + (size_t)i * N;
+        real *restrict Fo = Fout + (size_t)i * N;
+        const real hi = hp[i];
+        if (rule == R_HEBBIAN) {
+            const real u = hi * eta;
+            for (int j = 0; j < N; j++) Fo[j] = P_HEBB(Fi[j], keep, u, h[j]);
+        } else if (rule == R_RETRO) {
+            const real *restrict Ei = Ein + (size_t)i * N;
+            real *restrict Eo = Eout + (size_t)i * N;
+            const real u = hi * eta;
+            for (int j = 0; j < N; j++) {
+                Fo[j] = clampr(P_RETRO(Fi[j], Ei[j], m[j]), clip);
+                Eo[j] = Ei[j] * keep + u * h[j];
+            }
+        } else if (rule == R_NEUROMOD && fan) {
+            for (int j = 0; j < N; j++) Fo[j] = clampr(P_FANOUT(Fi[j], hi, m[j], h[j]), clip);
+        } else {
+            const real u = hi * (rule == R_NEUROMOD ? m[0] : eta);
+            for (int j = 0; j < N; j++) Fo[j] = clampr(P_SCALED(Fi[j], u, h[j]), clip);
+        }
+    }
+}
+
+/* One pass per row: apply the previous step's pending trace update to row i (same expressions as
+ * trace_update, so the same rounding), then add row i's drive. The row is read once. */
+static inline __attribute__((always_inline)) real step_forward_pending(
+    const config *c, const int N, const real *restrict xp_t, real ext_t, const real *restrict hp, real *restrict F,
+    real *restrict E, real *restrict a, real *restrict h, real *restrict m, const real *restrict php,
+    const real *restrict ph, const real *restrict pm) {
+    const int rule = c->rule, fan = c->mod == M_FANOUT;
+    const real clip = c->clip, eta = c->eta, keep = 1 - c->eta;
+    memcpy(a, xp_t, N * sizeof(real));
+    for (int i = 0; i < N; i++) {
+        const real hi = hp[i], pi = php[i];
+        const real *restrict wi = c->w + (size_t)i * N;
+        const real *restrict ai = c->alpha_full ? c->alpha + (size_t)i * N : c->alpha;
+        real *restrict Fi = F + (size_t)i * N;
+        if (rule == R_HEBBIAN) {
+            const real u = pi * eta;
+            for (int j = 0; j < N; j++) {
+                const real f = P_HEBB(Fi[j], keep, u, ph[j]);
+                Fi[j] = f;
+                a[j] += hi * (wi[j] + ai[j] * f);
+            }
+        } else if (rule == R_RETRO) {
+            real *restrict Ei = E + (size_t)i * N;
+            const real u = pi * eta;
+            for (int j = 0; j < N; j++) {
+                const real f = clampr(P_RETRO(Fi[j], Ei[j], pm[j]), clip);
+                Fi[j] = f;
+                Ei[j] = Ei[j] * keep + u * ph[j];
+                a[j] += hi * (wi[j] + ai[j] * f);
+            }
+        } else if (rule == R_NEUROMOD && fan) {
+            for (int j = 0; j < N; j++) {
+                const real f = clampr(P_FANOUT(Fi[j], pi, pm[j], ph[j]), clip);
+                Fi[j] = f;
+                a[j] += hi * (wi[j] + ai[j] * f);
+            }
+        } else {
+            const real u = pi * (rule == R_NEUROMOD ? pm[0] : eta);
+            for (int j = 0; j < N; j++) {
+                const real f = clampr(P_SCALED(Fi[j], u, ph[j]), clip);
+                Fi[j] = f;
+                a[j] += hi * (wi[j] + ai[j] * f);
+            }
+        }
+    }
+    return finish_step(c, N, ext_t, a, h, m);
 }
 
 /* Backward of the trace update for one step: masks dF by the clip (dF -> dP), accumulates
@@ -252,25 +340,38 @@ static inline __attribute__((always_inline)) void forward_sequence(const config 
                                                                    const fwd_io *io, real *buf) {
     const int T = c->T, B = c->B, K = c->K;
     const size_t NN = (size_t)N * N;
-    real *hp = buf, *a = buf + N, *m = buf + 2 * N;
+    /* two sets of (pre, modulation) buffers: this step's and the pending previous step's */
+    real *hp = buf, *a = buf + N, *m = buf + 2 * N, *php = buf + 3 * N, *pm = buf + 4 * N;
+    const real *ph = NULL;  /* h of the step whose trace update is pending (a row of H) */
     real *Fb = io->F + b * NN, *Eb = io->E ? io->E + b * NN : NULL;
+    int pending = 0;
     for (int t = 0; t < T; t++) {
         const size_t tb = (size_t)t * B + b;
+        const int reset = io->starts && io->starts[tb];
+        if (reset) { /* the trace restarts at zero: the pending update is moot */
+            memset(Fb, 0, NN * sizeof(real));
+            if (Eb) memset(Eb, 0, NN * sizeof(real));
+            pending = 0;
+        }
         if (t % K == 0) {
+            if (pending) trace_update(c, N, php, ph, pm, Fb, Eb);
+            pending = 0;
             memcpy(io->F_ck + ((size_t)(t / K) * B + b) * NN, Fb, NN * sizeof(real));
             if (Eb) memcpy(io->E_ck + ((size_t)(t / K) * B + b) * NN, Eb, NN * sizeof(real));
         }
         pre_activity(c, N, t, b, io->h0, io->H, io->starts, hp);
-        if (io->starts && io->starts[tb]) {
-            memset(Fb, 0, NN * sizeof(real));
-            if (Eb) memset(Eb, 0, NN * sizeof(real));
-        }
         real *h = io->H + tb * N;
-        const real ms = step_forward(c, N, io->xp + tb * N, io->ext ? io->ext[tb] : 0, hp, Fb, a, h, m);
-        trace_update(c, N, hp, h, m, Fb, Eb);
+        const real xt = io->ext ? io->ext[tb] : 0;
+        const real ms = pending ? step_forward_pending(c, N, io->xp + tb * N, xt, hp, Fb, Eb, a, h, m, php, ph, pm)
+                                : step_forward(c, N, io->xp + tb * N, xt, hp, Fb, a, h, m);
         if (io->MS) io->MS[tb] = ms;
         if (io->MF) memcpy(io->MF + tb * N, m, N * sizeof(real));
+        real *swap = php; php = hp; hp = swap;
+        swap = pm; pm = m; m = swap;
+        ph = h;
+        pending = 1;
     }
+    if (pending) trace_update(c, N, php, ph, pm, Fb, Eb);
 }
 
 typedef struct {
@@ -282,7 +383,7 @@ static void forward_chunk(void *ctx, int begin, int end, int tid) {
     (void)tid;
     const fwd_job *job = ctx;
     const int N = job->c->N;
-    real *buf = malloc(3 * (size_t)N * sizeof(real));
+    real *buf = malloc(5 * (size_t)N * sizeof(real));
     for (int b = begin; b < end; b++) {
 #define FWD(n) forward_sequence(job->c, n, b, job->io, buf)
         DISPATCH_N(N, FWD)
@@ -308,7 +409,7 @@ typedef struct {
 } bwd_io;
 
 typedef struct { /* per-thread scratch */
-    real *segF, *segE, *cur, *hp, *dhp, *u, *v, *m, *dm, *da, *galpha;
+    real *segF, *segE, *hp, *dhp, *u, *v, *m, *dm, *da, *galpha;
 } bwd_scratch;
 
 /* One step of the backward pass; dh, dF, dE hold the gradients w.r.t. this step's outputs and leave
@@ -408,22 +509,21 @@ static inline __attribute__((always_inline)) void backward_sequence(const config
     real geta_b = 0;
     for (int seg = (T - 1) / K; seg >= 0; seg--) {
         const int t0 = seg * K, t1 = t0 + K < T ? t0 + K : T;
-        /* replay the segment forward from its checkpoint, keeping the traces entering each step */
-        real *Fc = s->cur, *Ec = retro ? s->cur + NN : NULL;
-        memcpy(Fc, io->F_ck + ((size_t)seg * B + b) * NN, NN * sizeof(real));
-        if (retro) memcpy(Ec, io->E_ck + ((size_t)seg * B + b) * NN, NN * sizeof(real));
+        /* replay the segment forward from its checkpoint, writing the trace entering each step into its slot */
         for (int t = t0; t < t1; t++) {
             const size_t tb = (size_t)t * B + b;
+            real *Fs = s->segF + (size_t)(t - t0) * NN, *Es = retro ? s->segE + (size_t)(t - t0) * NN : NULL;
             if (io->starts && io->starts[tb]) {
-                memset(Fc, 0, NN * sizeof(real));
-                if (retro) memset(Ec, 0, NN * sizeof(real));
-            }
-            memcpy(s->segF + (size_t)(t - t0) * NN, Fc, NN * sizeof(real));
-            if (retro) memcpy(s->segE + (size_t)(t - t0) * NN, Ec, NN * sizeof(real));
-            if (t + 1 < t1) {
-                pre_activity(c, N, t, b, io->h0, io->H, io->starts, s->hp);
-                fan_out(c, N, c->mod != M_NONE ? io->MS[tb] : 0, s->m);
-                trace_update(c, N, s->hp, io->H + tb * N, s->m, Fc, Ec);
+                memset(Fs, 0, NN * sizeof(real));
+                if (retro) memset(Es, 0, NN * sizeof(real));
+            } else if (t == t0) {
+                memcpy(Fs, io->F_ck + ((size_t)seg * B + b) * NN, NN * sizeof(real));
+                if (retro) memcpy(Es, io->E_ck + ((size_t)seg * B + b) * NN, NN * sizeof(real));
+            } else {
+                const size_t tp = tb - B; /* the previous step */
+                pre_activity(c, N, t - 1, b, io->h0, io->H, io->starts, s->hp);
+                fan_out(c, N, c->mod != M_NONE ? io->MS[tp] : 0, s->m);
+                trace_update_to(c, N, s->hp, io->H + tp * N, s->m, Fs - NN, retro ? Es - NN : NULL, Fs, Es);
             }
         }
         for (int t = t1 - 1; t >= t0; t--) {
@@ -449,7 +549,7 @@ static void backward_chunk(void *ctx, int begin, int end, int tid) {
     real *vecs = malloc(7 * (size_t)N * sizeof(real));
     bwd_scratch s = {
         malloc((size_t)K * NN * sizeof(real)), retro ? malloc((size_t)K * NN * sizeof(real)) : NULL,
-        malloc(2 * NN * sizeof(real)), vecs, vecs + N, vecs + 2 * N, vecs + 3 * N, vecs + 4 * N, vecs + 5 * N,
+        vecs, vecs + N, vecs + 2 * N, vecs + 3 * N, vecs + 4 * N, vecs + 5 * N,
         vecs + 6 * N, job->galpha + (size_t)tid * (c->alpha_full ? NN : (size_t)N),
     };
     for (int b = begin; b < end; b++) {
@@ -459,7 +559,6 @@ static void backward_chunk(void *ctx, int begin, int end, int tid) {
     }
     free(s.segF);
     free(s.segE);
-    free(s.cur);
     free(vecs);
 }
 
