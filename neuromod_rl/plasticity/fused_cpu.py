@@ -172,10 +172,9 @@ class FusedPlasticRNNCPU(torch.autograd.Function):
             _ptr(dF), _ptr(dE), _ptr(gxp), _ptr(gms), _ptr(gmf), _ptr(galpha), _ptr(geta)
         )
         # Parameter gradients that are sums over (t, b) of per-step vectors: one matmul each.
-        hp = torch.cat([h0.unsqueeze(0), H[:-1]])
-        if starts_u8 is not None:
-            hp = hp.masked_fill(starts_u8.bool().unsqueeze(2), 0.0)
-        g_w = hp.reshape(-1, N).t() @ gxp.reshape(-1, N)
+        # the presynaptic activity of step t is h_{t-1} (h0 at t=0), zero where an episode starts
+        da = gxp if starts_u8 is None else gxp.masked_fill(starts_u8.bool().unsqueeze(2), 0.0)
+        g_w = torch.addmm(h0.t() @ da[0], H[:-1].reshape(-1, N).t(), da[1:].reshape(-1, N))
         g_alpha = galpha.sum(0).reshape(N, N) if full else _reduce_vector_alpha(galpha.sum(0), alpha)
         g_wm = g_bm = g_wf = g_bf = None
         if cfg.modulation and not cfg.external:
