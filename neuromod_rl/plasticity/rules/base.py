@@ -116,7 +116,8 @@ def clip_trace(F: Tensor, bound: float, soft_delta: Tensor | None = None) -> Ten
 
 
 def check_clip(clip: float) -> float:
-    """Validate a trace bound: the clipped rules need a positive ``clip``."""
+    """Validate a trace bound: a clipped rule needs a positive ``clip`` (pass ``None`` around it to
+    allow an unclipped rule)."""
     if not clip > 0:
         raise ValueError(f"clip must be > 0 (the |F| bound), got {clip}")
     return float(clip)

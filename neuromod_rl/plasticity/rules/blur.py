@@ -11,7 +11,7 @@ from neuromod_rl.plasticity.blur_network import (
     synapse_delta,
     tanh_derivative,
 )
-from neuromod_rl.plasticity.rules.base import PlasticityRule, clip_trace, register_rule
+from neuromod_rl.plasticity.rules.base import PlasticityRule, check_clip, clip_trace, register_rule
 from neuromod_rl.plasticity.state import PlasticState
 
 
@@ -55,14 +55,12 @@ class BlurRule(PlasticityRule):
         clip: float | None = 1.0,
     ):
         super().__init__(n_pre, n_post, alpha_shape, alpha_init)
-        if clip is not None and clip <= 0:
-            raise ValueError(f"blur: clip must be > 0 or None, got {clip}")
         if not 0.0 <= decay <= 1.0:
             raise ValueError(f"blur: decay (the initial synapse keep_s) must lie in [0, 1], got {decay}")
         self.genome = BlurGenome(k=k, lr=lr, noise=noise)
         with torch.no_grad():
             self.genome.keep_s.fill_(decay)
-        self.k, self.clip = k, None if clip is None else float(clip)
+        self.k, self.clip = k, None if clip is None else check_clip(clip)
 
     def init_traces(self, batch: int, device=None, dtype=None) -> dict[str, Tensor]:
         dtype = dtype or torch.get_default_dtype()

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from neuromod_rl.plasticity.learned_optimizer import CoordinatewiseLSTM, preprocess_gradient
-from neuromod_rl.plasticity.rules.base import PlasticityRule, clip_trace, outer, register_rule
+from neuromod_rl.plasticity.rules.base import PlasticityRule, check_clip, clip_trace, outer, register_rule
 from neuromod_rl.plasticity.state import PlasticState
 
 
@@ -50,11 +50,9 @@ class L2LRule(PlasticityRule):
         clip: float | None = 1.0,
     ):
         super().__init__(n_pre, n_post, alpha_shape, alpha_init)
-        if clip is not None and clip <= 0:
-            raise ValueError(f"l2l: clip must be > 0 or None, got {clip}")
         if p <= 0:
             raise ValueError(f"l2l: p must be > 0, got {p}")
-        self.p, self.clip = float(p), None if clip is None else float(clip)
+        self.p, self.clip = float(p), None if clip is None else check_clip(clip)
         self.net = CoordinatewiseLSTM(3, lstm_hidden, lstm_layers, out_scale)
 
     def init_traces(self, batch: int, device=None, dtype=None) -> dict[str, Tensor]:
