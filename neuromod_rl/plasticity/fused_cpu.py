@@ -62,6 +62,24 @@ def _compile(real: str, out: Path) -> None:
         os.replace(target, out)  # atomic: concurrent processes never load a half-written library
 
 
+def _built(real: str, key: str) -> Path:
+    """The compiled library, built on first use in the cache (or, if that is not writable, in a
+    per-user temporary folder)."""
+    name = f"fused_kernel_{real}_{key}.so"
+    candidates = [_cache_dir(), Path(tempfile.gettempdir()) / f"neuromod_rl-{os.getuid()}"]
+    for folder in candidates:
+        if (folder / name).exists():
+            return folder / name
+    errors = []
+    for folder in candidates:
+        try:
+            _compile(real, folder / name)
+            return folder / name
+        except OSError as err:  # read-only or missing home: try the next folder
+            errors.append(f"{folder}: {err}")
+    raise RuntimeError("no writable folder for the compiled kernel (" + "; ".join(errors) + ")")
+
+
 def _load() -> dict[torch.dtype, ctypes.CDLL] | None:
     global _libs, _failure
     if _libs is not None or _failure is not None:
@@ -76,10 +94,7 @@ def _load() -> dict[torch.dtype, ctypes.CDLL] | None:
         try:
             libs = {}
             for dtype, real in ((torch.float32, "float"), (torch.float64, "double")):
-                path = _cache_dir() / f"fused_kernel_{real}_{key}.so"
-                if not path.exists():
-                    _compile(real, path)
-                libs[dtype] = ctypes.CDLL(str(path))
+                libs[dtype] = ctypes.CDLL(str(_built(real, key)))
             _libs = libs
         except (OSError, RuntimeError) as err:
             _failure = str(err)
