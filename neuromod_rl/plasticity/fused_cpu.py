@@ -151,10 +151,11 @@ class FusedPlasticRNNCPU(torch.autograd.Function):
         w_k = w.contiguous()
         nthreads = max(1, min(torch.get_num_threads(), B))
         args = _common_args(cfg, xp.dtype, T, B, N, full, K, nthreads, eta, bm, w_k, alpha_k, wm_k, wf_k, bf_k)
-        lib.plastic_rnn_forward(
+        status = lib.plastic_rnn_forward(
             *args, _ptr(xp), _ptr(starts_u8), _ptr(ext), _ptr(h0), _ptr(F), _ptr(E), _ptr(H), _ptr(MS), _ptr(MF),
             _ptr(F_ck), _ptr(E_ck)
         )
+        _check_status(status, "forward", B, N, K)
         ctx.cfg, ctx.nthreads, ctx.full = cfg, nthreads, full
         ctx.save_for_backward(starts_u8, h0, H, MS, F_ck, E_ck, w_k, alpha_k, wm_k, bm, wf_k, bf_k, eta, alpha)
         M = MF if MF is not None else MS
@@ -182,10 +183,11 @@ class FusedPlasticRNNCPU(torch.autograd.Function):
         geta = H.new_zeros(B)
         gH_k = None if gH is None else gH.contiguous()
         args = _common_args(cfg, H.dtype, T, B, N, full, cfg.segment, nthreads, eta, bm, w_k, alpha_k, wm_k, wf_k, bf_k)
-        lib.plastic_rnn_backward(
+        status = lib.plastic_rnn_backward(
             *args, _ptr(starts_u8), _ptr(h0), _ptr(H), _ptr(MS), _ptr(F_ck), _ptr(E_ck), _ptr(gH_k), _ptr(dh),
             _ptr(dF), _ptr(dE), _ptr(gxp), _ptr(gms), _ptr(gmf), _ptr(galpha), _ptr(geta)
         )
+        _check_status(status, "backward", B, N, cfg.segment)
         # Parameter gradients that are sums over (t, b) of per-step vectors: one matmul each.
         # the presynaptic activity of step t is h_{t-1} (h0 at t=0), zero where an episode starts
         da = gxp if starts_u8 is None else gxp.masked_fill(starts_u8.bool().unsqueeze(2), 0.0)
@@ -201,6 +203,15 @@ class FusedPlasticRNNCPU(torch.autograd.Function):
         g_ext = gms if cfg.external else None
         g_eta = geta.sum() if eta is not None else None
         return None, None, gxp, g_ext, dh, dF, dE, g_w, g_alpha, g_wm, g_bm, g_wf, g_bf, g_eta
+
+
+def _check_status(status: int, phase: str, B: int, N: int, K: int) -> None:
+    if status:
+        need = K * N * N * 8 / 2**20
+        raise MemoryError(
+            f"fused plastic RNN {phase}: could not allocate the kernel's scratch memory (about {need:.0f} MiB per "
+            f"thread for N={N}); use a smaller batch or hidden size, or free memory"
+        )
 
 
 def _reduce_vector_alpha(g: Tensor, alpha: Tensor) -> Tensor:

@@ -377,13 +377,18 @@ static inline __attribute__((always_inline)) void forward_sequence(const config 
 typedef struct {
     const config *c;
     const fwd_io *io;
+    volatile int failed; /* set by a thread whose scratch allocation failed */
 } fwd_job;
 
 static void forward_chunk(void *ctx, int begin, int end, int tid) {
     (void)tid;
-    const fwd_job *job = ctx;
+    fwd_job *job = ctx;
     const int N = job->c->N;
     real *buf = malloc(5 * (size_t)N * sizeof(real));
+    if (!buf) {
+        job->failed = 1;
+        return;
+    }
     for (int b = begin; b < end; b++) {
 #define FWD(n) forward_sequence(job->c, n, b, job->io, buf)
         DISPATCH_N(N, FWD)
@@ -392,14 +397,16 @@ static void forward_chunk(void *ctx, int begin, int end, int tid) {
     free(buf);
 }
 
-void plastic_rnn_forward(int T, int B, int N, int rule, int alpha_full, int mod, int external, int K, int nthreads,
+/* Returns 0, or 1 when scratch memory could not be allocated (the outputs are then incomplete). */
+int plastic_rnn_forward(int T, int B, int N, int rule, int alpha_full, int mod, int external, int K, int nthreads,
                          real clip, real eta, real bm, const real *w, const real *alpha, const real *wm,
                          const real *wf, const real *bf, const real *xp, const uint8_t *starts, const real *ext,
                          const real *h0, real *F, real *E, real *H, real *MS, real *MF, real *F_ck, real *E_ck) {
     const config cfg = {T, B, N, rule, alpha_full, mod, external, K, nthreads, clip, eta, bm, w, alpha, wm, wf, bf};
     const fwd_io io = {xp, ext, h0, starts, F, E, H, MS, MF, F_ck, E_ck};
-    const fwd_job job = {&cfg, &io};
+    fwd_job job = {&cfg, &io, 0};
     parallel_for(B, nthreads, forward_chunk, (void *)&job);
+    return job.failed;
 }
 
 typedef struct {
@@ -538,10 +545,11 @@ typedef struct {
     const config *c;
     const bwd_io *io;
     real *galpha;
+    volatile int failed;
 } bwd_job;
 
 static void backward_chunk(void *ctx, int begin, int end, int tid) {
-    const bwd_job *job = ctx;
+    bwd_job *job = ctx;
     const config *c = job->c;
     const int N = c->N, K = c->K;
     const size_t NN = (size_t)N * N;
@@ -552,6 +560,10 @@ static void backward_chunk(void *ctx, int begin, int end, int tid) {
         vecs, vecs + N, vecs + 2 * N, vecs + 3 * N, vecs + 4 * N, vecs + 5 * N,
         vecs + 6 * N, job->galpha + (size_t)tid * (c->alpha_full ? NN : (size_t)N),
     };
+    if (!vecs || !s.segF || (retro && !s.segE)) {
+        job->failed = 1;
+        begin = end; /* skip the work, free what was allocated */
+    }
     for (int b = begin; b < end; b++) {
 #define BWD(n) backward_sequence(c, n, b, job->io, &s)
         DISPATCH_N(N, BWD)
@@ -567,14 +579,16 @@ static void backward_chunk(void *ctx, int begin, int end, int tid) {
  * Out (in place): dh = dL/dh0, dF = dL/dF0, dE = dL/dE0; gxp [T,B,N] = dL/d(pre-activation);
  * gms [T,B] = dL/dM(t) (external) or dL/dz (learned head, z the pre-tanh of M); gmf [T,B,N] = dL/dm
  * (fan-out); galpha [nthreads, N*N or N] and geta [B] partial sums, reduced by the caller.
+ * Returns 0, or 1 when scratch memory could not be allocated.
  */
-void plastic_rnn_backward(int T, int B, int N, int rule, int alpha_full, int mod, int external, int K, int nthreads,
+int plastic_rnn_backward(int T, int B, int N, int rule, int alpha_full, int mod, int external, int K, int nthreads,
                           real clip, real eta, real bm, const real *w, const real *alpha, const real *wm,
                           const real *wf, const real *bf, const uint8_t *starts, const real *h0, const real *H,
                           const real *MS, const real *F_ck, const real *E_ck, const real *gH, real *dh_io,
                           real *dF_io, real *dE_io, real *gxp, real *gms, real *gmf, real *galpha, real *geta) {
     const config cfg = {T, B, N, rule, alpha_full, mod, external, K, nthreads, clip, eta, bm, w, alpha, wm, wf, bf};
     const bwd_io io = {starts, h0, H, MS, F_ck, E_ck, gH, dh_io, dF_io, dE_io, gxp, gms, gmf, geta};
-    const bwd_job job = {&cfg, &io, galpha};
+    bwd_job job = {&cfg, &io, galpha, 0};
     parallel_for(B, nthreads, backward_chunk, (void *)&job);
+    return job.failed;
 }
