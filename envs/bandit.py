@@ -27,18 +27,20 @@ from neuromod_rl.envs.base import (
     check_int_range,
     check_range,
     check_task_keys,
+    renders_observation,
 )
 
 VARIANTS = ("independent", "dependent", "fixed")
 DIFFICULTIES = {"easy": (0.1, 0.9), "medium": (0.25, 0.75), "hard": (0.4, 0.6)}
 
 
+
+@renders_observation
 class TwoArmedBandit(TaskEnvMixin, gym.Env):
     """Two-armed Bernoulli bandit; task ``{"p": (p1, p2)}``."""
 
     _task_has_arrays = False
 
-    metadata = {"render_modes": []}
 
     def __init__(self, variant: str = "independent", n_pulls: int = 100, difficulty: str = "medium"):
         self.variant = check_choice("variant", variant, VARIANTS)

@@ -189,3 +189,53 @@ def split_finite(items: Sequence[Any], seed: int, n_test: int) -> tuple[list[Any
     order = rng.permutation(len(items))
     shuffled = [items[i] for i in order]
     return shuffled[: len(items) - n_test], shuffled[len(items) - n_test :]
+
+
+def observation_image(obs: np.ndarray, cell: int = 12) -> np.ndarray:
+    """An observation vector as an RGB strip, one ``cell`` x ``cell`` square per feature: white at 0,
+    red towards +1, blue towards -1 (values beyond ±1 saturate)."""
+    v = np.clip(np.asarray(obs, dtype=np.float32).ravel(), -1.0, 1.0)
+    pos, neg = np.clip(v, 0, 1), np.clip(-v, 0, 1)
+    rgb = np.stack([1 - neg, 1 - pos - neg, 1 - pos], axis=-1)  # [F, 3]
+    strip = np.repeat(np.repeat(rgb[None], cell, axis=0), cell, axis=1)
+    return (255 * strip).astype(np.uint8)
+
+
+def renders_observation(cls):
+    """Class decorator for the classic (non-MuJoCo) tasks: ``render_mode="rgb_array"`` renders the
+    current observation with :func:`observation_image`.
+
+    SB3's ``make_vec_env`` asks every env made from an id for ``render_mode="rgb_array"``; this makes
+    that request valid (and the picture shows what the agent sees, which is what matters here).
+    """
+    init, reset, step = cls.__init__, cls.reset, cls.step
+
+    def __init__(self, *args, render_mode: str | None = None, **kwargs):
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode={render_mode!r} is not supported by {cls.__name__}; use None or 'rgb_array'")
+        init(self, *args, **kwargs)
+        self.render_mode = render_mode
+        self._last_obs = None
+
+    def reset_(self, *args, **kwargs):
+        obs, info = reset(self, *args, **kwargs)
+        self._last_obs = obs
+        return obs, info
+
+    def step_(self, action):
+        out = step(self, action)
+        self._last_obs = out[0]
+        return out
+
+    def render(self):
+        if self.render_mode is None:
+            return None
+        if self._last_obs is None:
+            raise RuntimeError(f"{cls.__name__}.render() needs a reset() first")
+        return observation_image(self._last_obs)
+
+    __init__.__doc__ = init.__doc__
+    reset_.__doc__, step_.__doc__ = reset.__doc__, step.__doc__
+    cls.__init__, cls.reset, cls.step, cls.render = __init__, reset_, step_, render
+    cls.metadata = {**cls.metadata, "render_modes": ["rgb_array"], "render_fps": 4}
+    return cls

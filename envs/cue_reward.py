@@ -19,15 +19,16 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from neuromod_rl.envs.base import Task, TaskEnvMixin, check_int_range, check_range, check_task_keys
+from neuromod_rl.envs.base import Task, TaskEnvMixin, check_int_range, check_range, check_task_keys, renders_observation
 
 BLANK, GO = -1, -2  # codes for the non-cue steps of a trial
 
 
+
+@renders_observation
 class CueReward(TaskEnvMixin, gym.Env):
     """Backpropamine cue-reward association; task ``{"cues": (n_cues, cue_bits) +-1, "target": int}``."""
 
-    metadata = {"render_modes": []}
 
     def __init__(
         self,

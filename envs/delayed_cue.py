@@ -18,15 +18,15 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from neuromod_rl.envs.base import Task, TaskEnvMixin, check_int_range, check_range, check_task_keys
+from neuromod_rl.envs.base import Task, TaskEnvMixin, check_int_range, check_range, check_task_keys, renders_observation
 
 
+@renders_observation
 class DelayedCue(TaskEnvMixin, gym.Env):
     """Delayed match-to-cue; task ``{"cue": int}``."""
 
     _task_has_arrays = False
 
-    metadata = {"render_modes": []}
 
     def __init__(self, n_cues: int = 2, delay: int = 5, wrong_reward: float = 0.0):
         self.n_cues = check_int_range("n_cues", n_cues, 2, 4)

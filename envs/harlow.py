@@ -19,13 +19,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from neuromod_rl.envs.base import Task, TaskEnvMixin, check_int_range, check_range, check_task_keys
+from neuromod_rl.envs.base import Task, TaskEnvMixin, check_int_range, check_range, check_task_keys, renders_observation
 
 
+@renders_observation
 class Harlow(TaskEnvMixin, gym.Env):
     """Vector-object Harlow task; task ``{"objects": (2, object_dim) +-1, "rewarded": 0 | 1}``."""
 
-    metadata = {"render_modes": []}
 
     def __init__(
         self,

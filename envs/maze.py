@@ -24,6 +24,7 @@ from neuromod_rl.envs.base import (
     check_int_range,
     check_range,
     check_task_keys,
+    renders_observation,
     split_finite,
 )
 
@@ -40,12 +41,13 @@ def make_maze(size: int) -> np.ndarray:
     return lab
 
 
+
+@renders_observation
 class Maze(TaskEnvMixin, gym.Env):
     """Backpropamine grid maze; task ``{"goal": (row, col)}``."""
 
     _task_has_arrays = False
 
-    metadata = {"render_modes": []}
 
     def __init__(
         self,

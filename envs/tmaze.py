@@ -20,17 +20,18 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from neuromod_rl.envs.base import Task, TaskEnvMixin, check_int_range, check_range, check_task_keys
+from neuromod_rl.envs.base import Task, TaskEnvMixin, check_int_range, check_range, check_task_keys, renders_observation
 
 FORWARD, LEFT, RIGHT = 0, 1, 2
 
 
+
+@renders_observation
 class TMaze(TaskEnvMixin, gym.Env):
     """Single T-maze with one reward swap per lifetime."""
 
     _task_has_arrays = False
 
-    metadata = {"render_modes": []}
 
     def __init__(
         self,
