@@ -1,4 +1,5 @@
-"""The C kernel behind the ``fused`` backend on CPU tensors (``fused_kernel.c``).
+"""The C kernel behind the ``fused`` backend on CPU tensors (``fused_kernel.c``, ``fused_kernel_backward.c``,
+``fused_kernel.h``).
 
 The kernel is plain C (no torch headers), so it compiles in about a second with the system C
 compiler the first time it is needed, and is cached under ``$NEUROMOD_RL_CACHE`` (default
@@ -23,7 +24,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-_SOURCE = Path(__file__).with_name("fused_kernel.c")
+_HERE = Path(__file__).parent
+_SOURCES = [_HERE / "fused_kernel.c", _HERE / "fused_kernel_backward.c"]
+_HEADER = _HERE / "fused_kernel.h"
 # -ffp-contract=off: the backward replay must round exactly as the forward did (clip masks agree).
 _FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fopenmp-simd", "-pthread"]
 _FLAGS += ["-shared", "-fPIC", "-std=c99"]
@@ -55,10 +58,10 @@ def _compile(real: str, out: Path) -> None:
         target = Path(tmp) / out.name
         # float uses the kernel's own vectorisable tanh (3e-7 abs error); double keeps libm's.
         precision = ["-DREAL=float", "-DFAST_TANH"] if real == "float" else ["-DREAL=double", "-DTANH=tanh"]
-        cmd = [cc, *_FLAGS, *precision, str(_SOURCE), "-o", str(target), "-lm"]
+        cmd = [cc, *_FLAGS, *precision, *map(str, _SOURCES), "-o", str(target), "-lm"]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise RuntimeError(f"compiling {_SOURCE.name} failed: {proc.stderr.strip()[:500]}")
+            raise RuntimeError(f"compiling the fused kernel failed: {proc.stderr.strip()[:500]}")
         os.replace(target, out)  # atomic: concurrent processes never load a half-written library
 
 
@@ -90,7 +93,8 @@ def _load() -> dict[torch.dtype, ctypes.CDLL] | None:
         if os.environ.get("NEUROMOD_RL_FUSED_KERNEL", "").lower() == "torch":
             _failure = "disabled by NEUROMOD_RL_FUSED_KERNEL=torch"
             return None
-        key = hashlib.sha256(_SOURCE.read_bytes() + " ".join(_FLAGS).encode() + _cpu_id().encode()).hexdigest()[:16]
+        code = b"".join(p.read_bytes() for p in [*_SOURCES, _HEADER])
+        key = hashlib.sha256(code + " ".join(_FLAGS).encode() + _cpu_id().encode()).hexdigest()[:16]
         try:
             libs = {}
             for dtype, real in ((torch.float32, "float"), (torch.float64, "double")):
