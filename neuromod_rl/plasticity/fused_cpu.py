@@ -193,16 +193,21 @@ class FusedPlasticRNNCPU(torch.autograd.Function):
         )
         _check_status(status, "backward", B, N, cfg.segment)
         # Parameter gradients that are sums over (t, b) of per-step vectors: one matmul each.
-        # the presynaptic activity of step t is h_{t-1} (h0 at t=0), zero where an episode starts
-        da = gxp if starts_u8 is None else gxp.masked_fill(starts_u8.bool().unsqueeze(2), 0.0)
-        g_w = torch.addmm(h0.t() @ da[0], H[:-1].reshape(-1, N).t(), da[1:].reshape(-1, N))
+        # the presynaptic activity of step t is h_{t-1} (h0 at t=0), zero where an episode starts: sum
+        # over all steps, then take back the few (t, b) that started an episode
+        g_w = torch.addmm(h0.t() @ gxp[0], H[:-1].reshape(-1, N).t(), gxp[1:].reshape(-1, N))
+        if starts_u8 is not None:
+            t_idx, b_idx = starts_u8.nonzero(as_tuple=True)
+            if len(t_idx):
+                pre = torch.where((t_idx == 0).unsqueeze(1), h0[b_idx], H[(t_idx - 1).clamp_min(0), b_idx])
+                g_w -= pre.t() @ gxp[t_idx, b_idx]
         g_alpha = galpha.sum(0).reshape(N, N) if full else _reduce_vector_alpha(galpha.sum(0), alpha)
         g_wm = g_bm = g_wf = g_bf = None
         if cfg.modulation and not cfg.external:
-            g_wm = (gms.reshape(-1, 1) * H.reshape(-1, N)).sum(0, keepdim=True)
+            g_wm = (gms.reshape(1, -1) @ H.reshape(-1, N))
             g_bm = gms.sum().reshape(1)
         if cfg.modulation == "fanout":
-            g_wf = (gmf * MS.unsqueeze(2)).sum((0, 1)).unsqueeze(1)
+            g_wf = (MS.reshape(1, -1) @ gmf.reshape(-1, N)).t()
             g_bf = gmf.sum((0, 1))
         g_ext = gms if cfg.external else None
         g_eta = geta.sum() if eta is not None else None
