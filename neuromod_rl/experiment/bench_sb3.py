@@ -46,8 +46,8 @@ def _peak_rss_mb() -> float:
 
 def _run_one(name: str, total_timesteps: int, n_envs: int, threads: int) -> dict[str, Any]:
     """Train one algorithm in this (child) process; returns its throughput and memory."""
-    # Before torch loads: OpenMP (torch, the fused C kernel) must not spin more threads than asked
-    # for on a shared machine, or busy-waiting threads dominate the measurement.
+    # Before torch loads: torch's OpenMP pool (which the fused kernel's thread count follows) must not
+    # spin more threads than asked for on a shared machine, or busy-waiting threads dominate.
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     import torch
     from stable_baselines3 import PPO
