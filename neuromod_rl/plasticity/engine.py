@@ -111,10 +111,10 @@ def scan(
         raise ValueError("scan: x has no time steps (T=0)")
     if I != cell.input_size:
         raise ValueError(f"scan: x has {I} features per step but the cell expects input_size={cell.input_size}")
-    params = [p for p in cell.parameters()]
-    if params and (x.device != params[0].device or x.dtype != params[0].dtype):
+    first = next(cell.parameters(), None)
+    if first is not None and (x.device != first.device or x.dtype != first.dtype):
         raise ValueError(
-            f"scan: x is {x.dtype} on {x.device} but the cell is {params[0].dtype} on {params[0].device}; "
+            f"scan: x is {x.dtype} on {x.device} but the cell is {first.dtype} on {first.device}; "
             "move one of them (cell.to(x) or x.to(...))"
         )
     if state is None:

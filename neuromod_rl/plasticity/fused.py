@@ -28,7 +28,7 @@ from torch import Tensor
 from neuromod_rl.plasticity import fused_cpu
 from neuromod_rl.plasticity.cells import PlasticCell, PlasticRNNCell
 from neuromod_rl.plasticity.engine import ScanResult, register_backend
-from neuromod_rl.plasticity.fused_cpu import FusedPlasticRNNCPU
+from neuromod_rl.plasticity.fused_cpu import FusedPlasticRNNCPU, allocate_outputs
 from neuromod_rl.plasticity.state import PlasticState
 
 FUSED_RULES = ("neuromod", "retroactive", "clipped", "hebbian")
@@ -122,12 +122,8 @@ class _FusedPlasticRNN(torch.autograd.Function):
         p = _Params(w, alpha, wm, bm, wf, bf, eta)
         T, B, N = xp.shape
         K = cfg.segment
-        H = xp.new_empty(T, B, N)
-        MS = xp.new_empty(T, B) if cfg.modulation else None
-        M = xp.new_empty(T, B, N) if cfg.modulation == "fanout" else MS
-        nck = (T + K - 1) // K
-        F_ck = xp.new_empty(nck, B, N, N)
-        E_ck = xp.new_empty(nck, B, N, N) if E0 is not None else None
+        H, MS, MF, F_ck, E_ck = allocate_outputs(xp, cfg, with_eligibility=E0 is not None)
+        M = MF if MF is not None else MS
         F, E = F0.clone(), None if E0 is None else E0.clone()
         h = h0
         tmp = xp.new_empty(B, N, N) if cfg.alpha == "full" else None

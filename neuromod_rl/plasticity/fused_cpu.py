@@ -143,12 +143,7 @@ class FusedPlasticRNNCPU(torch.autograd.Function):
         ext = None if ext is None else ext.contiguous()
         F = F0.detach().clone(memory_format=torch.contiguous_format)
         E = None if E0 is None else E0.detach().clone(memory_format=torch.contiguous_format)
-        H = xp.new_empty(T, B, N)
-        MS = xp.new_empty(T, B) if cfg.modulation else None
-        MF = xp.new_empty(T, B, N) if cfg.modulation == "fanout" else None
-        nck = (T + K - 1) // K
-        F_ck = xp.new_empty(nck, B, N, N)
-        E_ck = xp.new_empty(nck, B, N, N) if E is not None else None
+        H, MS, MF, F_ck, E_ck = allocate_outputs(xp, cfg, with_eligibility=E is not None)
         wm_k = None if wm is None else wm.reshape(-1).contiguous()
         wf_k = None if wf is None else wf.reshape(-1).contiguous()
         bf_k = None if bf is None else bf.contiguous()
@@ -212,6 +207,21 @@ class FusedPlasticRNNCPU(torch.autograd.Function):
         g_ext = gms if cfg.external else None
         g_eta = geta.sum() if eta is not None else None
         return None, None, gxp, g_ext, dh, dF, dE, g_w, g_alpha, g_wm, g_bm, g_wf, g_bf, g_eta
+
+
+def allocate_outputs(xp: Tensor, cfg, with_eligibility: bool):
+    """What a fused forward writes: hidden states ``H [T, B, N]``, the scalar modulation ``MS [T, B]``
+    and its fan-out ``MF [T, B, N]`` (when used), and the trace checkpoints ``[ceil(T/K), B, N, N]``
+    (``F`` and, for the eligibility rule, ``E``) taken before steps 0, K, 2K, ..."""
+    T, B, N = xp.shape
+    nck = (T + cfg.segment - 1) // cfg.segment
+    return (
+        xp.new_empty(T, B, N),
+        xp.new_empty(T, B) if cfg.modulation else None,
+        xp.new_empty(T, B, N) if cfg.modulation == "fanout" else None,
+        xp.new_empty(nck, B, N, N),
+        xp.new_empty(nck, B, N, N) if with_eligibility else None,
+    )
 
 
 def _check_status(status: int, phase: str, B: int, N: int, K: int) -> None:
