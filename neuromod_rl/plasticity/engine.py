@@ -1,77 +1,56 @@
 """The sequence engine: run a plastic cell over ``x[T, B, ...]`` with episode resets.
 
-``scan`` is the training hot path. Backends:
+``scan`` is the training hot path. It validates its arguments once (shapes, dtypes, devices,
+NaN/inf) and hands them to one backend:
 
 * ``"reference"`` -- a per-step autograd loop over ``cell.step``; written for clarity, it *is* the
-  specification every other backend is tested against;
+  specification every other backend is tested against (:mod:`neuromod_rl.plasticity.backends`);
 * ``"fused"`` -- :mod:`neuromod_rl.plasticity.fused`: a hand-written forward and backward with
-  in-place buffers and trace checkpoints (O(T·B·N) saved memory instead of O(T·B·N²)).
+  in-place buffers and trace checkpoints (O(T·B·N) saved memory instead of O(T·B·N²)); a C kernel
+  on CPU, exact torch ops elsewhere;
+* ``"triton"`` -- :mod:`neuromod_rl.plasticity.triton` (when Triton is installed): GPU kernels that
+  keep each sequence's fast weights on chip for the whole sequence.
 
-``backend=None`` picks ``"fused"`` when it supports the cell, else ``"reference"``.
+``backend=None`` picks, in the order ``triton``, ``fused``, ``reference``, the first backend that
+supports the cell on the input's device; the environment variable ``NEUROMOD_RL_BACKEND`` forces one
+for every such call. The result says which one ran (``result.backend``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NamedTuple
+import os
 
 import torch
 from torch import Tensor
 
+from neuromod_rl.plasticity import fused  # noqa: F401  (registers "fused")
+from neuromod_rl.plasticity.backends import AUTO_DEVICES, BACKENDS, PREFERENCE, SUPPORTS, ScanResult
 from neuromod_rl.plasticity.cells import PlasticCell
 from neuromod_rl.plasticity.state import PlasticState
 
-
-class ScanResult(NamedTuple):
-    """What :func:`scan` returns: outputs ``y[T, B, N]``, the final state, and ``M(t)`` (``[T, B]``,
-    ``[T, B, N]`` for fan-out, or ``None`` for an unmodulated cell)."""
-
-    y: Tensor
-    state: PlasticState
-    modulation: Tensor | None
-
-
-Backend = Callable[[PlasticCell, Tensor, PlasticState, Tensor | None, Tensor | None], ScanResult]
-BACKENDS: dict[str, Backend] = {}
-#: backend name -> predicate telling whether it supports a given cell
-SUPPORTS: dict[str, Callable[[PlasticCell], bool]] = {}
-
-
-def register_backend(name: str, supports: Callable[[PlasticCell], bool]):
-    def deco(fn: Backend) -> Backend:
-        BACKENDS[name] = fn
-        SUPPORTS[name] = supports
-        return fn
-
-    return deco
-
-
-@register_backend("reference", supports=lambda cell: True)
-def reference_scan(
-    cell: PlasticCell, x: Tensor, state: PlasticState, episode_starts: Tensor | None, modulation: Tensor | None
-) -> ScanResult:
-    """The specification: project inputs once, then one ``cell.step`` per time step under autograd."""
-    xp = cell.project_input(x)
-    initial = cell.initial_state(1, device=x.device, dtype=xp.dtype) if episode_starts is not None else None
-    ys, ms = [], []
-    for t in range(x.shape[0]):
-        if episode_starts is not None and bool(episode_starts[t].any()):
-            state = state.reset(episode_starts[t], initial)
-        y, m, state = cell.step(xp[t], state, None if modulation is None else modulation[t])
-        ys.append(y)
-        ms.append(m)
-    return ScanResult(torch.stack(ys), state, None if ms[0] is None else torch.stack(ms))
+#: environment variable that forces a backend for every ``scan(..., backend=None)`` call
+BACKEND_ENV = "NEUROMOD_RL_BACKEND"
 
 
 def available_backends(cell: PlasticCell | None = None) -> list[str]:
     """Backend names (those supporting ``cell`` when given)."""
-    _load_backends()
     return [name for name in BACKENDS if cell is None or SUPPORTS[name](cell)]
 
 
-def default_backend(cell: PlasticCell) -> str:
-    """``"fused"`` where it supports the cell, else ``"reference"``."""
-    return "fused" if "fused" in available_backends(cell) else "reference"
+def default_backend(cell: PlasticCell, device: torch.device | str | None = None) -> str:
+    """The backend ``scan(backend=None)`` runs for ``cell`` on ``device`` (default: the cell's device):
+    ``$NEUROMOD_RL_BACKEND`` if set, else the first of ``triton``, ``fused`` that supports both."""
+    forced = os.environ.get(BACKEND_ENV)
+    if forced:
+        return forced
+    if device is None:
+        first = next(cell.parameters(), None)
+        device = first.device if first is not None else torch.device("cpu")
+    kind = torch.device(device).type
+    for name in PREFERENCE:
+        if name in BACKENDS and kind in AUTO_DEVICES[name] and SUPPORTS[name](cell):
+            return name
+    return "reference"
 
 
 def scan(
@@ -87,28 +66,36 @@ def scan(
 
     Args:
         cell: a :class:`~neuromod_rl.plasticity.cells.PlasticCell`.
-        x: inputs ``[T, B, input_size]`` (time first, like ``torch.nn.RNN``).
-        state: the state before step 0 (default: ``cell.initial_state(B)``).
+        x: inputs ``[T, B, input_size]`` (time first, like ``torch.nn.RNN``), floating point, with the
+            cell's dtype and device.
+        state: the state before step 0 (default: ``cell.initial_state(B)``); every field must have
+            ``x``'s dtype and device.
         episode_starts: bool ``[T, B]``; where True the state is reset to the initial state *before*
             that step (as SB3's ``episode_start``). ``None``: no resets.
         modulation: ``[T, B]`` external neuromodulation, required when the cell has
             ``modulation_source="external"`` (e.g. the previous reward or TD error).
-        backend: ``"reference"`` | ``"fused"`` | ``None`` (the fastest that supports the cell).
+        backend: ``"reference"`` | ``"fused"`` | ``"triton"`` | ``None`` (the fastest that supports the
+            cell on this device, or ``$NEUROMOD_RL_BACKEND``).
         check_finite: raise ``FloatingPointError`` naming the rule and the first bad step when the
             outputs or final traces hold NaN/inf (one cheap pass at the end).
 
     Returns:
-        ``ScanResult(y[T, B, N], final_state, modulation[T, B(, N)] or None)``.
+        ``ScanResult(y[T, B, N], final_state, modulation[T, B(, N)] or None)``; ``.backend`` names the
+        backend that ran.
 
     Example:
         >>> cell = PlasticRNNCell(input_size=8, hidden_size=32, rule="neuromod")
         >>> y, state, m = scan(cell, torch.randn(100, 16, 8))
     """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"scan: x must be a torch.Tensor [T, B, input_size], got {type(x).__name__}")
     if x.dim() != 3:
         raise ValueError(f"scan: x must have shape [T, B, input_size], got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"scan: x must be a floating-point tensor, got {x.dtype}; use x.float()")
     T, B, I = x.shape
-    if T == 0:
-        raise ValueError("scan: x has no time steps (T=0)")
+    if T == 0 or B == 0:
+        raise ValueError(f"scan: x has no time steps or no sequences (shape {tuple(x.shape)})")
     if I != cell.input_size:
         raise ValueError(f"scan: x has {I} features per step but the cell expects input_size={cell.input_size}")
     first = next(cell.parameters(), None)
@@ -135,19 +122,18 @@ def scan(
         modulation = modulation.reshape(T, B).to(device=x.device, dtype=x.dtype)
     elif modulation is not None:
         raise ValueError("scan: modulation was given but the cell computes its own (modulation_source='hidden')")
-    if check_finite and not _all_finite(x):
-        bad = (~torch.isfinite(x)).reshape(T, -1).any(1).nonzero()
-        if len(bad):
-            raise FloatingPointError(f"scan: the input x holds NaN/inf at step {int(bad[0])}; check the observations")
+    if check_finite:
+        _check_input_finite(x, "the input x", "check the observations")
+        if modulation is not None:
+            _check_input_finite(modulation, "the modulation", "check the reward or TD-error signal")
 
-    name = backend or default_backend(cell)
-    _load_backends()
+    name = backend or default_backend(cell, x.device)
     if name not in BACKENDS:
         raise ValueError(f"scan: unknown backend {name!r}; valid choices: {sorted(BACKENDS)}")
     if not SUPPORTS[name](cell):
         raise ValueError(
-            f"scan: backend {name!r} does not support {type(cell).__name__} with rule {cell.rule.name!r}; "
-            f"use one of {available_backends(cell)}"
+            f"scan: backend {name!r} does not support {type(cell).__name__} with rule "
+            f"{type(cell.rule).__name__} ({cell.rule.name!r}); use one of {available_backends(cell)}"
         )
     result = BACKENDS[name](cell, x, state, episode_starts, modulation)
     if check_finite:
@@ -156,6 +142,10 @@ def scan(
 
 
 def _check_state(cell: PlasticCell, state: PlasticState, B: int, x: Tensor) -> None:
+    """Every field present, batch-first with the cell's shape, and of ``x``'s dtype and device (the
+    fast backends hand raw pointers to compiled code: a mismatch there would read the wrong bytes)."""
+    if not isinstance(state, PlasticState):
+        raise TypeError(f"scan: state must be a PlasticState (from cell.initial_state), got {type(state).__name__}")
     template = cell.initial_state(1, device=x.device, dtype=x.dtype)
     if set(state) != set(template):
         raise ValueError(f"scan: state has fields {sorted(state)}, the cell needs {sorted(template)}")
@@ -166,6 +156,11 @@ def _check_state(cell: PlasticCell, state: PlasticState, B: int, x: Tensor) -> N
             )
         if v.device != x.device:
             raise ValueError(f"scan: state.{k} is on {v.device} but x is on {x.device}; use state.to(x.device)")
+        if v.dtype != x.dtype:
+            raise ValueError(
+                f"scan: state.{k} is {v.dtype} but x is {x.dtype}; every state field must have the input's "
+                f"dtype: use state.to(dtype={x.dtype})"
+            )
 
 
 def _all_finite(t: Tensor) -> bool:
@@ -173,6 +168,14 @@ def _all_finite(t: Tensor) -> bool:
     (A finite tensor whose sum overflows reads as non-finite; callers then look closer.)"""
     with torch.no_grad():
         return bool(torch.isfinite(t.sum()))
+
+
+def _check_input_finite(t: Tensor, what: str, fix: str) -> None:
+    if _all_finite(t):
+        return
+    bad = (~torch.isfinite(t)).reshape(t.shape[0], -1).any(1).nonzero()
+    if len(bad):
+        raise FloatingPointError(f"scan: {what} holds NaN/inf at step {int(bad[0])}; {fix}")
 
 
 def _check_finite(cell: PlasticCell, result: ScanResult) -> None:
@@ -188,11 +191,7 @@ def _check_finite(cell: PlasticCell, result: ScanResult) -> None:
     else:
         where = f"step {int((~finite_steps).nonzero()[0])}"
     raise FloatingPointError(
-        f"non-finite values (NaN/inf) in the plastic cell (rule {cell.rule.name!r}) at {where}. "
-        "Lower the learning rate or the plasticity rate, use a clipped rule ('clipped', 'neuromod', "
-        "'retroactive'), or check the inputs and modulation for NaN/inf."
+        f"non-finite values (NaN/inf) in the plastic traces of the cell (rule {cell.rule.name!r}) at {where}, "
+        "with finite inputs. Lower the learning rate or the plasticity rate, use a clipped rule ('clipped', "
+        "'neuromod', 'retroactive'), or check the cell's weights for NaN/inf."
     )
-
-
-def _load_backends() -> None:
-    import neuromod_rl.plasticity.fused  # noqa: F401  (registers "fused")

@@ -10,7 +10,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from neuromod_rl.plasticity import PlasticRNNCell, fused_cpu, scan
+from neuromod_rl.plasticity import PlasticRNNCell, scan
+from neuromod_rl.plasticity.fused import cpu as fused_cpu
 
 CONFIGS = [
     (rule, mod, src, alpha)

@@ -1,7 +1,8 @@
 /*
- * Shared pieces of the fused plastic-RNN CPU kernel (fused_kernel.c: forward, fused_kernel_backward.c:
- * backward; see fused.py and fused_cpu.py). Everything here is static inline: each file gets its own
- * copy, specialised by the compiler.
+ * Shared pieces of the fused plastic-RNN CPU kernel (forward.c, backward.c; the Python side is
+ * neuromod_rl/plasticity/fused/cpu.py). The interface structs below are the one declaration of the
+ * C interface; cpu.py mirrors them field by field as ctypes Structures. Everything else here is
+ * static inline: each file gets its own copy, specialised by the compiler.
  */
 #ifndef NEUROMOD_RL_FUSED_KERNEL_H
 #define NEUROMOD_RL_FUSED_KERNEL_H
@@ -14,14 +15,40 @@
 
 typedef REAL real;
 
-enum { R_NEUROMOD = 0, R_CLIPPED = 1, R_HEBBIAN = 2, R_RETRO = 3 };
-enum { M_NONE = 0, M_SCALAR = 1, M_FANOUT = 2 };
+/* Rule and modulation codes come from the one table in fused/spec.py, as -D flags. */
+#if !defined(R_NEUROMOD) || !defined(R_CLIPPED) || !defined(R_HEBBIAN) || !defined(R_RETRO) || !defined(M_NONE) || \
+    !defined(M_SCALAR) || !defined(M_FANOUT)
+#error "compile with the rule and modulation codes of neuromod_rl/plasticity/fused/spec.py (kernel_defines())"
+#endif
 
+/* -- the C interface (mirrored by cpu.py) -------------------------------------------------------- */
 typedef struct {
     int T, B, N, rule, alpha_full, mod, external, K, nthreads;
     real clip, eta, bm;
     const real *w, *alpha, *wm, *wf, *bf;
 } config;
+
+/* Forward. In: xp [T,B,N], starts [T,B] (or NULL), ext [T,B] (or NULL), h0 [B,N]; in/out: F, E [B,N,N]
+ * (E NULL unless the eligibility rule); out: H [T,B,N], MS [T,B], MF [T,B,N], F_ck/E_ck [ceil(T/K),B,N,N]. */
+typedef struct {
+    const real *xp, *ext, *h0;
+    const uint8_t *starts;
+    real *F, *E, *H, *MS, *MF, *F_ck, *E_ck;
+} fwd_io;
+
+/* Backward. In: gH [T,B,N] (or NULL), dh [B,N] = dL/dh_T, dF/dE [B,N,N] = dL/dF_T, dL/dE_T.
+ * Out (in place): dh = dL/dh0, dF = dL/dF0, dE = dL/dE0; gxp [T,B,N] = dL/d(pre-activation);
+ * gms [T,B] = dL/dM(t) (external) or dL/dz (learned head, z the pre-tanh of M); gmf [T,B,N] = dL/dm
+ * (fan-out); galpha [nthreads, N*N or N] and geta [B] partial sums, reduced by the caller. */
+typedef struct {
+    const uint8_t *starts;
+    const real *h0, *H, *MS, *F_ck, *E_ck, *gH;
+    real *dh, *dF, *dE, *gxp, *gms, *gmf, *galpha, *geta;
+} bwd_io;
+
+/* Both return 0, or 1 when scratch memory could not be allocated (the outputs are then incomplete). */
+int plastic_rnn_forward(const config *c, const fwd_io *io);
+int plastic_rnn_backward(const config *c, const bwd_io *io);
 
 static inline real clampr(real x, real c) { return x < -c ? -c : (x > c ? c : x); }
 

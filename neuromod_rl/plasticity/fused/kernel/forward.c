@@ -1,6 +1,6 @@
 /*
- * CPU kernel of the fused plastic-RNN scan, forward pass (see fused.py and fused_cpu.py; the
- * backward is in fused_kernel_backward.c, the shared step pieces in fused_kernel.h).
+ * CPU kernel of the fused plastic-RNN scan, forward pass (the Python side: fused/cpu.py; the
+ * backward is in backward.c, the interface and the shared step pieces in fused_kernel.h).
  *
  * One sequence per thread at a time: its fast-weight tile F[b] (N x N) stays in L1/L2 for all T
  * steps, so a step costs a pass or two over cache-resident memory instead of a dozen passes over
@@ -14,12 +14,6 @@
  * exactly (the clip masks must agree).
  */
 #include "fused_kernel.h"
-
-typedef struct {
-    const real *xp, *ext, *h0;
-    const uint8_t *starts;
-    real *F, *E, *H, *MS, *MF, *F_ck, *E_ck;
-} fwd_io;
 
 static inline __attribute__((always_inline)) void forward_sequence(const config *c, const int N, int b,
                                                                    const fwd_io *io, real *buf, real *scratch) {
@@ -84,15 +78,9 @@ static void forward_chunk(void *ctx, int begin, int end, int tid) {
     free(scratch);
 }
 
-/* Returns 0, or 1 when scratch memory could not be allocated (the outputs are then incomplete). */
-int plastic_rnn_forward(int T, int B, int N, int rule, int alpha_full, int mod, int external, int K, int nthreads,
-                         real clip, real eta, real bm, const real *w, const real *alpha, const real *wm,
-                         const real *wf, const real *bf, const real *xp, const uint8_t *starts, const real *ext,
-                         const real *h0, real *F, real *E, real *H, real *MS, real *MF, real *F_ck, real *E_ck) {
-    const config cfg = {T, B, N, rule, alpha_full, mod, external, K, nthreads, clip, eta, bm, w, alpha, wm, wf, bf};
-    const fwd_io io = {xp, ext, h0, starts, F, E, H, MS, MF, F_ck, E_ck};
-    fwd_job job = {&cfg, &io, 0};
-    parallel_for(B, nthreads, forward_chunk, (void *)&job);
+int plastic_rnn_forward(const config *c, const fwd_io *io) {
+    fwd_job job = {c, io, 0};
+    parallel_for(c->B, c->nthreads, forward_chunk, (void *)&job);
     return job.failed;
 }
 

@@ -1,4 +1,4 @@
-/* Backward pass of the fused plastic-RNN CPU kernel (the forward and the layouts: fused_kernel.c). */
+/* Backward pass of the fused plastic-RNN CPU kernel (the forward and the layouts: forward.c). */
 #include "fused_kernel.h"
 
 /* Backward of the trace update for one step: masks dF by the clip (dF -> dP), accumulates
@@ -68,12 +68,6 @@ static inline __attribute__((always_inline)) void trace_backward(const config *c
     *dms_out += dms;
     *gsub_out += gsub;
 }
-
-typedef struct {
-    const uint8_t *starts;
-    const real *h0, *H, *MS, *F_ck, *E_ck, *gH;
-    real *dh, *dF, *dE, *gxp, *gms, *gmf, *geta;
-} bwd_io;
 
 typedef struct { /* per-thread scratch */
     real *segF, *segE, *hp, *dhp, *u, *v, *m, *dm, *da, *galpha;
@@ -204,7 +198,6 @@ static inline __attribute__((always_inline)) void backward_sequence(const config
 typedef struct {
     const config *c;
     const bwd_io *io;
-    real *galpha;
     volatile int failed;
 } bwd_job;
 
@@ -218,7 +211,7 @@ static void backward_chunk(void *ctx, int begin, int end, int tid) {
     bwd_scratch s = {
         malloc((size_t)K * NN * sizeof(real)), retro ? malloc((size_t)K * NN * sizeof(real)) : NULL,
         vecs, vecs + N, vecs + 2 * N, vecs + 3 * N, vecs + 4 * N, vecs + 5 * N,
-        vecs + 6 * N, job->galpha + (size_t)tid * (c->alpha_full ? NN : (size_t)N),
+        vecs + 6 * N, job->io->galpha + (size_t)tid * (c->alpha_full ? NN : (size_t)N),
     };
     if (!vecs || !s.segF || (retro && !s.segE)) {
         job->failed = 1;
@@ -234,21 +227,8 @@ static void backward_chunk(void *ctx, int begin, int end, int tid) {
     free(vecs);
 }
 
-/*
- * Backward. In: gH [T,B,N] (or NULL), dh [B,N] = dL/dh_T, dF/dE [B,N,N] = dL/dF_T, dL/dE_T.
- * Out (in place): dh = dL/dh0, dF = dL/dF0, dE = dL/dE0; gxp [T,B,N] = dL/d(pre-activation);
- * gms [T,B] = dL/dM(t) (external) or dL/dz (learned head, z the pre-tanh of M); gmf [T,B,N] = dL/dm
- * (fan-out); galpha [nthreads, N*N or N] and geta [B] partial sums, reduced by the caller.
- * Returns 0, or 1 when scratch memory could not be allocated.
- */
-int plastic_rnn_backward(int T, int B, int N, int rule, int alpha_full, int mod, int external, int K, int nthreads,
-                          real clip, real eta, real bm, const real *w, const real *alpha, const real *wm,
-                          const real *wf, const real *bf, const uint8_t *starts, const real *h0, const real *H,
-                          const real *MS, const real *F_ck, const real *E_ck, const real *gH, real *dh_io,
-                          real *dF_io, real *dE_io, real *gxp, real *gms, real *gmf, real *galpha, real *geta) {
-    const config cfg = {T, B, N, rule, alpha_full, mod, external, K, nthreads, clip, eta, bm, w, alpha, wm, wf, bf};
-    const bwd_io io = {starts, h0, H, MS, F_ck, E_ck, gH, dh_io, dF_io, dE_io, gxp, gms, gmf, geta};
-    bwd_job job = {&cfg, &io, galpha, 0};
-    parallel_for(B, nthreads, backward_chunk, (void *)&job);
+int plastic_rnn_backward(const config *c, const bwd_io *io) {
+    bwd_job job = {c, io, 0};
+    parallel_for(c->B, c->nthreads, backward_chunk, (void *)&job);
     return job.failed;
 }

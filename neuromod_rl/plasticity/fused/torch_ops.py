@@ -1,71 +1,22 @@
-"""The ``fused`` backend of :func:`~neuromod_rl.plasticity.scan` for :class:`PlasticRNNCell`.
+"""The fused engine as exact torch ops (CUDA tensors, and CPU without a C compiler).
 
-Where the speed comes from (DESIGN.md, "Notes on the fused engine"):
-
-* no per-step autograd graph: one ``autograd.Function`` whose forward runs the time loop under
-  ``no_grad`` with in-place trace updates (``baddbmm_``, ``addcmul_``, ``clamp_``);
-* saved memory O(T·B·N): the hidden states and the scalar modulation per step, plus the traces
-  ``F`` (and ``E``) at every K-th step (K ≈ √T). Clipping makes the update irreversible, so the
-  backward pass replays each K-step segment forward from its checkpoint, then walks it in reverse:
-  memory O((T/K + K)·B·N²) instead of the reference's O(T·B·N²);
-* gradients of ``w`` and ``alpha`` are summed over the batch as they are produced, never stored
-  per sequence and step.
-
-Supported: rules ``neuromod`` (scalar or fan-out, learned or external modulation, hard clip),
-``retroactive``, ``clipped`` (hard clip) and ``hebbian``; ``alpha`` full, per neuron or scalar.
-Every other cell/rule runs on the ``reference`` backend. ``tests/plasticity/test_fused.py`` holds
-this backend to the reference (values and gradients) and to ``gradcheck`` in float64.
+One ``autograd.Function`` whose forward runs the time loop under ``no_grad`` with in-place trace
+updates (``baddbmm_``, ``addcmul_``, ``clamp_``) and whose backward is written by hand: it saves the
+hidden states and the scalar modulation per step plus the traces every K-th step, and replays each
+K-step segment from its checkpoint to walk it in reverse. Same contract and same floats as the C
+kernel (:mod:`neuromod_rl.plasticity.fused.cpu`).
 """
 
 from __future__ import annotations
 
-import math
-from typing import NamedTuple
-
 import torch
 from torch import Tensor
 
-from neuromod_rl.plasticity import fused_cpu
-from neuromod_rl.plasticity.cells import PlasticCell, PlasticRNNCell
-from neuromod_rl.plasticity.engine import ScanResult, register_backend
-from neuromod_rl.plasticity.fused_cpu import FusedPlasticRNNCPU, allocate_outputs
-from neuromod_rl.plasticity.state import PlasticState
-
-FUSED_RULES = ("neuromod", "retroactive", "clipped", "hebbian")
-
-
-class _Config(NamedTuple):
-    rule: str  # one of FUSED_RULES
-    clip: float  # inf when the rule does not clip
-    alpha: str  # "full" | "vector" (per neuron, scalar, or none)
-    modulation: str | None  # None | "scalar" | "fanout"
-    external: bool
-    segment: int  # K, steps between trace checkpoints
-
-
-class _Params(NamedTuple):
-    w: Tensor
-    alpha: Tensor  # [N, N] (full) or [1, N] / [1, 1]
-    wm: Tensor | None  # modulator Linear(N, 1) weight [1, N]
-    bm: Tensor | None
-    wf: Tensor | None  # fan-out Linear(1, N) weight [N, 1]
-    bf: Tensor | None
-    eta: Tensor | None  # hebbian/clipped eta, or retroactive eta_e (scalars)
-
-
-def supports(cell: PlasticCell) -> bool:
-    """True when the fused backend implements this cell and rule."""
-    rule = getattr(cell, "rule", None)
-    return (
-        type(cell) is PlasticRNNCell
-        and rule is not None
-        and rule.name in FUSED_RULES
-        and not getattr(rule, "soft_clip", False)
-    )
+from neuromod_rl.plasticity.fused.spec import FusedConfig, RuleParams
 
 
 # --- one forward step, shared by the forward pass and the backward replay (same floats) -----------
-def _modulation(cfg: _Config, p: _Params, h: Tensor, ext_t: Tensor | None):
+def _modulation(cfg: FusedConfig, p: RuleParams, h: Tensor, ext_t: Tensor | None):
     """``(scalar M(t) [B], effective modulation [B] or [B, N])``, or ``(None, None)``."""
     if cfg.modulation is None:
         return None, None
@@ -75,7 +26,7 @@ def _modulation(cfg: _Config, p: _Params, h: Tensor, ext_t: Tensor | None):
     return ms, torch.addmm(p.bf, ms.unsqueeze(1), p.wf.t())
 
 
-def _drive(cfg: _Config, p: _Params, xp_t: Tensor, hp: Tensor, F: Tensor, tmp: Tensor) -> Tensor:
+def _drive(cfg: FusedConfig, p: RuleParams, xp_t: Tensor, hp: Tensor, F: Tensor, tmp: Tensor) -> Tensor:
     """Pre-activation ``xp_t + hp (w + alpha ⊙ F)``."""
     a = torch.addmm(xp_t, hp, p.w)
     if cfg.alpha == "full":
@@ -97,7 +48,9 @@ def _hebb_factors(m: Tensor | None, hp: Tensor, h: Tensor, scale: Tensor | None)
     return u.unsqueeze(2), v.unsqueeze(1)
 
 
-def _update(cfg: _Config, p: _Params, F: Tensor, E: Tensor | None, hp: Tensor, h: Tensor, m: Tensor | None) -> None:
+def _update(
+    cfg: FusedConfig, p: RuleParams, F: Tensor, E: Tensor | None, hp: Tensor, h: Tensor, m: Tensor | None
+) -> None:
     """The rule's trace update, in place (equations in ``neuromod_rl/plasticity/rules``)."""
     if cfg.rule == "neuromod":
         F.baddbmm_(*_hebb_factors(m, hp, h, None)).clamp_(-cfg.clip, cfg.clip)
@@ -116,10 +69,12 @@ def _reset_(starts_t: Tensor, *tensors: Tensor | None) -> None:
             t.masked_fill_(starts_t.view(-1, *([1] * (t.dim() - 1))), 0.0)
 
 
-class _FusedPlasticRNN(torch.autograd.Function):
+class FusedPlasticRNNTorch(torch.autograd.Function):
+    """Inputs: ``(cfg, starts, xp, ext, h0, F0, E0, *RuleParams)``; outputs ``(H, h_T, F_T, E_T, M)``."""
+
     @staticmethod
-    def forward(ctx, cfg: _Config, starts, xp, ext, h0, F0, E0, w, alpha, wm, bm, wf, bf, eta):
-        p = _Params(w, alpha, wm, bm, wf, bf, eta)
+    def forward(ctx, cfg: FusedConfig, starts, xp, ext, h0, F0, E0, w, alpha, wm, bm, wf, bf, eta):
+        p = RuleParams(w, alpha, wm, bm, wf, bf, eta)
         T, B, N = xp.shape
         K = cfg.segment
         H, MS, MF, F_ck, E_ck = allocate_outputs(xp, cfg, with_eligibility=E0 is not None)
@@ -152,9 +107,9 @@ class _FusedPlasticRNN(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gH, ghT, gFT, gET, _gM):
-        cfg: _Config = ctx.cfg
+        cfg: FusedConfig = ctx.cfg
         starts, xp, ext, h0, H, MS, F_ck, E_ck, w, alpha, wm, bm, wf, bf, eta = ctx.saved_tensors
-        p = _Params(w, alpha, wm, bm, wf, bf, eta)
+        p = RuleParams(w, alpha, wm, bm, wf, bf, eta)
         T, B, N = xp.shape
         K = cfg.segment
         retro = E_ck is not None
@@ -199,7 +154,7 @@ def _pre(t: int, H: Tensor, h0: Tensor, starts: Tensor | None) -> Tensor:
     return hp
 
 
-def _effective_m(cfg: _Config, p: _Params, MS: Tensor | None, t: int) -> Tensor | None:
+def _effective_m(cfg: FusedConfig, p: RuleParams, MS: Tensor | None, t: int) -> Tensor | None:
     if cfg.modulation is None:
         return None
     ms = MS[t]
@@ -209,7 +164,7 @@ def _effective_m(cfg: _Config, p: _Params, MS: Tensor | None, t: int) -> Tensor 
 class _Grads:
     """Accumulators for the parameter gradients (summed over batch and time as they come)."""
 
-    def __init__(self, p: _Params, xp: Tensor, ext: Tensor | None, retro: bool):
+    def __init__(self, p: RuleParams, xp: Tensor, ext: Tensor | None, retro: bool):
         self.xp = torch.empty_like(xp)
         self.ext = None if ext is None else torch.empty_like(ext)
         self.w = torch.zeros_like(p.w)
@@ -312,41 +267,16 @@ def _modulated_hebb_backward(m: Tensor, hp: Tensor, h: Tensor, dP: Tensor, dhp: 
     return h * u
 
 
-def _rule_params(cell: PlasticRNNCell, like: Tensor):
-    rule = cell.rule
-    if rule.alpha is None:
-        alpha, mode = torch.ones(1, 1, device=like.device, dtype=like.dtype), "vector"
-    else:
-        alpha, mode = rule.alpha, ("full" if rule.alpha_shape == "full" else "vector")
-    eta = {"clipped": "eta", "hebbian": "eta", "retroactive": "eta_e"}.get(rule.name)
-    return alpha, mode, (getattr(rule, eta) if eta else None)
-
-
-@register_backend("fused", supports=supports)
-def fused_scan(
-    cell: PlasticCell, x: Tensor, state: PlasticState, episode_starts: Tensor | None, modulation: Tensor | None
-) -> ScanResult:
-    xp = cell.project_input(x)
-    T = x.shape[0]
-    alpha, mode, eta = _rule_params(cell, xp)
-    mod = cell.modulator
-    cfg = _Config(
-        rule=cell.rule.name,
-        clip=float(cell.rule.clip) if cell.rule.clip is not None else math.inf,
-        alpha=mode,
-        modulation=None if mod is None else mod.mode,
-        external=mod is not None and mod.source == "external",
-        segment=max(1, math.isqrt(T - 1) + 1) if T > 1 else 1,
+def allocate_outputs(xp: Tensor, cfg: FusedConfig, with_eligibility: bool):
+    """What a fused forward writes: hidden states ``H [T, B, N]``, the scalar modulation ``MS [T, B]``
+    and its fan-out ``MF [T, B, N]`` (when used), and the trace checkpoints ``[ceil(T/K), B, N, N]``
+    (``F`` and, for the eligibility rule, ``E``) taken before steps 0, K, 2K, ..."""
+    T, B, N = xp.shape
+    nck = (T + cfg.segment - 1) // cfg.segment
+    return (
+        xp.new_empty(T, B, N),
+        xp.new_empty(T, B) if cfg.modulation else None,
+        xp.new_empty(T, B, N) if cfg.modulation == "fanout" else None,
+        xp.new_empty(nck, B, N, N),
+        xp.new_empty(nck, B, N, N) if with_eligibility else None,
     )
-    wm = bm = wf = bf = None
-    if mod is not None and mod.to_scalar is not None:
-        wm, bm = mod.to_scalar.weight, mod.to_scalar.bias
-    if mod is not None and mod.fanout is not None:
-        wf, bf = mod.fanout.weight, mod.fanout.bias
-    E0 = state.E if cell.rule.name == "retroactive" else None
-    fn = FusedPlasticRNNCPU if xp.device.type == "cpu" and fused_cpu.available() else _FusedPlasticRNN
-    H, hT, FT, ET, M = fn.apply(
-        cfg, episode_starts, xp, modulation, state.h, state.F, E0, cell.w, alpha, wm, bm, wf, bf, eta
-    )
-    final = state.replace(h=hT, F=FT, **({"E": ET} if E0 is not None else {}))
-    return ScanResult(H, final, M if cfg.modulation else None)

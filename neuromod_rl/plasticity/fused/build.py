@@ -1,0 +1,168 @@
+"""Compile and load the fused engine's C kernel (``kernel/``), safely.
+
+The kernel is plain C (no torch headers), so it compiles in about a second with the system C
+compiler the first time it is needed, and is cached under ``$NEUROMOD_RL_CACHE`` (default
+``~/.cache/neuromod_rl``), keyed by the source, the flags and the CPU. Loading a shared library
+runs its code, so the cache is trusted only when it is private: the folder is created ``0700`` and
+a folder or library that another user owns, or that others can write to, is never loaded (someone
+could have planted it); the kernel is then built in a fresh private ``mkdtemp`` folder instead.
+Where no compiler works the ``fused`` backend falls back to its torch-op path (exact, slower) and
+says so once. ``NEUROMOD_RL_FUSED_KERNEL=torch`` forces that path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import stat
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import torch
+
+from neuromod_rl.plasticity.fused.spec import kernel_defines
+
+_KERNEL = Path(__file__).parent / "kernel"
+_SOURCES = [_KERNEL / "forward.c", _KERNEL / "backward.c"]
+_HEADERS = [_KERNEL / "fused_kernel.h"]
+# -ffp-contract=off: the backward replay must round exactly as the forward did (clip masks agree).
+_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fopenmp-simd", "-pthread"]
+_FLAGS += ["-shared", "-fPIC", "-std=c99", *kernel_defines()]
+#: dtype -> (C type of ``real``, extra flags); float uses the kernel's vectorisable tanh (3e-7 abs error)
+PRECISIONS = {
+    torch.float32: ("float", ["-DREAL=float", "-DFAST_TANH"]),
+    torch.float64: ("double", ["-DREAL=double", "-DTANH=tanh"]),
+}
+_lock = threading.Lock()
+_libs: dict[torch.dtype, ctypes.CDLL] | None = None
+_failure: str | None = None
+_private_dir: Path | None = None
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("NEUROMOD_RL_CACHE", Path.home() / ".cache" / "neuromod_rl"))
+
+
+def _cpu_id() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line for line in f if line.startswith("flags")), platform.processor())
+    except OSError:
+        return platform.processor() + platform.machine()
+
+
+def unsafe_reason(path: Path) -> str | None:
+    """Why ``path`` (a cache folder or a library in it) must not be trusted, or ``None`` if it is ours
+    alone: owned by this user and not writable by the group or others."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        return f"{path} is a symbolic link"
+    if st.st_uid != os.getuid():
+        return f"{path} is owned by uid {st.st_uid}, not by this user ({os.getuid()})"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"{path} is writable by other users (mode {stat.filemode(st.st_mode)})"
+    return None
+
+
+def _private_folder() -> Path:
+    """This process's own build folder (``mkdtemp``: 0700, unique), made on first use."""
+    global _private_dir
+    if _private_dir is None:
+        _private_dir = Path(tempfile.mkdtemp(prefix="neuromod_rl-kernel-"))
+    return _private_dir
+
+
+def _cache_folder(refused: list[str]) -> Path:
+    """The shared cache folder if it is private to this user, else this process's own folder."""
+    folder = cache_dir()
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as err:
+        refused.append(f"{folder}: {err}")
+        return _private_folder()
+    reason = unsafe_reason(folder)
+    if reason is None:
+        return folder
+    refused.append(reason)
+    return _private_folder()
+
+
+def _compile(real_flags: list[str], out: Path) -> None:
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        raise RuntimeError("no C compiler found (install gcc, or set CC)")
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        target = Path(tmp) / out.name
+        cmd = [cc, *_FLAGS, *real_flags, *map(str, _SOURCES), "-o", str(target), "-lm"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"compiling the fused kernel failed: {proc.stderr.strip()[:500]}")
+        os.chmod(target, 0o700)
+        os.replace(target, out)  # atomic: concurrent processes never load a half-written library
+
+
+def _built(dtype: torch.dtype, key: str) -> Path:
+    """The compiled library for ``dtype``, built on first use in a private cache folder."""
+    real, flags = PRECISIONS[dtype]
+    refused: list[str] = []
+    path = _cache_folder(refused) / f"fused_kernel_{real}_{key}.so"
+    reason = unsafe_reason(path)
+    if reason is not None:  # a planted or tampered library in the cache: never load it
+        refused.append(reason)
+        path = _private_folder() / path.name
+    if refused:
+        warnings.warn(
+            "neuromod_rl: not loading the compiled kernel from an unsafe cache ("
+            + "; ".join(refused)
+            + f"); building it in the private folder {path.parent} instead. Make the cache folder yours "
+            "(chown, chmod 700), or set NEUROMOD_RL_CACHE to a folder of your own.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    if not path.exists():
+        _compile(flags, path)
+    return path
+
+
+def source_key() -> str:
+    code = b"".join(p.read_bytes() for p in [*_SOURCES, *_HEADERS])
+    return hashlib.sha256(code + " ".join(_FLAGS).encode() + _cpu_id().encode()).hexdigest()[:16]
+
+
+def load() -> dict[torch.dtype, ctypes.CDLL] | None:
+    """The compiled kernels by dtype (compiling them on first use), or ``None`` where unavailable."""
+    global _libs, _failure
+    if _libs is not None or _failure is not None:
+        return _libs
+    with _lock:
+        if _libs is not None or _failure is not None:
+            return _libs
+        if os.environ.get("NEUROMOD_RL_FUSED_KERNEL", "").lower() == "torch":
+            _failure = "disabled by NEUROMOD_RL_FUSED_KERNEL=torch"
+            return None
+        try:
+            key = source_key()
+            _libs = {dtype: ctypes.CDLL(str(_built(dtype, key))) for dtype in PRECISIONS}
+        except (OSError, RuntimeError) as err:
+            _failure = str(err)
+            warnings.warn(
+                f"neuromod_rl: the fused CPU kernel is unavailable ({_failure}); the fused backend uses its "
+                "slower torch-op path. Install a C compiler (gcc) for full speed.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+    return _libs
+
+
+def available() -> bool:
+    """True when the C kernel compiled and loaded (it is compiled on the first call)."""
+    return load() is not None
