@@ -13,12 +13,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from neuromod_rl.experiment.bench import BENCHES
 from neuromod_rl.experiment.errors import EXIT_USER_ERROR, UserError
 
 EXIT_INTERRUPTED = 130
-
-# `bench NAME` -> module in neuromod_rl.experiment, and `reproduce`/`demo` targets (other owners' modules)
-BENCHES = {"core": "bench_core", "sb3": "bench_sb3", "envs": "bench_envs"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -200,7 +198,7 @@ def _external(module: str, what: str) -> Callable[[list[str]], int | None]:
 
 
 def cmd_bench(args) -> int:
-    return _external(BENCHES[args.name], f"bench {args.name}")([a for a in args.args if a != "--"]) or 0
+    return _external(f"bench.{BENCHES[args.name]}", f"bench {args.name}")([a for a in args.args if a != "--"]) or 0
 
 
 def cmd_reproduce(args) -> int:

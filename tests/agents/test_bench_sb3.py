@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from neuromod_rl.experiment.bench_sb3 import bench_sb3, main
+from neuromod_rl.experiment.bench.sb3 import bench_sb3, main
 
 
 def test_bench_rejects_unknown_algorithms():

@@ -4,7 +4,7 @@ import json
 
 import torch
 
-from neuromod_rl.experiment import bench_core
+from neuromod_rl.experiment.bench import core as bench_core
 from neuromod_rl.experiment.demo_core import make_episodes, train
 
 

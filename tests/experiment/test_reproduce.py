@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from neuromod_rl.experiment import reproduce
+from neuromod_rl.experiment.reproduce.common import load_digits_split
 
 torch.set_num_threads(1)
 
@@ -23,7 +24,7 @@ PLOTS = {
 def test_smoke_reproduction_writes_report_and_plots(name, tmp_path, capsys):
     assert reproduce.main([name, "--scale", "smoke", "--seed", "3", "--out", str(tmp_path)]) == 0
     report = (tmp_path / f"{name}.md").read_text()
-    assert f"python -m neuromod_rl.experiment.reproduce {name} --scale smoke --seed 3" in report
+    assert f"neuromod-rl reproduce {name} --scale smoke --seed 3" in report
     claims = re.findall(r"^\| (.+?) \| (yes|\*\*no\*\*) \| (.+?) \|$", report, flags=re.M)
     assert len(claims) >= 2, report
     assert all(re.search(r"\d", evidence) for _, _, evidence in claims)  # every verdict cites numbers
@@ -43,7 +44,7 @@ def test_bad_arguments_give_clear_errors(tmp_path, capsys):
     assert reproduce.main(["blur", "--threads", "0", "--out", str(tmp_path)]) == 2
     assert "--threads must be positive" in capsys.readouterr().err
     with pytest.raises(ValueError, match="digits classes are 0..9"):
-        reproduce.load_digits_split([3, 12])
+        load_digits_split([3, 12])
 
 
 def test_digits_split_relabels_in_the_given_order():
@@ -58,7 +59,7 @@ def test_digits_split_relabels_in_the_given_order():
 def test_memorisation_protocol(hold):
     """Gregor task: K patterns, then K cues (first half of a stored pattern) in a permuted order;
     the answer (second half) is read at each cue's last step."""
-    from neuromod_rl.experiment.reproduce_gregor import memorisation_batch
+    from neuromod_rl.experiment.reproduce.gregor import memorisation_batch
 
     k, bits = 3, 6
     x, target, read = memorisation_batch(5, k, bits, torch.Generator().manual_seed(0), hold=hold)

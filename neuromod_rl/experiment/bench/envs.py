@@ -8,7 +8,7 @@ with the same episode length (the task's 200 steps, resets included), in alterna
 On a loaded machine these swing by +-20%, so the task logic is also timed alone, with the physics
 stubbed out in both envs: ``logic_ratio`` = (raw step + logic overhead) / raw step.
 
-Usage: ``python -m neuromod_rl.experiment.bench_envs [--steps N] [--repeats R] [--json PATH]``.
+Usage: ``python -m neuromod_rl.experiment.bench.envs [--steps N] [--repeats R] [--json PATH]``.
 """
 
 from __future__ import annotations

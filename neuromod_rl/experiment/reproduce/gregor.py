@@ -29,7 +29,7 @@ import torch.nn.functional as Fn
 from torch import nn
 from tqdm.auto import tqdm
 
-from neuromod_rl.experiment.reproduce import Report, markdown_table, new_figure, save_figure, settings_dict
+from neuromod_rl.experiment.reproduce.common import Report, markdown_table, new_figure, save_figure, settings_dict
 from neuromod_rl.plasticity import PlasticRNNCell, scan
 
 

@@ -6,7 +6,7 @@ number of env steps; throughput is env-steps/s over ``learn`` (rollouts *and* up
 table with the ratios Plastic/PPO and Plastic/RecurrentPPO and writes JSON.
 
 Targets (issue 4): PlasticPPO >= 0.5x PPO ``MlpPolicy``, >= 10x RecurrentPPO ``MlpLstmPolicy``.
-Run: ``python -m neuromod_rl.experiment.bench_sb3 --timesteps 8192``.
+Run: ``python -m neuromod_rl.experiment.bench.sb3 --timesteps 8192``.
 """
 
 from __future__ import annotations

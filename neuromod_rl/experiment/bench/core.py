@@ -9,7 +9,7 @@ memories scale with B, so their ratio does not depend on it. Prints steps/s (tim
 whole batch per second), the fused/reference speed ratio and the reference/fused memory ratios;
 writes JSON.
 
-    neuromod-rl bench core                 # or: python -m neuromod_rl.experiment.bench_core
+    neuromod-rl bench core                 # or: python -m neuromod_rl.experiment.bench.core
     neuromod-rl bench core --quick         # smaller sizes, a smoke run
 """
 
@@ -88,7 +88,7 @@ def measure(rule: str, backend: str, B: int, T: int, N: int, repeats: int, input
 
 
 def _run_worker(rule: str, backend: str, B: int, T: int, N: int, repeats: int, threads: int | None) -> dict:
-    cmd = [sys.executable, "-m", "neuromod_rl.experiment.bench_core", "--worker", rule, backend, str(B), str(T),
+    cmd = [sys.executable, "-m", "neuromod_rl.experiment.bench.core", "--worker", rule, backend, str(B), str(T),
            str(N), str(repeats)]
     env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)

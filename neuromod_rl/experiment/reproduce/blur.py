@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as Fn
 from tqdm.auto import tqdm
 
-from neuromod_rl.experiment.reproduce import (
+from neuromod_rl.experiment.reproduce.common import (
     Report,
     load_digits_split,
     markdown_table,

@@ -1,0 +1,3 @@
+from neuromod_rl.experiment.reproduce import main
+
+raise SystemExit(main())
