@@ -48,7 +48,7 @@ def test_bad_arguments_give_clear_errors(tmp_path, capsys):
 
 
 def test_digits_split_relabels_in_the_given_order():
-    x, y = reproduce.load_digits_split([7, 2])
+    x, y = load_digits_split([7, 2])
     assert x.shape[1] == 65 and torch.all(x[:, -1] == 1) and 0 <= x.min() and x.max() <= 1
     assert set(y.tolist()) == {0, 1}
     # sklearn's digits hold 179 sevens and 177 twos
