@@ -187,6 +187,26 @@ ENV_SPECS: list[TaskSpec] = [
     ),
 ]
 
+_NO_VEL = "fixed task: the velocity entries of the observation are zeroed"
+ENV_SPECS += [
+    TaskSpec(
+        f"neuromod_rl/{base.split('-v')[0]}NoVel-v{base.split('-v')[1]}",
+        _E + "masked:make_no_vel",
+        f"{base} with velocities masked (rl-zoo3's memory benchmark)",
+        None,
+        _NO_VEL,
+        "never",
+        {"base_id": base},
+        episode_length=length,
+    )
+    for base, length in (
+        ("CartPole-v1", "500"),
+        ("Pendulum-v1", "200"),
+        ("MountainCar-v0", "200"),
+        ("MountainCarContinuous-v0", "999"),
+    )
+]
+
 ENV_IDS: list[str] = [spec.id for spec in ENV_SPECS]
 
 

@@ -23,6 +23,8 @@ REQUIRED = [
 REPO = Path(__file__).resolve().parents[2]
 # MuJoCo observations are unbounded; Gymnasium's checker warns about that for its own v5 envs too
 UNBOUNDED = ("minimum value is -infinity", "maximum value is infinity")
+# the velocity-masked tasks keep Gymnasium's classic envs as they are, with the checker's notes on them
+UPSTREAM = (*UNBOUNDED, "recommend using a symmetric and normalized space", "symmetric and normalized Box action")
 
 
 def test_required_ids_registered_on_import():
@@ -53,6 +55,8 @@ def test_env_checkers_pass(env_id):
     if spec.mujoco:
         messages = [m for m in messages if not any(u in m for u in UNBOUNDED)]
         assert spec.max_episode_steps == 200
+    if "NoVel" in env_id:
+        messages = [m for m in messages if not any(u in m for u in UPSTREAM)]
     assert messages == []
     assert env.observation_space.dtype.name == "float32"
 

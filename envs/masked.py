@@ -1,0 +1,52 @@
+"""Velocity-masked classic-control tasks: memory benchmarks where the velocity must be inferred.
+
+The classic tasks observe positions *and* velocities; with the velocities set to zero the policy
+must integrate positions over time, so a memoryless policy fails where a recurrent one succeeds.
+These are the partially observable tasks rl-zoo3 registers as ``<Name>NoVel-v<k>`` (its recurrent
+PPO benchmarks use them): the same observation layout, the velocity entries zeroed. They are
+registered here as ``neuromod_rl/<Name>NoVel-v<k>`` so that no extra package is needed.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+#: base id -> indices of the velocity entries in its observation
+VELOCITY_INDICES: dict[str, tuple[int, ...]] = {
+    "CartPole-v1": (1, 3),
+    "Pendulum-v1": (2,),
+    "MountainCar-v0": (1,),
+    "MountainCarContinuous-v0": (1,),
+}
+
+
+class MaskVelocity(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """Zero the observation entries at ``indices`` (default: the known velocity entries of the
+    wrapped env's id, :data:`VELOCITY_INDICES`)."""
+
+    def __init__(self, env: gym.Env, indices: tuple[int, ...] | None = None):
+        gym.utils.RecordConstructorArgs.__init__(self, indices=indices)
+        gym.ObservationWrapper.__init__(self, env)
+        if indices is None:
+            env_id = env.unwrapped.spec.id if env.unwrapped.spec is not None else None
+            if env_id not in VELOCITY_INDICES:
+                raise ValueError(
+                    f"MaskVelocity does not know the velocity entries of {env_id!r}; pass indices=... "
+                    f"(known ids: {sorted(VELOCITY_INDICES)})"
+                )
+            indices = VELOCITY_INDICES[env_id]
+        shape = env.observation_space.shape
+        if shape is None or len(shape) != 1 or any(not 0 <= int(i) < shape[0] for i in indices):
+            raise ValueError(f"MaskVelocity: indices {indices} do not fit the observation space "
+                             f"{env.observation_space}")
+        self._mask = np.ones(shape, dtype=env.observation_space.dtype)
+        self._mask[list(indices)] = 0
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return observation * self._mask
+
+
+def make_no_vel(base_id: str, render_mode: str | None = None, **kwargs) -> gym.Env:
+    """``gymnasium.make(base_id)`` with its velocities masked (the entry point of the NoVel ids)."""
+    return MaskVelocity(gym.make(base_id, render_mode=render_mode, **kwargs))
