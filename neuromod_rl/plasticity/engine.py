@@ -133,7 +133,7 @@ def scan(
     if not SUPPORTS[name](cell):
         raise ValueError(
             f"scan: backend {name!r} does not support {type(cell).__name__} with rule "
-            f"{type(cell.rule).__name__} ({cell.rule.name!r}); use one of {available_backends(cell)}"
+            f"{type(cell.rule).__name__} ({cell.rule.name!r}) in {x.dtype}; use one of {available_backends(cell)}"
         )
     result = BACKENDS[name](cell, x, state, episode_starts, modulation)
     if check_finite:
