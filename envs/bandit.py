@@ -82,7 +82,7 @@ class TwoArmedBandit(TaskEnvMixin, gym.Env):
         return self._obs.copy(), {"task": self._task_info()}
 
     def step(self, action):
-        a = int(action)
+        a = self._check_action(action)
         reward = float(self.np_random.random() < self._p[a])
         self._t += 1
         obs = np.zeros(4, dtype=np.float32)

@@ -14,16 +14,23 @@ Unless a task is fixed or given, each ``reset`` samples a new task from ``self.n
 SB3 VecEnvs (which reset without ``options``) see a fresh task every episode, and seeding the
 env fixes the whole task sequence. The task in force is always reported as ``info["task"]``.
 
-Tasks are plain ``dict``s of Python scalars, tuples or numpy arrays; treat them as read-only
-(``info["task"]`` is a fresh copy on every call, as Gymnasium requires).
+Tasks are plain ``dict``s of Python scalars, tuples or numpy arrays. The env keeps its own copy
+of a task it is given (``set_task``, ``options["task"]``) and hands out copies (``get_task``,
+``info["task"]``), so changing a task dict afterwards never changes the env.
+
+Every task checks what it is given: ``step`` refuses an action outside its action space, and
+``reset`` refuses ``options`` that are not a dict or hold an unknown key, each with a message
+naming the space or the valid keys.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from gymnasium import spaces
 
 Task = dict[str, Any]
 ChangeAt = int | tuple[int, int] | None
@@ -86,6 +93,64 @@ def check_task_keys(task: Any, keys: Sequence[str], env_name: str) -> Mapping[st
     return task
 
 
+def check_action(space: spaces.Space, action: Any, owner: str) -> Any:
+    """``action`` if it lies in ``space`` (an ``int`` for ``Discrete``, an array of the space's dtype for
+    ``Box``), else a ``ValueError`` naming ``owner`` and the space. Unlike ``space.contains`` it accepts
+    any integer type for ``Discrete`` and any float array that fits a ``Box`` once cast to its dtype."""
+    if isinstance(space, spaces.Discrete):
+        value = action
+        if isinstance(value, np.ndarray) and value.shape in ((), (1,)):
+            value = value.reshape(())[()]
+        if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+            raise ValueError(
+                f"{owner}: action {action!r} is not in the action space {space}: pass one integer from "
+                f"{space.start} to {space.start + space.n - 1}"
+            )
+        if not space.start <= value < space.start + space.n:
+            raise ValueError(
+                f"{owner}: action {int(value)} is outside the action space {space} "
+                f"(valid actions: {space.start} to {space.start + space.n - 1})"
+            )
+        return int(value)
+    if isinstance(space, spaces.Box):
+        try:
+            arr = np.asarray(action, dtype=space.dtype)
+        except (TypeError, ValueError):
+            raise ValueError(f"{owner}: action {action!r} is not numeric; the action space is {space}") from None
+        if arr.shape != space.shape:
+            raise ValueError(
+                f"{owner}: action of shape {arr.shape} does not fit the action space {space} (shape {space.shape})"
+            )
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{owner}: action {arr} holds NaN/inf; the action space is {space}")
+        outside = (arr < space.low) | (arr > space.high)
+        if outside.any():
+            i = int(np.flatnonzero(outside.ravel())[0])
+            raise ValueError(
+                f"{owner}: action {arr} is outside the action space {space} (entry {i} is {arr.ravel()[i]:.6g}, "
+                f"bounds [{space.low.ravel()[i]:.6g}, {space.high.ravel()[i]:.6g}]); clip it to the bounds "
+                "(SB3's algorithms and predict do)"
+            )
+        return arr
+    if not space.contains(action):
+        raise ValueError(f"{owner}: action {action!r} is not in the action space {space}")
+    return action
+
+
+def check_reset_options(options: Any, keys: Sequence[str], owner: str) -> Mapping[str, Any] | None:
+    """``options`` if it is ``None`` or a mapping whose keys are all in ``keys``, else a ``ValueError``."""
+    if options is None:
+        return None
+    if not isinstance(options, Mapping):
+        raise ValueError(
+            f"{owner}.reset: options={options!r} is not a dict; pass options=None or a dict with keys {list(keys)}"
+        )
+    unknown = [k for k in options if k not in keys]
+    if unknown:
+        raise ValueError(f"{owner}.reset: unknown options key(s) {unknown}; valid keys are {list(keys)}")
+    return options
+
+
 def validate_change_at(change_at: Any) -> ChangeAt:
     """Normalise ``change_at``: ``None``, an int step ``>= 1``, or a ``(low, high)`` step range."""
     if change_at is None:
@@ -118,6 +183,8 @@ class TaskEnvMixin:
     _fixed_task: Task | None = None
     _episode_task: Task | None = None
     _task_has_arrays: bool = True  # subclasses whose tasks hold only scalars/tuples set False
+    #: the keys ``reset(options=...)`` accepts
+    reset_option_keys: tuple[str, ...] = ("task",)
 
     # -- to implement -------------------------------------------------------------------------
     def _sample_task(self, rng: np.random.Generator) -> Task:
@@ -139,11 +206,12 @@ class TaskEnvMixin:
     def set_task(self, task: Any) -> None:
         """Fix ``task`` for every following episode (takes effect at the next reset);
         ``None`` goes back to sampling a new task per episode."""
-        self._fixed_task = None if task is None else self.validate_task(task)
+        self._fixed_task = None if task is None else copy.deepcopy(self.validate_task(task))
 
     def get_task(self) -> Task | None:
-        """The task in force (``None`` before the first reset, unless one was set)."""
-        return self._task if self._task is not None else self._fixed_task
+        """A copy of the task in force (``None`` before the first reset, unless one was set)."""
+        task = self._task if self._task is not None else self._fixed_task
+        return None if task is None else self._task_info(task)
 
     def episode_task(self) -> Task | None:
         """The task chosen at the last reset, before any mid-episode switch (``Trial`` reuses it)."""
@@ -161,6 +229,10 @@ class TaskEnvMixin:
         return train, test
 
     # -- used by reset and step --------------------------------------------------------------
+    def _check_action(self, action: Any) -> Any:
+        """``action`` checked against ``self.action_space`` (an ``int`` for ``Discrete``)."""
+        return check_action(self.action_space, action, f"{type(self).__name__}.step")
+
     def _task_info(self, task: Task | None = None) -> Task:
         """A copy of ``task`` (default: the task in force) for ``info``: a shallow dict copy plus
         copies of arrays, so that returned infos never share mutable data (Gymnasium's rule)."""
@@ -171,8 +243,9 @@ class TaskEnvMixin:
 
     def _choose_task(self, options: Mapping[str, Any] | None) -> Task:
         """The task for a new episode: ``options["task"]``, else the fixed task, else a sample."""
+        check_reset_options(options, self.reset_option_keys, type(self).__name__)
         if options is not None and options.get("task") is not None:
-            task = self.validate_task(options["task"])
+            task = copy.deepcopy(self.validate_task(options["task"]))
         elif self._fixed_task is not None:
             task = self._fixed_task
         else:

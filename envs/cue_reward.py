@@ -106,7 +106,7 @@ class CueReward(TaskEnvMixin, gym.Env):
         return self._obs(), {"task": self._task_info()}
 
     def step(self, action):
-        a = int(action)
+        a = self._check_action(action)
         reward = -self.response_penalty if a == 1 else 0.0
         answered = self._trial[self._trial_step] == GO
         if answered:

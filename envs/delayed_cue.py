@@ -52,7 +52,7 @@ class DelayedCue(TaskEnvMixin, gym.Env):
         return obs, {"task": self._task_info()}
 
     def step(self, action):
-        a = int(action)
+        a = self._check_action(action)
         self._t += 1
         obs = np.zeros(self.n_cues + 1, dtype=np.float32)
         reward, terminated = 0.0, False

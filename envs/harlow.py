@@ -82,7 +82,7 @@ class Harlow(TaskEnvMixin, gym.Env):
         return self._obs(), {"task": self._task_info(), "left_object": self._left}
 
     def step(self, action):
-        a = int(action)
+        a = self._check_action(action)
         chosen = self._left if a == 0 else 1 - self._left
         correct = chosen == self._task["rewarded"]
         reward = self.correct_reward if correct else self.wrong_reward

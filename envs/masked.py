@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+from neuromod_rl.envs.base import check_action
 
 #: base id -> indices of the velocity entries in its observation
 VELOCITY_INDICES: dict[str, tuple[int, ...]] = {
@@ -42,6 +43,11 @@ class MaskVelocity(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
                              f"{env.observation_space}")
         self._mask = np.ones(shape, dtype=env.observation_space.dtype)
         self._mask[list(indices)] = 0
+
+    def step(self, action):
+        # the base tasks differ (CartPole asserts, Pendulum clips silently): one clear check for all
+        owner = f"{self.unwrapped.spec.id if self.unwrapped.spec else type(self.unwrapped).__name__} (masked).step"
+        return super().step(check_action(self.action_space, action, owner))
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
         return observation * self._mask

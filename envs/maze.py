@@ -117,7 +117,7 @@ class Maze(TaskEnvMixin, gym.Env):
         return self._obs(), {"task": self._task_info(), "position": self._pos}
 
     def step(self, action):
-        a = int(action)
+        a = self._check_action(action)
         r, c = self._pos[0] + MOVES[a, 0], self._pos[1] + MOVES[a, 1]
         reward = 0.0
         if self.lab[r, c]:

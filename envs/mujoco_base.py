@@ -17,12 +17,20 @@ step, or None). Importing this module imports MuJoCo: keep it out of ``neuromod_
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from neuromod_rl.envs.base import ChangeAt, Task, TaskEnvMixin, sample_change_step, validate_change_at
+from neuromod_rl.envs.base import (
+    ChangeAt,
+    Task,
+    TaskEnvMixin,
+    check_reset_options,
+    sample_change_step,
+    validate_change_at,
+)
 
 
 class MujocoTaskMixin(TaskEnvMixin):
@@ -30,6 +38,7 @@ class MujocoTaskMixin(TaskEnvMixin):
 
     _change_step: int | None = None
     _t: int = 0
+    reset_option_keys = ("task", "next_task")
 
     def _init_task_env(self, change_at: ChangeAt) -> None:
         """Call at the end of ``__init__``, after the v5 env is built."""
@@ -56,11 +65,12 @@ class MujocoTaskMixin(TaskEnvMixin):
 
     # -- gymnasium API ------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        check_reset_options(options, self.reset_option_keys, type(self).__name__)
         gym.Env.reset(self, seed=seed)  # seed np_random first: the task must come from it
         self._t = 0
         self._change_step = sample_change_step(self.change_at, self.np_random)
         next_task = None if options is None else options.get("next_task")
-        self._next_task = None if next_task is None else self.validate_task(next_task)
+        self._next_task = None if next_task is None else copy.deepcopy(self.validate_task(next_task))
         self._choose_task(options)  # applied to the model before the body is reset
         obs, info = super().reset(seed=None, options=options)
         info["task"] = self._task_info()
@@ -69,6 +79,7 @@ class MujocoTaskMixin(TaskEnvMixin):
         return np.asarray(obs, dtype=np.float32), info
 
     def step(self, action):
+        action = self._check_action(action)
         switched = self._t == self._change_step
         if switched:
             previous = self._task

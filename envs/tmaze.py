@@ -101,7 +101,7 @@ class TMaze(TaskEnvMixin, gym.Env):
         return self._task["high_arm"] ^ int(swapped)
 
     def step(self, action):
-        a = int(action)
+        a = self._check_action(action)
         high_arm = self.high_arm()
         trial_over, reward = False, 0.0
         if self._pos < self.corridor_length:

@@ -24,13 +24,17 @@ def test_prev_action_reward_discrete_layout():
 
 
 def test_prev_action_reward_box_actions_are_clipped():
-    env = PrevActionReward(gym.make("neuromod_rl/HalfCheetahVel-v0"), include_done=False)
-    assert env.observation_space.shape == (17 + 6 + 1,)
+    # the project's tasks refuse out-of-range actions; a plain Gymnasium env may take them (Pendulum clips)
+    env = PrevActionReward(gym.make("Pendulum-v1"), include_done=False)
+    assert env.observation_space.shape == (3 + 1 + 1,)
     env.reset(seed=0)
-    a = np.array([2.0, -3.0, 0.5, 0, 0, 0], dtype=np.float32)
-    obs, r, *_ = env.step(a)
-    np.testing.assert_allclose(obs[17:23], np.clip(a, -1, 1))
-    assert obs[23] == np.float32(r)
+    obs, r, *_ = env.step(np.array([3.0], dtype=np.float32))
+    assert obs[3] == 2.0
+    assert obs[4] == np.float32(r)
+    task_env = PrevActionReward(gym.make("neuromod_rl/HalfCheetahVel-v0"), include_done=False)
+    task_env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"outside the action space Box\(-1.0, 1.0, \(6,\), float32\)"):
+        task_env.step(np.array([2.0, -3.0, 0.5, 0, 0, 0], dtype=np.float32))
 
 
 def test_trial_keeps_one_task_and_flags_inner_boundaries():
