@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 from neuromod_rl.plasticity import (
     PlasticCell,
     PlasticLSTMCell,
@@ -81,8 +83,17 @@ class CoreConfig:
             raise ValueError(f"policy_kwargs rule={self.rule!r} is not a registered rule; valid choices: {rules}")
         if self.core not in CORES:
             raise ValueError(f"policy_kwargs core={self.core!r} is not valid; valid choices: {sorted(CORES)}")
-        if not isinstance(self.hidden_size, int) or isinstance(self.hidden_size, bool) or self.hidden_size < 1:
-            raise ValueError(f"policy_kwargs hidden_size must be a positive int, got {self.hidden_size!r}")
+        # numpy integers are integers (hidden_size=np.int64(8) from a sweep); bools and floats are not
+        for key in ("hidden_size", "core_layers"):
+            value = getattr(self, key)
+            if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"policy_kwargs {key} must be a positive int, got {value!r}")
+            object.__setattr__(self, key, int(value))
+        if not isinstance(self.shared_core, bool | np.bool_):
+            raise ValueError(f"policy_kwargs shared_core must be True or False, got {self.shared_core!r}")
+        object.__setattr__(self, "shared_core", bool(self.shared_core))
+        if isinstance(self.reward_index, np.integer):
+            object.__setattr__(self, "reward_index", int(self.reward_index))
         if self.alpha_shape not in ALPHA_SHAPES:
             raise ValueError(
                 f"policy_kwargs alpha_shape={self.alpha_shape!r} is not valid; valid choices: {ALPHA_SHAPES}"
@@ -101,6 +112,8 @@ class CoreConfig:
                 f"modulation_source={self.modulation_source!r} needs a modulated rule: rule={self.rule!r} is "
                 "unmodulated. Use rule='neuromod' or 'retroactive', or modulation_source='hidden'"
             )
+        if isinstance(self.td_gamma, bool) or not isinstance(self.td_gamma, int | float | np.number):
+            raise ValueError(f"policy_kwargs td_gamma must be a number in [0, 1], got {self.td_gamma!r}")
         if not 0.0 <= float(self.td_gamma) <= 1.0:
             raise ValueError(f"policy_kwargs td_gamma must be in [0, 1], got {self.td_gamma}")
 

@@ -1,6 +1,6 @@
 """Plastic actor-critic policies for Stable-Baselines3 (Backpropamine, Miconi et al., ICLR 2019).
 
-Data flow of one step (DESIGN.md): observation -> SB3 features extractor -> plastic core
+Data flow of one step (``docs/architecture.md``): observation -> SB3 features extractor -> plastic core
 (``h``, fast weights ``F``, eligibility ``E``) -> SB3 ``MlpExtractor`` heads -> action distribution
 and value; the core's modulator ``M(t)`` gates this same step's trace update, e.g. for the default
 ``rule="neuromod"``: ``F <- clip(F + M(t) outer(h_{t-1}, h_t), -1, 1)`` (Miconi et al. 2019, eq. 4).
@@ -37,6 +37,7 @@ import torch as th
 from gymnasium import spaces
 from neuromod_rl.agents.buffers import SequenceBatch
 from neuromod_rl.agents.core_factory import CoreConfig, build_core, split_policy_kwargs
+from neuromod_rl.agents.finite import non_finite_source
 from neuromod_rl.agents.recurrent_adapter import RecurrentPPOAdapterMixin
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import CombinedExtractor, FlattenExtractor, MlpExtractor, NatureCNN
@@ -52,6 +53,12 @@ _SB3_KEYS = set(inspect.signature(ActorCriticPolicy.__init__).parameters) - {
 _NEEDS_STATE = (
     "{name} is recurrent: it needs its plastic state at every step. Train it with "
     "neuromod_rl.agents.PlasticPPO / PlasticA2C (or sb3_contrib.RecurrentPPO), not a feed-forward algorithm"
+)
+_NOT_OFF_POLICY = (
+    "{name} is an on-policy actor-critic policy: SB3's off-policy algorithms (SAC, TD3, DDPG) expect "
+    "`{attr}` and cannot carry its plastic state through a replay buffer. For off-policy training "
+    "of a plastic policy use neuromod_rl.agents.PlasticSAC / PlasticTD3; for on-policy training "
+    "neuromod_rl.agents.PlasticPPO / PlasticA2C"
 )
 
 
@@ -96,6 +103,8 @@ class PlasticActorCriticPolicy(RecurrentPPOAdapterMixin, ActorCriticPolicy):
     _default_extractor: type = FlattenExtractor
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule, **kwargs: Any):
+        if "n_critics" in kwargs:  # only SB3's off-policy algorithms pass it (DDPG always does)
+            raise TypeError(_NOT_OFF_POLICY.format(name=type(self).__name__, attr="n_critics"))
         config, sb3_kwargs = split_policy_kwargs(kwargs, _SB3_KEYS)
         if sb3_kwargs.get("use_sde", False):
             raise ValueError("use_sde=True is not supported by plastic policies; drop use_sde")
@@ -205,6 +214,7 @@ class PlasticActorCriticPolicy(RecurrentPPOAdapterMixin, ActorCriticPolicy):
         if bool(episode_starts.any()):
             # a fresh initial state: some rules (ABCD) draw their episode-start weights
             state = state.reset(episode_starts, self.initial_state(1))
+        given = state
         pi_f, vf_f = self._features(obs)
         source, signal, stored = self.core_config.modulation_source, None, None
         if source != "hidden":
@@ -219,7 +229,13 @@ class PlasticActorCriticPolicy(RecurrentPPOAdapterMixin, ActorCriticPolicy):
         if source == "td_error":
             state = state.replace(**{"td.v": v_now})
         values = self.value_net(self.mlp_extractor.forward_critic(y_vf))
-        distribution = self._get_action_dist_from_latent(self.mlp_extractor.forward_actor(y))
+        latent_pi = self.mlp_extractor.forward_actor(y)
+        try:
+            distribution = self._get_action_dist_from_latent(latent_pi)
+        except (ValueError, RuntimeError):  # torch's "invalid values" says nothing about where they came from
+            if bool(th.isfinite(latent_pi).all()):
+                raise
+            raise FloatingPointError(f"{type(self).__name__}: {non_finite_source(self, obs, given, state)}") from None
         actions = distribution.get_actions(deterministic=deterministic)
         log_prob = distribution.log_prob(actions)
         actions = actions.reshape((-1, *self.action_space.shape))
@@ -249,6 +265,16 @@ class PlasticActorCriticPolicy(RecurrentPPOAdapterMixin, ActorCriticPolicy):
         return values, distribution.log_prob(actions), distribution.entropy()
 
     # -- SB3 entry points ----------------------------------------------------------------------------
+    # SB3's off-policy algorithms alias ``policy.actor`` / ``critic`` / ``critic_target`` / ``actor_target``
+    # right after building the policy; without these a plastic policy died there with a bare AttributeError.
+    @property
+    def actor(self):
+        raise TypeError(_NOT_OFF_POLICY.format(name=type(self).__name__, attr="actor"))
+
+    @property
+    def critic(self):
+        raise TypeError(_NOT_OFF_POLICY.format(name=type(self).__name__, attr="critic"))
+
     def evaluate_actions(self, obs, actions: th.Tensor, lstm_states=None, episode_starts=None):  # type: ignore[override]
         """Values, log-probs and entropy of ``actions``: whole sequences (a :class:`SequenceBatch`
         from the sequence rollout buffer), or RecurrentPPO's call with ``lstm_states``."""

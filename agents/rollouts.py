@@ -21,6 +21,7 @@ import torch as th
 from gymnasium import spaces
 from neuromod_rl.agents import diagnostics
 from neuromod_rl.agents.buffers import SequenceDictRolloutBuffer, SequenceRolloutBuffer
+from neuromod_rl.agents.finite import check_transition
 from neuromod_rl.agents.policies import PlasticActorCriticPolicy
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import obs_as_tensor
@@ -138,6 +139,7 @@ class PlasticOnPolicyMixin:
 
             new_obs, rewards, dones, infos = env.step(clipped_actions)
             self.num_timesteps += env.num_envs
+            check_transition(new_obs, rewards, self.num_timesteps)  # names the env before a NaN reaches the weights
             callback.update_locals(locals())
             if not callback.on_step():
                 return False

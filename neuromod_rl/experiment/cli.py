@@ -1,13 +1,15 @@
 """The ``neuromod-rl`` command: argument parsing and dispatch only (the work lives in sibling modules).
 
 Every subcommand imports what it needs when it runs, so ``neuromod-rl --help`` and ``envs`` are fast.
-User errors (:class:`UserError`) print one paragraph and exit with code 2; Ctrl-C during training
-saves a checkpoint and exits with code 130.
+User errors (:class:`UserError`, a file that cannot be written, NaN/inf traced to its source) print
+one paragraph and exit with code 2; Ctrl-C during training saves a checkpoint and exits with code 130
+(SIGTERM: 143).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from collections.abc import Callable
@@ -17,6 +19,14 @@ from neuromod_rl.experiment.bench import BENCHES
 from neuromod_rl.experiment.errors import EXIT_USER_ERROR, UserError
 
 EXIT_INTERRUPTED = 130
+#: errors of the disk or of permissions: the user's to fix, reported without a traceback
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.ENOTDIR,
+                 errno.EISDIR, errno.ENAMETOOLONG}
+PICKLE_WARNING = (
+    "Checkpoints and model.zip are SB3 .zip files holding pickles: loading one runs code stored in it, so use "
+    "only runs from trusted sources. To share a policy, use `neuromod-rl export` (safetensors or ONNX: loading "
+    "runs nothing)."
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,7 +46,8 @@ def _add_wandb(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="neuromod-rl", description="Train, evaluate, report and compare plastic RL agents.")
+    parser = _Parser(prog="neuromod-rl", description="Train, evaluate, report and compare plastic RL agents.",
+                     epilog=PICKLE_WARNING)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a config (the embedded default when CONFIG is omitted)")
@@ -44,20 +55,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set n_envs=4 --set hyperparameters.learning_rate=lin_1e-3")
     p.add_argument("--seed", type=int, default=None, help="override the config's seed")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue RUN_DIR from its last checkpoint (a pickle: only runs you trust)")
     p.add_argument("--runs-dir", default="runs", help="where new run directories go (default: runs/)")
     p.add_argument("--report", action="store_true", help="after training: evaluate and write the report")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_wandb(p)
 
-    p = sub.add_parser("eval", help="evaluate a run on train or test tasks")
+    p = sub.add_parser("eval", help="evaluate a run on train or test tasks (loads a pickle: trusted runs only)",
+                       description="Evaluate a run on its train or test tasks.", epilog=PICKLE_WARNING)
     p.add_argument("run_dir")
     p.add_argument("--tasks", choices=["train", "test"], default="test")
-    p.add_argument("--episodes", type=int, default=None, help="default: the config's eval.episodes")
+    p.add_argument("--episodes", type=int, default=None, help="1 to 100000 (default: the config's eval.episodes)")
     p.add_argument("--deterministic", action="store_true", help="greedy actions")
     p.add_argument("--no-progress", action="store_true")
 
-    p = sub.add_parser("report", help="evaluate if needed, plot and write RUN_DIR/report.md")
+    p = sub.add_parser("report", help="evaluate if needed, plot and write RUN_DIR/report.md (trusted runs only)",
+                       description="Evaluate if needed, plot and write RUN_DIR/report.md.", epilog=PICKLE_WARNING)
     p.add_argument("run_dir")
     p.add_argument("--episodes", type=int, default=None)
     p.add_argument("--no-video", action="store_true", help="skip the MuJoCo video")
@@ -68,10 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dirs", nargs="+")
     p.add_argument("--out", default=None, help="output directory (default: runs/compare-<timestamp>)")
 
-    p = sub.add_parser("export", help="export a run's weights (safetensors: loadable without unpickling)")
+    p = sub.add_parser("export", help="export a run's policy to share it (safetensors or ONNX: loading runs nothing)",
+                       description="Export a run's policy in a format that loads without unpickling: safetensors "
+                       "(weights + config, for neuromod_rl.experiment.export.load_exported_model) or onnx (one "
+                       "policy step with the plastic state as input and output, for onnxruntime).",
+                       epilog=PICKLE_WARNING)
     p.add_argument("run_dir")
-    p.add_argument("--format", choices=["safetensors"], default="safetensors")
-    p.add_argument("--out", default=None, help="output file (default: RUN_DIR/model.safetensors)")
+    p.add_argument("--format", choices=["safetensors", "onnx"], default="safetensors")
+    p.add_argument("--out", default=None,
+                   help="output file (default: RUN_DIR/model.safetensors or RUN_DIR/policy.onnx)")
 
     p = sub.add_parser("check", help="validate configs and print the resolved config")
     p.add_argument("configs", nargs="+")
@@ -113,7 +132,7 @@ def cmd_train(args) -> int:
         result = tr.train(load_config(args.config, overrides), opts)
     if not result.finished:
         result.wandb.finish()
-        return EXIT_INTERRUPTED
+        return 128 + result.stopped_by if result.stopped_by else EXIT_INTERRUPTED
     print(f"Trained {result.num_timesteps} steps: {result.run.path}", file=sys.stderr)
     if args.report:
         from neuromod_rl.experiment.report import make_report
@@ -134,18 +153,16 @@ def cmd_eval(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from neuromod_rl.experiment.evaluate import load_run
     from neuromod_rl.experiment.report import make_report
-    from neuromod_rl.experiment.runs import Run
+    from neuromod_rl.experiment.runs import RunLock
     from neuromod_rl.experiment.wandb_logging import init_wandb
 
-    wandb = None
-    if args.wandb:
-        from neuromod_rl.experiment.evaluate import load_run
-
-        run, cfg = load_run(args.run_dir)
-        wandb = init_wandb(_wandb_settings(args), Run(run.path), cfg.model_dump())
-    path = make_report(args.run_dir, episodes=args.episodes, progress=not args.no_progress, wandb=wandb,
-                       video=not args.no_video)
+    run, cfg = load_run(args.run_dir)
+    with RunLock(run, "report"):
+        wandb = init_wandb(_wandb_settings(args), run, cfg.model_dump()) if args.wandb else None
+        path = make_report(run.path, episodes=args.episodes, progress=not args.no_progress, wandb=wandb,
+                           video=not args.no_video)
     if wandb is not None:
         wandb.finish()
     print(f"Report: {path}")
@@ -160,9 +177,10 @@ def cmd_compare(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from neuromod_rl.experiment.export import export_safetensors
+    from neuromod_rl.experiment import export
 
-    print(f"Exported: {export_safetensors(args.run_dir, args.out)}")
+    write = export.export_onnx if args.format == "onnx" else export.export_safetensors
+    print(f"Exported: {write(args.run_dir, args.out)}")
     return 0
 
 
@@ -227,8 +245,16 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except SystemExit as exc:  # a benchmark's or reproduction's own argparse (--help, bad options)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USER_ERROR)
-    except UserError as err:
+    except (UserError, FloatingPointError) as err:  # FloatingPointError: a NaN/inf, with its source named
         print(f"neuromod-rl {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as err:
+        if err.errno not in _WRITE_ERRNOS:
+            raise
+        where = f" {err.filename}" if err.filename else ""
+        print(f"neuromod-rl {args.command}: error: cannot write{where}: {err.strerror}. Free disk space or fix the "
+              "folder's permissions, then run the command again (files written so far are complete: every file is "
+              "replaced atomically).", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("\nneuromod-rl: interrupted", file=sys.stderr)

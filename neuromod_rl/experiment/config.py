@@ -6,6 +6,7 @@ One YAML file describes one task x method::
     env: neuromod_rl/TwoArmedBanditDependent-v0
     env_kwargs: {}
     wrappers: []                      # [Name, {Name: {kwarg: value}}, "package.module.Class", ...]
+    trusted_modules: []               # modules whose wrappers this config may import (opt-in)
     algo: plastic_ppo                 # see neuromod_rl.experiment.algos.ALGOS
     policy: MlpPlasticPolicy
     policy_kwargs: {rule: neuromod, hidden_size: 32}
@@ -20,6 +21,13 @@ Validation has two stages, so that every mistake is reported with the key, the v
 allowed values: :func:`validate` (pydantic: types, ranges, unknown keys; cheap) and
 :func:`check_semantics` (the algorithm's policies and constructor arguments, the Gymnasium
 registry, wrapper names; imports SB3). Both raise :class:`UserError`.
+
+A config is data: nothing it names is imported or called unless the user says so. ``wrappers``
+resolve from the project's own wrappers (:data:`PROJECT_WRAPPERS`); a wrapper from any other module
+(``my_package.wrappers.MyWrapper``, ``gymnasium.wrappers.TimeLimit``) needs that module listed under
+``trusted_modules`` in the same config, the explicit opt-in (importing a module runs its code), and
+must be a ``gymnasium.Wrapper`` subclass. The same holds for an env id in Gymnasium's module form
+(``my_package:MyEnv-v0``, which imports ``my_package``).
 """
 
 from __future__ import annotations
@@ -28,20 +36,28 @@ import copy
 import difflib
 import importlib
 import inspect
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
 
 from neuromod_rl.experiment.algos import ALGOS, algo_class
 from neuromod_rl.experiment.errors import UserError
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
 
-# the wrappers a config may name without a module path (all from neuromod_rl.envs.wrappers)
-SHORT_WRAPPERS = ("PrevActionReward", "Trial")
+#: the project's own wrappers: a config names them without a module path (their full path works too);
+#: nothing else is imported unless its module is listed under ``trusted_modules``
+PROJECT_WRAPPERS: dict[str, str] = {
+    "PrevActionReward": "neuromod_rl.envs.wrappers",
+    "Trial": "neuromod_rl.envs.wrappers",
+    "MaskVelocity": "neuromod_rl.envs.masked",
+}
+SHORT_WRAPPERS = tuple(PROJECT_WRAPPERS)
+_MODULE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 
 # constructor arguments the workflow sets itself; a config must not set them as hyperparameters
 _RESERVED = {"policy", "env", "policy_kwargs", "seed", "verbose", "tensorboard_log", "device", "_init_setup_model"}
@@ -51,10 +67,10 @@ class EvalSettings(BaseModel):
     """How ``neuromod-rl eval`` and the report evaluate a run (override with --episodes)."""
 
     model_config = ConfigDict(extra="forbid")
-    episodes: int = Field(100, ge=1, le=100_000)
-    n_train_tasks: int = Field(50, ge=1)
-    n_test_tasks: int = Field(20, ge=1)
-    deterministic: bool = False
+    episodes: StrictInt = Field(100, ge=1, le=100_000)
+    n_train_tasks: StrictInt = Field(50, ge=1, le=100_000)
+    n_test_tasks: StrictInt = Field(20, ge=1, le=100_000)
+    deterministic: StrictBool = False
 
 
 class ExperimentConfig(BaseModel):
@@ -65,19 +81,34 @@ class ExperimentConfig(BaseModel):
     env: str = Field(min_length=1)
     env_kwargs: dict[str, Any] = Field(default_factory=dict)
     wrappers: list[str | dict[str, dict[str, Any] | None]] = Field(default_factory=list)
+    # modules (dotted names) whose wrappers or env ids this config may import: the explicit opt-in
+    trusted_modules: list[str] = Field(default_factory=list)
     algo: str
     policy: str = Field(min_length=1)
     policy_kwargs: dict[str, Any] = Field(default_factory=dict)
-    n_envs: int = Field(1, ge=1, le=1024)
-    n_timesteps: int = Field(ge=1)
-    seed: int = Field(0, ge=0, le=2**31 - 1)
+    n_envs: StrictInt = Field(1, ge=1, le=1024)
+    n_timesteps: StrictInt = Field(ge=1)
+    seed: StrictInt = Field(0, ge=0, le=2**31 - 1)
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
-    checkpoint_freq: int = Field(0, ge=0)
+    checkpoint_freq: StrictInt = Field(0, ge=0)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     device: str = "cpu"
     # torch CPU threads; 1 is fastest for small recurrent policies (per-step batches are tiny and
     # extra threads only contend), raise it for large CNN or MuJoCo policies
-    torch_threads: int = Field(1, ge=1, le=256)
+    torch_threads: StrictInt = Field(1, ge=1, le=256)
+
+    @field_validator("trusted_modules")
+    @classmethod
+    def _module_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(_MODULE_NAME, name):
+                raise ValueError(f"{name!r} is not a module name; write dotted module names, e.g. my_package.wrappers")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        return check_device(value)
 
     @field_validator("algo")
     @classmethod
@@ -93,6 +124,25 @@ class ExperimentConfig(BaseModel):
             if isinstance(v, str) and v.startswith("lin_"):
                 parse_schedule(v, key)
         return value
+
+
+def check_device(value: str) -> str:
+    """``value`` if torch can place a model there on this machine (``auto``, ``cpu``, ``cuda[:i]``, ...)."""
+    if value == "auto":
+        return value
+    import torch
+
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError("not a torch device; allowed values: auto, cpu, cuda, cuda:<index>") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise ValueError(f"this machine has {count} CUDA device(s); use device=cpu (or auto)")
+    elif device.type != "cpu":
+        raise ValueError("allowed values: auto, cpu, cuda, cuda:<index>")
+    return value
 
 
 # ------------------------------------------------------------------------------ schedules
@@ -215,8 +265,18 @@ def _suggest(value: str, choices: list[str]) -> str:
     return f" Did you mean {close}?" if close else ""
 
 
-def resolve_wrapper(spec: str | dict[str, Any], source: str = "<config>") -> tuple[type, dict[str, Any]]:
-    """A ``wrappers`` entry -> (wrapper class, kwargs). Short names come from ``neuromod_rl.envs``."""
+def _trusted(module: str, trusted: list[str]) -> bool:
+    return any(module == t or module.startswith(t + ".") for t in trusted)
+
+
+def resolve_wrapper(
+    spec: str | dict[str, Any], source: str = "<config>", trusted: list[str] | None = None
+) -> tuple[type, dict[str, Any]]:
+    """A ``wrappers`` entry -> (wrapper class, kwargs). Short names are the project's wrappers; any other
+    module is imported only when it is in ``trusted`` (the config's ``trusted_modules``), and what it
+    names must be a ``gymnasium.Wrapper`` subclass (nothing else is ever called)."""
+    import gymnasium
+
     if isinstance(spec, dict):
         if len(spec) != 1:
             raise UserError(
@@ -227,23 +287,49 @@ def resolve_wrapper(spec: str | dict[str, Any], source: str = "<config>") -> tup
         kwargs = dict(kwargs or {})
     else:
         name, kwargs = spec, {}
-    if name in SHORT_WRAPPERS:
-        module, attr = "neuromod_rl.envs.wrappers", name
+    if name in PROJECT_WRAPPERS:
+        module, attr = PROJECT_WRAPPERS[name], name
     elif "." in name:
         module, _, attr = name.rpartition(".")
     else:
         raise UserError(
             f"invalid config {source}: key `wrappers` has unknown wrapper {name!r}; allowed values: "
-            f"{list(SHORT_WRAPPERS)} or a full import path such as gymnasium.wrappers.TimeLimit"
+            f"{list(PROJECT_WRAPPERS)}, or a class from a module you list under `trusted_modules`."
+            f"{_suggest(name, list(PROJECT_WRAPPERS))}"
+        )
+    own = PROJECT_WRAPPERS.get(attr) == module
+    if not own and not _trusted(module, list(trusted or [])):
+        raise UserError(
+            f"invalid config {source}: key `wrappers` names {name!r} from module {module!r}, which this config does "
+            f"not trust. Importing a module runs its code, so a config imports nothing but the project's wrappers "
+            f"({list(PROJECT_WRAPPERS)}) unless it opts in: add `trusted_modules: [{module}]` to the config if you "
+            "trust that module."
         )
     try:
         cls = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError):
         raise UserError(
             f"invalid config {source}: key `wrappers` names {name!r}, which cannot be imported; "
-            f"use one of {list(SHORT_WRAPPERS)} or an importable path such as gymnasium.wrappers.TimeLimit"
+            f"use one of {list(PROJECT_WRAPPERS)} or an importable class such as gymnasium.wrappers.TimeLimit"
         ) from None
+    if not (isinstance(cls, type) and issubclass(cls, gymnasium.Wrapper)):
+        raise UserError(
+            f"invalid config {source}: key `wrappers` names {name!r}, which is not a gymnasium.Wrapper class; "
+            "only wrapper classes can be named there"
+        )
     return cls, kwargs
+
+
+def check_env_module(env_id: str, trusted: list[str], source: str = "<config>") -> None:
+    """Refuse Gymnasium's module form ``module:Env-v0`` (which imports ``module``) unless ``module`` is
+    the project's own or listed under ``trusted_modules``."""
+    module, sep, _ = env_id.partition(":")
+    if sep and module != "neuromod_rl" and not _trusted(module, trusted):
+        raise UserError(
+            f"invalid config {source}: key `env` has value {env_id!r}, which imports module {module!r} when made. "
+            f"Add `trusted_modules: [{module}]` to the config if you trust that module, or import it yourself "
+            "and use the registered id without the module prefix."
+        )
 
 
 def algo_arguments(cls: type) -> list[str]:
@@ -264,7 +350,15 @@ def check_semantics(cfg: ExperimentConfig, source: str = "<config>") -> None:
 
     import neuromod_rl  # noqa: F401  (registers the task ids)
 
-    if cfg.env not in gymnasium.registry:
+    check_env_module(cfg.env, cfg.trusted_modules, source)
+    module, sep, env_id = cfg.env.rpartition(":")
+    if sep:
+        try:
+            importlib.import_module(module)  # trusted (checked above): registers its ids
+        except ImportError as err:
+            raise UserError(f"invalid config {source}: key `env` names module {module!r}, which cannot be imported "
+                            f"({err})") from None
+    if env_id not in gymnasium.registry:
         raise UserError(
             f"invalid config {source}: key `env` has value {cfg.env!r}, which is not a registered Gymnasium id."
             f"{_suggest(cfg.env, list(gymnasium.registry))} `neuromod-rl envs` lists the tasks of neuromod-rl."
@@ -284,4 +378,56 @@ def check_semantics(cfg: ExperimentConfig, source: str = "<config>") -> None:
                 f"{_suggest(key, allowed)} Allowed keys: {allowed}"
             )
     for spec in cfg.wrappers:
-        resolve_wrapper(spec, source)
+        resolve_wrapper(spec, source, cfg.trusted_modules)
+    check_net_arch(cfg.policy_kwargs.get("net_arch"), source)
+    check_memory(cfg)
+
+
+def check_net_arch(net_arch: Any, source: str = "<config>") -> None:
+    """SB3's ``net_arch``: a list of positive layer sizes, or ``{pi: [...], vf: [...]}``."""
+    if net_arch is None:
+        return
+    lists = net_arch.items() if isinstance(net_arch, dict) else [("", net_arch)]
+    for key, sizes in lists:
+        where = "policy_kwargs.net_arch" + (f".{key}" if key else "")
+        if isinstance(net_arch, dict) and key not in ("pi", "vf", "qf"):
+            raise UserError(f"invalid config {source}: key `{where}` is not valid; allowed keys: pi, vf")
+        if not isinstance(sizes, list) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 1_000_000 for n in sizes
+        ):
+            raise UserError(
+                f"invalid config {source}: key `{where}` has value {sizes!r}: a list of layer sizes, each a positive "
+                "integer, e.g. [64, 64] (or [] for linear heads)"
+            )
+
+
+def check_memory(cfg: ExperimentConfig) -> None:
+    """Refuse a plastic policy whose weights and per-env state alone exceed this machine's memory,
+    before anything is allocated (a huge ``hidden_size`` would otherwise die in the allocator). The
+    estimate is a lower bound: N x N slow weights and plastic gains per core and layer, plus each
+    env's traces (``F``, and ``E`` for eligibility rules), 4 bytes each."""
+    from neuromod_rl.agents.core_factory import PLASTIC_KEYS, CoreConfig
+
+    if not cfg.policy.endswith("PlasticPolicy"):
+        return
+    try:
+        core = CoreConfig(**{k: v for k, v in cfg.policy_kwargs.items() if k in PLASTIC_KEYS})
+    except (TypeError, ValueError) as err:
+        raise UserError(f"invalid config: key `policy_kwargs` has value {cfg.policy_kwargs!r}: {err}") from None
+    from neuromod_rl.plasticity.rules import get_rule_class
+
+    n, traces = core.hidden_size, len(get_rule_class(core.rule).trace_names)
+    layers = core.core_layers if core.core == "mlp" else 1
+    gates = 4 if core.core == "lstm" else 1
+    cores = 1 if core.shared_core else 2
+    need = 4 * cores * layers * n * n * (traces * cfg.n_envs + gates + 1)
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf: let the allocator judge
+        return
+    if need > have:
+        raise UserError(
+            f"policy_kwargs.hidden_size={n} with n_envs={cfg.n_envs} needs at least {need:,} bytes "
+            f"({need / 2**30:.1f} GiB: {cores} core(s) of {n}x{n} weights and {traces} trace(s) per env), more than "
+            f"this machine's {have / 2**30:.1f} GiB of memory. Use a smaller hidden_size or fewer n_envs."
+        )

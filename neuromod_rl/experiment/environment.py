@@ -8,13 +8,16 @@ from typing import Any
 
 import gymnasium as gym
 
-from neuromod_rl.experiment.config import ExperimentConfig, resolve_wrapper
+from neuromod_rl.experiment.config import ExperimentConfig, check_env_module, resolve_wrapper
 from neuromod_rl.experiment.errors import UserError
 
 
 def make_env(cfg: ExperimentConfig, render_mode: str | None = None) -> gym.Env:
-    """``gymnasium.make(cfg.env, **cfg.env_kwargs)`` wrapped by ``cfg.wrappers`` in order."""
+    """``gymnasium.make(cfg.env, **cfg.env_kwargs)`` wrapped by ``cfg.wrappers`` in order. Imports only
+    the project's modules and those the config lists under ``trusted_modules``."""
     import neuromod_rl  # noqa: F401  (registers the task ids)
+
+    check_env_module(cfg.env, cfg.trusted_modules)
 
     kwargs: dict[str, Any] = dict(cfg.env_kwargs)
     if render_mode is not None:
@@ -29,7 +32,7 @@ def make_env(cfg: ExperimentConfig, render_mode: str | None = None) -> gym.Env:
     except gym.error.Error as err:
         raise UserError(f"cannot make env {cfg.env!r}: {err}. `neuromod-rl envs` lists the tasks.") from None
     for spec in cfg.wrappers:
-        cls, wkwargs = resolve_wrapper(spec)
+        cls, wkwargs = resolve_wrapper(spec, trusted=cfg.trusted_modules)
         try:
             env = cls(env, **wkwargs)
         except (TypeError, ValueError) as err:

@@ -23,9 +23,10 @@ from neuromod_rl.experiment.algos import algo_class
 from neuromod_rl.experiment.config import ExperimentConfig, load_yaml, validate
 from neuromod_rl.experiment.environment import make_env
 from neuromod_rl.experiment.errors import UserError
-from neuromod_rl.experiment.runs import Run, atomic_write_bytes, read_json, update_json, write_json
+from neuromod_rl.experiment.runs import Run, RunLock, atomic_write_bytes, read_json, update_json, write_json
 
 EVAL_SEED_OFFSET = 1_000_000
+MAX_EPISODES = 100_000  # as the config's eval.episodes: traces are [episodes, T] arrays in memory
 MAX_EPISODE_STEPS = 100_000  # a guard against envs that never end
 BATCH = 32
 
@@ -154,11 +155,17 @@ def evaluate(run_dir: str | Path, split: str = "test", episodes: int | None = No
     """Evaluate a run on ``split`` tasks; write ``eval/<split>.npz`` and ``.json``; return the summary."""
     if split not in ("train", "test"):
         raise UserError(f"--tasks {split!r} is not valid; allowed values: ['train', 'test']")
+    n = episodes
+    if n is not None and not 1 <= n <= MAX_EPISODES:
+        raise UserError(f"--episodes {n} is not valid; pass a number of episodes from 1 to {MAX_EPISODES}, e.g. 50")
     run, cfg = load_run(run_dir)
+    with RunLock(run, f"eval --tasks {split}"):
+        return _evaluate(run, cfg, split, cfg.eval.episodes if n is None else n, deterministic, progress)
+
+
+def _evaluate(run: Run, cfg: ExperimentConfig, split: str, n: int, deterministic: bool | None,
+              progress: bool) -> dict[str, Any]:
     model = load_model(run, cfg)
-    n = cfg.eval.episodes if episodes is None else episodes
-    if n < 1:
-        raise UserError(f"--episodes {n} is not valid; pass a positive number of episodes, e.g. --episodes 50")
     det = cfg.eval.deterministic if deterministic is None else deterministic
     tasks = task_list(cfg, split)
     traces = rollout(cfg, model, n, tasks, EVAL_SEED_OFFSET + cfg.seed, det, progress, desc=f"eval {split}")

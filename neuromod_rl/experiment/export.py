@@ -1,12 +1,19 @@
-"""``neuromod-rl export``: a run's policy weights as safetensors, loadable without unpickling.
+"""``neuromod-rl export``: a run's policy in formats that load without unpickling.
 
-The file holds the policy's ``state_dict`` (tensors only) and, as string metadata, what is needed
-to rebuild the policy: the resolved config (YAML), the algorithm and the policy name. Nothing in it
-is executed on load, unlike SB3's zip (pickles), so it is the format to share weights.
+* ``safetensors`` -- the policy's ``state_dict`` (tensors only) and, as string metadata, what is
+  needed to rebuild the policy: the resolved config (YAML), the algorithm and the policy name.
+  :func:`load_exported_model` rebuilds a model for ``predict``; it never imports or calls anything
+  named in the file (the env is made from a registered id and the project's own wrappers only).
+* ``onnx`` -- one step of the policy as an ONNX graph, the plastic state an explicit input and
+  output (:mod:`neuromod_rl.experiment.onnx_export`); runs in onnxruntime with no torch.
+
+SB3's ``.zip`` checkpoints are pickles: loading one runs code stored in it, so they are for your own
+runs only. These two formats are the ones to share. A policy with NaN/inf weights is refused.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +21,28 @@ from neuromod_rl.experiment.errors import UserError
 from neuromod_rl.experiment.runs import atomic_write_bytes
 
 FORMAT = "neuromod-rl/policy-v1"
+
+
+def output_path(out: str | Path | None, default: Path, suffix: str) -> Path:
+    """Where an export goes: ``out`` (a file path, never an existing directory) or ``default``."""
+    path = Path(out) if out is not None else default
+    if path.is_dir():
+        raise UserError(f"--out {str(path)!r} is a directory; pass a file path, e.g. {path / ('model' + suffix)}")
+    if not path.parent.is_dir():
+        raise UserError(f"--out {str(path)!r}: the folder {str(path.parent)!r} does not exist; create it first")
+    return path
+
+
+def check_finite_weights(named: dict[str, Any], what: str) -> None:
+    """Refuse to write weights holding NaN/inf (a diverged run): name the first bad tensor."""
+    import torch
+
+    for name, tensor in named.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise UserError(
+                f"{what}: the policy weight {name!r} holds NaN/inf (training diverged), so it is not exported. "
+                "Export an earlier checkpoint of the run, or retrain with a lower learning rate."
+            )
 
 
 def export_safetensors(run_dir: str | Path, out: str | Path | None = None) -> Path:
@@ -24,12 +53,13 @@ def export_safetensors(run_dir: str | Path, out: str | Path | None = None) -> Pa
     from neuromod_rl.experiment.evaluate import load_model, load_run
 
     run, cfg = load_run(run_dir)
+    path = output_path(out, run.path / "model.safetensors", ".safetensors")
     model = load_model(run, cfg)
     # contiguous private copies: safetensors refuses tensors that share memory
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.policy.state_dict().items()}
+    check_finite_weights(tensors, f"export {run.path}")
     metadata = {"format": FORMAT, "config": dump_config(cfg), "algo": cfg.algo, "policy": cfg.policy,
                 "num_timesteps": str(model.num_timesteps)}
-    path = Path(out) if out is not None else run.path / "model.safetensors"
     atomic_write_bytes(path, save(tensors, metadata=metadata))
     return path
 
@@ -53,9 +83,17 @@ def load_safetensors(path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
     return tensors, metadata
 
 
-def load_exported_model(path: str | Path):
+def load_exported_model(path: str | Path, env=None):
     """Rebuild a model (for ``predict``) from an exported file: the architecture from the embedded
-    config, the weights from the tensors; strict loading, so a mismatch is an error, not a silent miss."""
+    config, the weights from the tensors; strict loading, so a mismatch is an error, not a silent miss.
+
+    Args:
+        path: a file written by ``neuromod-rl export --format safetensors``.
+        env: the env (or VecEnv) whose spaces the policy uses. Default: made from the embedded config,
+            which may then name only a registered env id and the project's own wrappers: loading never
+            imports or calls anything the file names. For an env of your own (a wrapper from your
+            package), import your package and pass the env here.
+    """
     import yaml
 
     from neuromod_rl.experiment.config import validate
@@ -63,7 +101,30 @@ def load_exported_model(path: str | Path):
     from neuromod_rl.experiment.train import build_model
 
     tensors, metadata = load_safetensors(path)
-    cfg = validate(yaml.safe_load(metadata["config"]), f"{path} (embedded config)")
-    model = build_model(cfg, build_vec_env(cfg))  # the env only supplies the spaces
-    model.policy.load_state_dict(tensors, strict=True)
+    try:
+        data = yaml.safe_load(metadata.get("config", ""))
+    except yaml.YAMLError as err:
+        raise UserError(f"{path}: the embedded config is not valid YAML ({err}); export the run again.") from None
+    cfg = validate(data, f"{path} (embedded config)")
+    if env is None:
+        if cfg.trusted_modules:
+            raise UserError(
+                f"{path}: the embedded config imports modules {cfg.trusted_modules} (trusted_modules). Loading an "
+                "export never imports code named in the file: import what you trust yourself, make the env, and pass "
+                "it: load_exported_model(path, env=my_env)."
+            )
+        try:  # no trusted modules: make_env takes only registered ids and the project's own wrappers
+            env = build_vec_env(cfg.model_copy(update={"n_envs": 1}))
+        except UserError as err:
+            raise UserError(
+                f"{path} (embedded config): {err} Loading an export never imports code named in the file: import "
+                "what you trust yourself, make the env, and pass it: load_exported_model(path, env=my_env)."
+            ) from None
+    with warnings.catch_warnings():  # PPO's note on batch_size vs n_steps * n_envs: irrelevant for predict
+        warnings.filterwarnings("ignore", message="You have specified a mini-batch size")
+        model = build_model(cfg, env)
+    try:
+        model.policy.load_state_dict(tensors, strict=True)
+    except RuntimeError as err:
+        raise UserError(f"{path}: the weights do not fit the policy the embedded config describes ({err}).") from None
     return model

@@ -13,10 +13,12 @@ Layout of one run (``runs/<name>-<timestamp>/``)::
     report.md             the report
     wandb/                the W&B run directory (offline or online)
 
+    .lock                 who is writing the run now (see :class:`RunLock`)
+
 Every file that a later step reads back is written atomically (temp file in the same directory,
 fsync, ``os.replace``), so an interrupt or a crash never leaves a half-written checkpoint.
-Checkpoints are pickles (SB3's format) and trusted like code: ``neuromod-rl export`` writes the
-weights as safetensors for sharing.
+One process writes a run at a time (:class:`RunLock`). Checkpoints are pickles (SB3's format) and
+trusted like code: ``neuromod-rl export`` writes the weights as safetensors or ONNX for sharing.
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 import signal
+import socket
 import sys
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +128,14 @@ class Run:
         """A new, empty ``<root>/<name>-<timestamp>`` (a suffix keeps two runs in one second apart)."""
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         root = Path(root)
-        root.mkdir(parents=True, exist_ok=True)
+        if root.exists() and not root.is_dir():
+            raise UserError(f"--runs-dir {str(root)!r} is a file, not a folder; pass a folder (default: runs/)")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(
+                f"cannot create the runs folder {str(root)!r} ({err.strerror}); pass another --runs-dir"
+            ) from None
         for k in range(1000):
             path = root / (f"{name}-{stamp}" + (f"-{k}" if k else ""))
             try:
@@ -131,6 +143,11 @@ class Run:
                 return cls(path)
             except FileExistsError:
                 continue
+            except OSError as err:
+                raise UserError(
+                    f"cannot create a run directory in {str(root)!r} ({err.strerror}); check that the folder is "
+                    "writable and not full, or pass another --runs-dir"
+                ) from None
         raise UserError(f"could not create a new run directory under {root}; remove old runs or pass --runs-dir")
 
     @classmethod
@@ -182,51 +199,139 @@ def write_checkpoint(run: Run, step: int, model_bytes: bytes, state_bytes: bytes
     return model_path
 
 
+_CKPT = re.compile(r"ckpt_(\d{12})\.zip")
+
+
+def _pointer(run: Run) -> tuple[Path, Path, int] | str | None:
+    """What ``latest.json`` points at, or why it cannot be used (a string), or ``None`` if absent."""
+    path = run.checkpoints / "latest.json"
+    if not path.exists():
+        return None
+    try:
+        pointer = json.loads(path.read_text())
+        model, state, step = pointer["model"], pointer["state"], pointer["step"]
+        match = _CKPT.fullmatch(model)
+        if not (match and isinstance(step, int) and int(match.group(1)) == step and state == model[:-4] + ".state.pkl"):
+            return f"{path} does not name a checkpoint of this run"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+        return f"{path} is damaged ({type(err).__name__})"
+    model_path, state_path = run.checkpoints / model, run.checkpoints / state
+    if not (model_path.is_file() and state_path.is_file()):
+        return f"{path} names {model}, which is missing"
+    return model_path, state_path, step
+
+
 def latest_checkpoint(run: Run) -> tuple[Path, Path, int] | None:
-    """``(model.zip, state.pkl, step)`` of the newest complete checkpoint, or ``None``."""
-    pointer = read_json(run.checkpoints / "latest.json")
-    if pointer is not None:
-        model_path, state_path = run.checkpoints / pointer["model"], run.checkpoints / pointer["state"]
-        if model_path.is_file() and state_path.is_file():
-            return model_path, state_path, int(pointer["step"])
+    """``(model.zip, state.pkl, step)`` of the checkpoint ``latest.json`` names; when that file is damaged
+    or names a missing checkpoint, the newest complete one (with a warning saying so); else ``None``."""
+    pointer = _pointer(run)
+    if isinstance(pointer, tuple):
+        return pointer
     complete = [
-        (m, s, int(m.name[5:17]))
+        (m, s, int(match.group(1)))
         for m in run.checkpoints.glob("ckpt_*.zip")
-        if (s := m.with_name(m.name[:-4] + ".state.pkl")).is_file()
+        if (match := _CKPT.fullmatch(m.name)) and (s := m.with_name(m.name[:-4] + ".state.pkl")).is_file()
     ]
-    return max(complete, key=lambda c: c[2]) if complete else None
+    newest = max(complete, key=lambda c: c[2]) if complete else None
+    if pointer is not None:
+        fallback = f"using the newest complete checkpoint, {newest[0].name}" if newest else "no checkpoint is complete"
+        warnings.warn(f"{pointer}; {fallback}", RuntimeWarning, stacklevel=2)
+    return newest
 
 
-# ------------------------------------------------------------------------------ Ctrl-C
+# ------------------------------------------------------------------------------ one writer per run
+class RunLock:
+    """An exclusive lock on a run directory, so that one process writes it at a time (train, resume,
+    eval, report). A second process gets a :class:`UserError` naming the holder.
+
+    The lock is ``flock`` on ``RUN/.lock``: the kernel releases it when the holder exits, however it
+    exits (crash, ``kill -9``), so a stale ``.lock`` file never blocks anyone; the file only records
+    who held it last. Re-entrant within one process (``train --report`` evaluates inside its lock).
+    """
+
+    _held: dict[Path, list[int]] = {}  # resolved path -> [fd, depth]; shared by the process
+
+    def __init__(self, run: Run, command: str) -> None:
+        self.path = run.path / ".lock"
+        self.command = command
+
+    def __enter__(self) -> RunLock:
+        key = self.path.resolve()
+        if key in RunLock._held:
+            RunLock._held[key][1] += 1
+            return self
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): no exclusion, as before
+            return self
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise UserError(
+                f"cannot write to run directory {self.path.parent} ({err.strerror}); a run directory must be writable "
+                "(check its permissions and free space)"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 4096).decode("utf-8", "replace").strip() or "unknown"
+            os.close(fd)
+            raise UserError(
+                f"run {self.path.parent} is in use by another neuromod-rl process ({holder}). Wait for it to finish "
+                "or stop it (a stopped or crashed process releases the run by itself), then run this command again."
+            ) from None
+        since = _dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+        info = f"pid {os.getpid()} on {socket.gethostname()}, `{self.command}`, since {since}"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, info.encode(), 0)
+        RunLock._held[key] = [fd, 1]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        key = self.path.resolve()
+        entry = RunLock._held.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            del RunLock._held[key]
+            os.close(entry[0])  # releases the flock
+
+
+# ------------------------------------------------------------------------------ Ctrl-C, SIGTERM
 class InterruptGuard:
-    """Turn the first Ctrl-C (SIGINT) into a request that training polls, so it can stop at a
-    safe point, save a checkpoint and exit cleanly; a second Ctrl-C aborts at once.
+    """Turn the first Ctrl-C (SIGINT) or SIGTERM (what ``kill``, schedulers and containers send) into a
+    request that training polls, so it can stop at a safe point, save a checkpoint and exit cleanly;
+    a second signal aborts at once. ``signum`` records which signal asked.
 
     Only the main thread can own signal handlers; elsewhere the guard is inert.
     """
 
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
-        self._installed = False
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
 
     def _handler(self, signum, frame) -> None:
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested, self.signum = True, signum
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         print(
-            "\nCtrl-C: stopping training and saving a checkpoint (press Ctrl-C again to abort without saving)",
+            f"\n{name}: stopping training and saving a checkpoint (press Ctrl-C again to abort without saving)",
             file=sys.stderr,
             flush=True,
         )
 
     def __enter__(self) -> InterruptGuard:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-            self._installed = True
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handler)
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
-            self._installed = False
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous = {}

@@ -8,8 +8,12 @@ a resumed run computes the same updates as an uninterrupted one with the same se
 cannot be pickled (MuJoCo bodies), the envs are rebuilt and reseeded: training continues correctly
 but not bit-identically, and a warning says so.
 
-Ctrl-C sets a flag (:class:`~neuromod_rl.experiment.runs.InterruptGuard`); training runs to the
-next rollout start (a fraction of a second to a few seconds), saves a checkpoint there and stops.
+Ctrl-C or SIGTERM sets a flag (:class:`~neuromod_rl.experiment.runs.InterruptGuard`); training runs
+to the next rollout start (a fraction of a second to a few seconds), saves a checkpoint there and stops.
+
+Guarantees on disk: one process writes a run at a time (:class:`~neuromod_rl.experiment.runs.RunLock`);
+a checkpoint with NaN/inf weights never becomes the latest (training stops, the last good one stays);
+a run whose model cannot be built leaves no directory behind; a resume that fails changes nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import io
 import pickle
 import random
+import shutil
 import sys
 import time
 import warnings
@@ -27,12 +32,20 @@ from typing import Any
 import numpy as np
 
 from neuromod_rl.experiment.algos import algo_class
-from neuromod_rl.experiment.config import ExperimentConfig, dump_config, load_yaml, parse_schedule, validate
+from neuromod_rl.experiment.config import (
+    ExperimentConfig,
+    check_memory,
+    dump_config,
+    load_yaml,
+    parse_schedule,
+    validate,
+)
 from neuromod_rl.experiment.environment import build_vec_env
 from neuromod_rl.experiment.errors import UserError
 from neuromod_rl.experiment.runs import (
     InterruptGuard,
     Run,
+    RunLock,
     atomic_write_bytes,
     atomic_write_text,
     latest_checkpoint,
@@ -58,9 +71,10 @@ class TrainOptions:
 @dataclass
 class TrainResult:
     run: Run
-    finished: bool  # False when stopped by Ctrl-C (a checkpoint was saved)
+    finished: bool  # False when stopped by Ctrl-C or SIGTERM (a checkpoint was saved)
     num_timesteps: int
     wandb: WandbLogger
+    stopped_by: int | None = None  # the signal that stopped training (SIGINT, SIGTERM)
 
 
 # ------------------------------------------------------------------------------ model construction
@@ -94,6 +108,7 @@ def _construct_error(cfg: ExperimentConfig, err: Exception) -> UserError:
 def build_model(cfg: ExperimentConfig, venv):
     import torch
 
+    check_memory(cfg)
     # before the weights are initialised: orthogonal init runs a QR decomposition whose last bits
     # depend on the thread count, so a run is only reproducible with the same count throughout
     torch.set_num_threads(cfg.torch_threads)
@@ -108,7 +123,8 @@ def build_model(cfg: ExperimentConfig, venv):
             verbose=0,
             **hyperparameters(cfg),
         )
-    except (TypeError, ValueError, AssertionError) as err:
+    except (TypeError, ValueError, AssertionError, RuntimeError, MemoryError) as err:
+        # RuntimeError: torch's own refusals (a negative layer size, an allocation that failed)
         raise _construct_error(cfg, err) from None
 
 
@@ -234,6 +250,25 @@ def snapshot(model, monitor) -> tuple[bytes, bytes]:
     return buf.getvalue(), pickle.dumps(state)
 
 
+def non_finite_weight(model) -> str | None:
+    """The name of the first policy parameter holding NaN/inf, or ``None``."""
+    import torch
+
+    return next((name for name, p in model.policy.named_parameters() if not bool(torch.isfinite(p).all())), None)
+
+
+def save_checkpoint(run: Run, model, monitor) -> None:
+    """``write_checkpoint`` of the current state, unless the weights went non-finite: then nothing is
+    written (the last good checkpoint stays the latest) and training stops with a message saying so."""
+    bad = non_finite_weight(model)
+    if bad is not None:
+        raise FloatingPointError(
+            f"the policy's weight {bad!r} holds NaN/inf after an update (training diverged: a huge reward or too "
+            "large a learning rate); this state is not checkpointed"
+        )
+    write_checkpoint(run, model.num_timesteps, *snapshot(model, monitor))
+
+
 def make_checkpoint_callback(run: Run, cfg: ExperimentConfig, guard: InterruptGuard):
     from stable_baselines3.common.callbacks import BaseCallback
 
@@ -253,7 +288,7 @@ def make_checkpoint_callback(run: Run, cfg: ExperimentConfig, guard: InterruptGu
             step = self.model.num_timesteps
             due = cfg.checkpoint_freq and step - self.last_saved >= cfg.checkpoint_freq
             if (due or guard.requested) and step != self.last_saved:
-                write_checkpoint(run, step, *snapshot(self.model, self.model.env))
+                save_checkpoint(run, self.model, self.model.env)
                 self.last_saved = step
             # stop only once the state at a rollout start is on disk (an exact resume point)
             self.stopped = guard.requested and self.last_saved == step
@@ -275,7 +310,13 @@ def _learn(run: Run, cfg: ExperimentConfig, model, monitor, segment: int, opts: 
     with InterruptGuard() as guard:
         ckpt = make_checkpoint_callback(run, cfg, guard)
         callbacks = CallbackList([ckpt, *opts.callbacks])
-        model.learn(remaining, callback=callbacks, reset_num_timesteps=not resumed, progress_bar=opts.progress)
+        try:
+            model.learn(remaining, callback=callbacks, reset_num_timesteps=not resumed, progress_bar=opts.progress)
+            if not ckpt.stopped:
+                save_checkpoint(run, model, monitor)
+        except FloatingPointError as err:  # NaN/inf: name the source and what is still on disk
+            monitor.close()
+            raise UserError(f"training stopped at step {model.num_timesteps}: {err}. {_last_good(run)}") from None
         if ckpt.stopped:
             print(
                 f"Interrupted at step {model.num_timesteps}; checkpoint saved at step {ckpt.last_saved} in {run.path}. "
@@ -283,8 +324,7 @@ def _learn(run: Run, cfg: ExperimentConfig, model, monitor, segment: int, opts: 
                 file=sys.stderr,
             )
             monitor.close()
-            return TrainResult(run, False, model.num_timesteps, wandb)
-        write_checkpoint(run, model.num_timesteps, *snapshot(model, monitor))
+            return TrainResult(run, False, model.num_timesteps, wandb, guard.signum)
     buf = io.BytesIO()
     model.save(buf)
     atomic_write_bytes(run.model, buf.getvalue())
@@ -301,6 +341,13 @@ def _learn(run: Run, cfg: ExperimentConfig, model, monitor, segment: int, opts: 
     return TrainResult(run, True, model.num_timesteps, wandb)
 
 
+def _last_good(run: Run) -> str:
+    latest = latest_checkpoint(run)
+    if latest is None:
+        return f"No checkpoint of {run.path} was written."
+    return f"The last good checkpoint, step {latest[2]} ({latest[0].name}), stays the latest."
+
+
 def train_stats(run: Run) -> dict[str, Any]:
     """Episode statistics from the monitor CSVs of every segment."""
     from neuromod_rl.experiment.curves import load_monitor
@@ -313,15 +360,26 @@ def train_stats(run: Run) -> dict[str, Any]:
 
 
 def train(cfg: ExperimentConfig, opts: TrainOptions) -> TrainResult:
-    """Train ``cfg`` in a new run directory under ``opts.runs_dir``."""
+    """Train ``cfg`` in a new run directory under ``opts.runs_dir`` (removed again if the model cannot
+    be built: a failed start leaves nothing behind)."""
+    check_memory(cfg)
     venv = build_vec_env(cfg)
     run = Run.create(opts.runs_dir, cfg.name)
-    atomic_write_text(run.config, dump_config(cfg))
-    print(f"Run directory: {run.path}", file=sys.stderr)
-    wandb = init_wandb(opts.wandb, run, cfg.model_dump())
-    monitor, segment = _monitor(run, venv)
-    model = build_model(cfg, monitor)
-    return _learn(run, cfg, model, monitor, segment, opts, wandb, resumed=False)
+    with RunLock(run, "train"):
+        wandb = None
+        try:
+            atomic_write_text(run.config, dump_config(cfg))
+            wandb = init_wandb(opts.wandb, run, cfg.model_dump())
+            monitor, segment = _monitor(run, venv)
+            model = build_model(cfg, monitor)
+        except BaseException:
+            if wandb is not None:
+                wandb.finish()
+            venv.close()
+            shutil.rmtree(run.path, ignore_errors=True)
+            raise
+        print(f"Run directory: {run.path}", file=sys.stderr)
+        return _learn(run, cfg, model, monitor, segment, opts, wandb, resumed=False)
 
 
 def _restore_monitor_files(run: Run, rows: dict[str, int]) -> None:
@@ -341,11 +399,17 @@ def _restore_monitor_files(run: Run, rows: dict[str, int]) -> None:
 
 
 def resume(run_dir: str | Path, overrides: list[str], opts: TrainOptions) -> TrainResult:
-    """Continue ``run_dir`` from its newest checkpoint (``--set n_timesteps=N`` extends training)."""
+    """Continue ``run_dir`` from its newest checkpoint (``--set n_timesteps=N`` extends training).
+    Everything that can fail (config, checkpoint, envs, model) is loaded before anything is written."""
+    run = Run.open(run_dir)
+    with RunLock(run, "train --resume"):
+        return _resume(run, overrides, opts)
+
+
+def _resume(run: Run, overrides: list[str], opts: TrainOptions) -> TrainResult:
     import cloudpickle
     import torch
 
-    run = Run.open(run_dir)
     data = load_yaml(run.config)
     for item in overrides:
         if not item.startswith("n_timesteps="):
@@ -379,8 +443,6 @@ def resume(run_dir: str | Path, overrides: list[str], opts: TrainOptions) -> Tra
             f"Delete {state_path.name} and {model_path.name} (and checkpoints/latest.json) to resume from the "
             "previous checkpoint."
         ) from None
-    atomic_write_text(run.config, dump_config(cfg))
-    _restore_monitor_files(run, state["monitor"]["rows"])
     if state["venv"] is not None:
         venv = cloudpickle.loads(state["venv"])
     else:
@@ -391,19 +453,24 @@ def resume(run_dir: str | Path, overrides: list[str], opts: TrainOptions) -> Tra
             stacklevel=2,
         )
         venv = build_vec_env(cfg)
+    torch.set_num_threads(cfg.torch_threads)  # as in build_model
+    try:
+        model = algo_class(cfg.algo).load(model_path, device=cfg.device)
+    except Exception as err:  # noqa: BLE001
+        venv.close()
+        raise UserError(
+            f"checkpoint {model_path} cannot be loaded ({type(err).__name__}: {err}). If it is damaged, delete it, "
+            f"{state_path.name} and checkpoints/latest.json to resume from the previous checkpoint."
+        ) from None
+    # nothing was written so far: from here on the run directory changes
+    atomic_write_text(run.config, dump_config(cfg))
+    _restore_monitor_files(run, state["monitor"]["rows"])
     monitor, segment = _monitor(run, venv)
     if state["venv"] is not None:
         monitor.episode_returns = state["monitor"]["episode_returns"]
         monitor.episode_lengths = state["monitor"]["episode_lengths"]
         monitor.episode_count = state["monitor"]["episode_count"]
-    torch.set_num_threads(cfg.torch_threads)  # as in build_model
-    try:
-        model = algo_class(cfg.algo).load(model_path, env=monitor, device=cfg.device, force_reset=False)
-    except Exception as err:  # noqa: BLE001
-        raise UserError(
-            f"checkpoint {model_path} cannot be loaded ({type(err).__name__}: {err}). If it is damaged, delete it, "
-            f"{state_path.name} and checkpoints/latest.json to resume from the previous checkpoint."
-        ) from None
+    model.set_env(monitor, force_reset=False)
     if state["venv"] is None:
         model._last_obs = None  # the rebuilt envs must be reset by learn()
         venv.seed(cfg.seed + step)
