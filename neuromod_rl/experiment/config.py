@@ -380,7 +380,7 @@ def check_semantics(cfg: ExperimentConfig, source: str = "<config>") -> None:
     for spec in cfg.wrappers:
         resolve_wrapper(spec, source, cfg.trusted_modules)
     check_net_arch(cfg.policy_kwargs.get("net_arch"), source)
-    check_memory(cfg)
+    check_memory(cfg, source)
 
 
 def check_net_arch(net_arch: Any, source: str = "<config>") -> None:
@@ -401,7 +401,7 @@ def check_net_arch(net_arch: Any, source: str = "<config>") -> None:
             )
 
 
-def check_memory(cfg: ExperimentConfig) -> None:
+def check_memory(cfg: ExperimentConfig, source: str = "<config>") -> None:
     """Refuse a plastic policy whose weights and per-env state alone exceed this machine's memory,
     before anything is allocated (a huge ``hidden_size`` would otherwise die in the allocator). The
     estimate is a lower bound: N x N slow weights and plastic gains per core and layer, plus each
@@ -413,7 +413,9 @@ def check_memory(cfg: ExperimentConfig) -> None:
     try:
         core = CoreConfig(**{k: v for k, v in cfg.policy_kwargs.items() if k in PLASTIC_KEYS})
     except (TypeError, ValueError) as err:
-        raise UserError(f"invalid config: key `policy_kwargs` has value {cfg.policy_kwargs!r}: {err}") from None
+        raise UserError(
+            f"invalid config {source}: key `policy_kwargs` has value {cfg.policy_kwargs!r}: {err}"
+        ) from None
     from neuromod_rl.plasticity.rules import get_rule_class
 
     n, traces = core.hidden_size, len(get_rule_class(core.rule).trace_names)

@@ -316,7 +316,8 @@ def _learn(run: Run, cfg: ExperimentConfig, model, monitor, segment: int, opts: 
                 save_checkpoint(run, model, monitor)
         except FloatingPointError as err:  # NaN/inf: name the source and what is still on disk
             monitor.close()
-            raise UserError(f"training stopped at step {model.num_timesteps}: {err}. {_last_good(run)}") from None
+            reason = str(err).rstrip(".")
+            raise UserError(f"training stopped at step {model.num_timesteps}: {reason}. {_last_good(run)}") from None
         if ckpt.stopped:
             print(
                 f"Interrupted at step {model.num_timesteps}; checkpoint saved at step {ckpt.last_saved} in {run.path}. "

@@ -137,7 +137,7 @@ def scan(
         )
     result = BACKENDS[name](cell, x, state, episode_starts, modulation)
     if check_finite:
-        _check_finite(cell, result)
+        _check_finite(cell, result, state)
     return result
 
 
@@ -178,10 +178,21 @@ def _check_input_finite(t: Tensor, what: str, fix: str) -> None:
         raise FloatingPointError(f"scan: {what} holds NaN/inf at step {int(bad[0])}; {fix}")
 
 
-def _check_finite(cell: PlasticCell, result: ScanResult) -> None:
+def _check_finite(cell: PlasticCell, result: ScanResult, initial: PlasticState) -> None:
+    """Name the source of NaN/inf in the outputs: the cell's weights, the state passed in, or (with both
+    finite, the inputs having been checked before) the traces themselves."""
     y, state = result.y, result.state
     if _all_finite(y) and all(_all_finite(v) for v in state.values()):
         return
+    for name, param in cell.named_parameters():
+        if not bool(torch.isfinite(param).all()):
+            raise FloatingPointError(
+                f"the cell's weight {name!r} holds NaN/inf (training diverged: a non-finite or huge reward, or too "
+                "large a learning rate); restart from a checkpoint taken before, with a lower learning rate"
+            )
+    for name, value in initial.items():
+        if not bool(torch.isfinite(value).all()):
+            raise FloatingPointError(f"scan: the state passed in holds NaN/inf (field {name!r})")
     finite_steps = torch.isfinite(y).reshape(y.shape[0], -1).all(1)
     if bool(finite_steps.all()):
         bad_fields = [k for k, v in state.items() if not bool(torch.isfinite(v).all())]
@@ -192,6 +203,6 @@ def _check_finite(cell: PlasticCell, result: ScanResult) -> None:
         where = f"step {int((~finite_steps).nonzero()[0])}"
     raise FloatingPointError(
         f"non-finite values (NaN/inf) in the plastic traces of the cell (rule {cell.rule.name!r}) at {where}, "
-        "with finite inputs. Lower the learning rate or the plasticity rate, use a clipped rule ('clipped', "
-        "'neuromod', 'retroactive'), or check the cell's weights for NaN/inf."
+        "with finite inputs, weights and initial state: the rule grew without bound. Lower the plasticity rate "
+        "or the modulation gain, or use a clipped rule ('clipped', 'neuromod', 'retroactive')"
     )
