@@ -32,6 +32,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -276,16 +277,25 @@ class RunLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            holder = os.read(fd, 4096).decode("utf-8", "replace").strip() or "unknown"
+            holder = ""
+            for _ in range(20):  # the holder may have the lock but not yet its name written: wait a moment
+                holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+                if holder:
+                    break
+                time.sleep(0.05)
             os.close(fd)
+            holder = holder or "holder unknown"
             raise UserError(
                 f"run {self.path.parent} is in use by another neuromod-rl process ({holder}). Wait for it to finish "
                 "or stop it (a stopped or crashed process releases the run by itself), then run this command again."
             ) from None
         since = _dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
         info = f"pid {os.getpid()} on {socket.gethostname()}, `{self.command}`, since {since}"
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, info.encode(), 0)
+        try:  # who holds it, for the message another process prints; best effort (a full disk may refuse)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, info.encode(), 0)
+        except OSError:
+            pass
         RunLock._held[key] = [fd, 1]
         return self
 
