@@ -70,13 +70,17 @@ def non_finite_source(policy: th.nn.Module, obs: Any, state: PlasticState, new_s
             )
     for name, value in state.items():
         if not bool(th.isfinite(value).all()):
-            return f"the plastic state passed in holds NaN/inf (field {name!r}); start from state=None"
+            return (
+                f"the plastic state passed in holds NaN/inf (field {name!r}): if it is the previous step's state, "
+                "the rule's traces grew without bound (lower the plasticity rate or the plastic gain alpha, or use "
+                "a clipped rule); otherwise start from state=None"
+            )
     if new_state is not None:
         for name, value in new_state.items():
             if not bool(th.isfinite(value).all()):
                 return (
                     f"the plastic traces became NaN/inf in this step (field {name!r}) with finite inputs and weights: "
-                    "the rule grew without bound. Lower the plasticity rate or the modulation gain, or use a "
-                    "clipped rule ('clipped', 'neuromod', 'retroactive')"
+                    "the rule grew without bound. Lower the plasticity rate, the plastic gain alpha or the "
+                    "modulation gain, or use a rule with a small clip ('clipped', 'neuromod', 'retroactive')"
                 )
     return "the action head produced NaN/inf from finite inputs, weights and traces"
