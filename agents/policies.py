@@ -214,7 +214,22 @@ class PlasticActorCriticPolicy(RecurrentPPOAdapterMixin, ActorCriticPolicy):
         if bool(episode_starts.any()):
             # a fresh initial state: some rules (ABCD) draw their episode-start weights
             state = state.reset(episode_starts, self.initial_state(1))
-        given = state
+        latent_pi, values, new_state, m, stored = self.advance(obs, state, episode_starts)
+        try:
+            distribution = self._get_action_dist_from_latent(latent_pi)
+        except (ValueError, RuntimeError):  # torch's "invalid values" says nothing about where they came from
+            if bool(th.isfinite(latent_pi).all()):
+                raise
+            source = non_finite_source(self, obs, state, new_state)
+            raise FloatingPointError(f"{type(self).__name__}: {source}") from None
+        actions = distribution.get_actions(deterministic=deterministic)
+        log_prob = distribution.log_prob(actions)
+        actions = actions.reshape((-1, *self.action_space.shape))
+        return StepOutput(actions, values, log_prob, new_state, m, stored)
+
+    def advance(self, obs, state: PlasticState, episode_starts: th.Tensor):
+        """The part of :meth:`step` after the episode-start reset, without Python branches on tensor values
+        (the ONNX export traces it): ``(actor latent, values [B, 1], next state, M(t), stored signal)``."""
         pi_f, vf_f = self._features(obs)
         source, signal, stored = self.core_config.modulation_source, None, None
         if source != "hidden":
@@ -229,17 +244,7 @@ class PlasticActorCriticPolicy(RecurrentPPOAdapterMixin, ActorCriticPolicy):
         if source == "td_error":
             state = state.replace(**{"td.v": v_now})
         values = self.value_net(self.mlp_extractor.forward_critic(y_vf))
-        latent_pi = self.mlp_extractor.forward_actor(y)
-        try:
-            distribution = self._get_action_dist_from_latent(latent_pi)
-        except (ValueError, RuntimeError):  # torch's "invalid values" says nothing about where they came from
-            if bool(th.isfinite(latent_pi).all()):
-                raise
-            raise FloatingPointError(f"{type(self).__name__}: {non_finite_source(self, obs, given, state)}") from None
-        actions = distribution.get_actions(deterministic=deterministic)
-        log_prob = distribution.log_prob(actions)
-        actions = actions.reshape((-1, *self.action_space.shape))
-        return StepOutput(actions, values, log_prob, state, m, stored)
+        return self.mlp_extractor.forward_actor(y), values, state, m, stored
 
     # -- whole sequences (training) ----------------------------------------------------------------
     def _sequence_latents(self, batch: SequenceBatch) -> tuple[th.Tensor, th.Tensor]:

@@ -5,7 +5,8 @@
   :func:`load_exported_model` rebuilds a model for ``predict``; it never imports or calls anything
   named in the file (the env is made from a registered id and the project's own wrappers only).
 * ``onnx`` -- one step of the policy as an ONNX graph, the plastic state an explicit input and
-  output (:mod:`neuromod_rl.experiment.onnx_export`); runs in onnxruntime with no torch.
+  output (:func:`export_onnx`, the step is :mod:`neuromod_rl.agents.onnx_step`); runs in onnxruntime
+  with numpy alone: no torch, no pickle.
 
 SB3's ``.zip`` checkpoints are pickles: loading one runs code stored in it, so they are for your own
 runs only. These two formats are the ones to share. A policy with NaN/inf weights is refused.
@@ -16,6 +17,8 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from neuromod_rl.experiment.errors import UserError
 from neuromod_rl.experiment.runs import atomic_write_bytes
@@ -128,3 +131,141 @@ def load_exported_model(path: str | Path, env=None):
     except RuntimeError as err:
         raise UserError(f"{path}: the weights do not fit the policy the embedded config describes ({err}).") from None
     return model
+
+
+# ------------------------------------------------------------------------------ ONNX
+ONNX_FORMAT = "neuromod-rl/policy-step-v1"
+ONNX_OPSET = 17
+_EXTRA = "install the export extra: pip install 'neuromod-rl[export]' (onnx, onnxruntime)"
+
+
+def export_onnx(model_or_run, out: str | Path | None = None, exporter: str = "torchscript",
+                verify_steps: int = 20) -> Path:
+    """Write one step of a plastic policy as an ONNX graph whose plastic state is an explicit input and
+    output: ``(obs, state, episode_start) -> (action, value, next_state)`` (see
+    :mod:`neuromod_rl.agents.onnx_step` for shapes and dtypes). Running it needs onnxruntime and numpy only.
+
+    Args:
+        model_or_run: a run directory (its final model, else its newest checkpoint), or a PlasticPPO /
+            PlasticA2C model, or its policy.
+        out: the ``.onnx`` file (default ``RUN_DIR/policy.onnx``; required for a model).
+        exporter: ``"torchscript"`` (torch's tracing exporter, ``dynamo=False``: about a second) or
+            ``"dynamo"`` (``torch.export``-based, needs onnxscript; slower). Both work offline.
+        verify_steps: after writing, run this many steps of random observations through onnxruntime and
+            the policy and refuse the file if they differ (0: no check).
+
+    The file's metadata (``metadata_props``) records the format, the state layout (field, shape per
+    env, offset), the spaces and, for a run, its config.
+    """
+    import copy
+    import json
+
+    try:
+        import onnx
+    except ImportError:
+        raise UserError(f"ONNX export needs the onnx package: {_EXTRA}") from None
+    import torch
+
+    from neuromod_rl.agents.onnx_step import PolicyStep, state_layout
+
+    config = None
+    if isinstance(model_or_run, str | Path):
+        from neuromod_rl.experiment.config import dump_config
+        from neuromod_rl.experiment.evaluate import load_model, load_run
+
+        run, cfg = load_run(model_or_run)
+        path = output_path(out, run.path / "policy.onnx", ".onnx")
+        policy, config = load_model(run, cfg).policy, dump_config(cfg)
+    else:
+        if out is None:
+            raise UserError("export_onnx(model, out): pass the output file for a model")
+        path = output_path(out, Path(out), ".onnx")
+        policy = getattr(model_or_run, "policy", model_or_run)
+    if exporter not in ("torchscript", "dynamo"):
+        raise UserError(f"exporter={exporter!r} is not valid; choose 'torchscript' or 'dynamo'")
+    check_finite_weights(dict(policy.state_dict()), f"export {path}")
+    try:  # a CPU copy: the caller's model stays where it is
+        step = PolicyStep(copy.deepcopy(policy).to("cpu")).eval()
+    except ValueError as err:
+        raise UserError(f"cannot export this policy to ONNX: {err}") from None
+    obs_space = policy.observation_space
+    example = (
+        torch.as_tensor(np.stack([obs_space.sample() for _ in range(2)])),
+        step.initial.repeat(2, 1),
+        torch.ones(2, dtype=torch.bool),
+    )
+    names = (["obs", "state", "episode_start"], ["action", "value", "next_state"])
+    buf = _trace(step, example, names, exporter)
+    model = onnx.load_model_from_string(buf)
+    meta = {
+        "format": ONNX_FORMAT,
+        "signature": "(obs [B, *obs_shape], state [B, D] float32, episode_start [B] bool) -> "
+                     "(action, value [B, 1] float32, next_state [B, D] float32)",
+        "action": "the deterministic action of predict(..., deterministic=True): argmax for Discrete (int64 [B]), "
+                  "the Gaussian mean clipped to the bounds for Box",
+        "state_dim": str(policy.state_dim),
+        "state_layout": json.dumps(state_layout(policy)),
+        "observation_space": repr(obs_space),
+        "action_space": repr(policy.action_space),
+    }
+    if config is not None:
+        meta["config"] = config
+    onnx.helper.set_model_props(model, meta)
+    model.doc_string = "neuromod-rl plastic policy, one step; the plastic state is an explicit input and output"
+    data = model.SerializeToString()
+    if verify_steps:
+        _verify(data, step, obs_space, verify_steps)
+    atomic_write_bytes(path, data)
+    return path
+
+
+def _trace(step, example, names, exporter: str) -> bytes:
+    import io
+
+    import torch
+
+    batch = ["obs", "state", "episode_start", "action", "value", "next_state"]
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        # the shape checks in the traced code are constants for a given policy: their TracerWarnings say nothing
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", message="The axis name")  # dynamo: one batch axis named once
+        if exporter == "torchscript":
+            torch.onnx.export(step, example, buf, dynamo=False, input_names=names[0], output_names=names[1],
+                              dynamic_axes={n: {0: "batch"} for n in batch}, opset_version=ONNX_OPSET)
+            return buf.getvalue()
+        try:
+            dim = torch.export.Dim("batch", min=1)
+            program = torch.onnx.export(step, example, dynamo=True, input_names=names[0], output_names=names[1],
+                                        dynamic_shapes=({0: dim}, {0: dim}, {0: dim}), verbose=False)
+        except ImportError:
+            raise UserError(f"exporter='dynamo' needs onnxscript: pip install onnxscript ({_EXTRA})") from None
+        program.save(buf)
+        return buf.getvalue()
+
+
+def _verify(data: bytes, step, obs_space, n_steps: int, batch: int = 3) -> None:
+    """Run the graph in onnxruntime and the policy in torch side by side; refuse a graph that differs."""
+    import torch
+
+    try:
+        import onnxruntime
+    except ImportError:
+        raise UserError(f"verifying the ONNX export needs onnxruntime: {_EXTRA}") from None
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+    obs_space.seed(0)
+    state = step.initial.repeat(batch, 1).numpy()
+    torch_state = torch.as_tensor(state)
+    for t in range(n_steps):
+        obs = np.stack([obs_space.sample() for _ in range(batch)])
+        start = np.array([t == 0] * batch)
+        action, value, state = session.run(None, {"obs": obs, "state": state, "episode_start": start})
+        with torch.no_grad():
+            ref = step(torch.as_tensor(obs), torch_state, torch.as_tensor(start))
+        torch_state = ref[2]
+        worst = max(float(np.abs(np.asarray(a, dtype=np.float64) - b.numpy()).max())
+                    for a, b in zip((action, value, state), ref))
+        if worst > 1e-4:
+            raise RuntimeError(f"ONNX export check: onnxruntime and torch differ by {worst:.3g} at step {t}")
