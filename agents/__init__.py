@@ -9,6 +9,7 @@ The same policy classes train under ``sb3_contrib.RecurrentPPO`` (see
 :mod:`neuromod_rl.agents.recurrent_adapter`).
 """
 
+import neuromod_rl  # noqa: F401  (registers the neuromod_rl/... env ids)
 from neuromod_rl.agents.buffers import SequenceBatch, SequenceDictRolloutBuffer, SequenceRolloutBuffer
 from neuromod_rl.agents.core_factory import CORES, MODULATION_SOURCES, PLASTIC_KEYS, CoreConfig, build_core
 from neuromod_rl.agents.plastic_a2c import PlasticA2C
@@ -20,8 +21,6 @@ from neuromod_rl.agents.policies import (
     PlasticActorCriticPolicy,
 )
 from neuromod_rl.agents.recurrent_adapter import RecurrentPPOAdapterMixin, register_with_recurrent_ppo
-
-import neuromod_rl  # noqa: F401  (registers the neuromod_rl/... env ids)
 
 register_with_recurrent_ppo(PlasticActorCriticPolicy)
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import torch as th
 from gymnasium import spaces
-from neuromod_rl.agents.policies import PlasticActorCriticPolicy
 from torch import nn
+
+from neuromod_rl.agents.policies import PlasticActorCriticPolicy
 
 
 def state_layout(policy: PlasticActorCriticPolicy) -> list[dict]:

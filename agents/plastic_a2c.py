@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from stable_baselines3 import A2C
+from stable_baselines3.common.policies import BasePolicy
+
 from neuromod_rl.agents.plastic_ppo import PLASTIC_POLICY_ALIASES
 from neuromod_rl.agents.policies import MlpPlasticPolicy
 from neuromod_rl.agents.rollouts import PlasticOnPolicyMixin
-from stable_baselines3 import A2C
-from stable_baselines3.common.policies import BasePolicy
 
 
 class PlasticA2C(PlasticOnPolicyMixin, A2C):

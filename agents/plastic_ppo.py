@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from neuromod_rl.agents.policies import CnnPlasticPolicy, MlpPlasticPolicy, MultiInputPlasticPolicy
-from neuromod_rl.agents.rollouts import PlasticOnPolicyMixin
 from stable_baselines3 import PPO
 from stable_baselines3.common.policies import BasePolicy
+
+from neuromod_rl.agents.policies import CnnPlasticPolicy, MlpPlasticPolicy, MultiInputPlasticPolicy
+from neuromod_rl.agents.rollouts import PlasticOnPolicyMixin
 
 PLASTIC_POLICY_ALIASES: dict[str, type[BasePolicy]] = {
     "MlpPlasticPolicy": MlpPlasticPolicy,

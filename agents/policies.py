@@ -35,13 +35,13 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import CombinedExtractor, FlattenExtractor, MlpExtractor, NatureCNN
+
 from neuromod_rl.agents.buffers import SequenceBatch
 from neuromod_rl.agents.core_factory import CoreConfig, build_core, split_policy_kwargs
 from neuromod_rl.agents.finite import non_finite_source
 from neuromod_rl.agents.recurrent_adapter import RecurrentPPOAdapterMixin
-from stable_baselines3.common.policies import ActorCriticPolicy
-from stable_baselines3.common.torch_layers import CombinedExtractor, FlattenExtractor, MlpExtractor, NatureCNN
-
 from neuromod_rl.plasticity import PlasticState, scan
 
 _SB3_KEYS = set(inspect.signature(ActorCriticPolicy.__init__).parameters) - {

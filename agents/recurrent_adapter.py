@@ -25,6 +25,7 @@ import math
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch as th
+
 from neuromod_rl.agents.buffers import SequenceBatch
 
 if TYPE_CHECKING:

@@ -19,14 +19,14 @@ from typing import Any
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from neuromod_rl.agents import diagnostics
-from neuromod_rl.agents.buffers import SequenceDictRolloutBuffer, SequenceRolloutBuffer
-from neuromod_rl.agents.finite import check_transition
-from neuromod_rl.agents.policies import PlasticActorCriticPolicy
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
+from neuromod_rl.agents import diagnostics
+from neuromod_rl.agents.buffers import SequenceDictRolloutBuffer, SequenceRolloutBuffer
+from neuromod_rl.agents.finite import check_transition
+from neuromod_rl.agents.policies import PlasticActorCriticPolicy
 from neuromod_rl.plasticity import PlasticState
 
 

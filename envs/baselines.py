@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import deque
 
 import numpy as np
+
 from neuromod_rl.envs.base import check_choice, check_int_range
 from neuromod_rl.envs.maze import MOVES, SIZES, make_maze
 

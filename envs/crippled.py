@@ -29,6 +29,7 @@ import numpy as np
 from gymnasium import utils
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
+
 from neuromod_rl.envs.base import ChangeAt, Task, check_choice, check_int_range, check_task_keys
 from neuromod_rl.envs.mujoco_base import MujocoTaskMixin
 

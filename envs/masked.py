@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+
 from neuromod_rl.envs.base import check_action
 
 #: base id -> indices of the velocity entries in its observation

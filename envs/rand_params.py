@@ -18,6 +18,7 @@ import numpy as np
 from gymnasium import utils
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
+
 from neuromod_rl.envs.base import (
     ChangeAt,
     Task,

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
-from neuromod_rl.agents import PlasticA2C, PlasticPPO, SequenceRolloutBuffer
 from plastic_test_envs import DictCue, TinyImage, TinyMultiDiscrete, cue_env
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
@@ -18,6 +17,8 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
+
+from neuromod_rl.agents import PlasticA2C, PlasticPPO, SequenceRolloutBuffer
 
 
 def test_rollout_buffer_stores_state_only_at_sequence_starts():

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
-from neuromod_rl.agents import MlpPlasticPolicy, PlasticPPO
 from stable_baselines3 import DDPG, SAC, TD3
+
+from neuromod_rl.agents import MlpPlasticPolicy, PlasticPPO
 
 OBS = spaces.Box(-1.0, 1.0, (4,), np.float32)
 DISCRETE = spaces.Discrete(3)

@@ -9,10 +9,11 @@ Same PPO hyperparameters, same seed, same env steps for both.
 from __future__ import annotations
 
 import pytest
-from neuromod_rl.agents import PlasticPPO
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
+
+from neuromod_rl.agents import PlasticPPO
 
 HPARAMS = dict(n_steps=70, batch_size=140, n_epochs=4, learning_rate=3e-3, seed=0)
 STEPS = 11_200  # 20 rollouts of 8 envs x 70 steps (10 episodes each)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
-from neuromod_rl.agents import MlpPlasticPolicy, MultiInputPlasticPolicy, SequenceBatch
 
+from neuromod_rl.agents import MlpPlasticPolicy, MultiInputPlasticPolicy, SequenceBatch
 from neuromod_rl.plasticity import available_rules
 
 OBS = spaces.Box(-1.0, 1.0, (5,), np.float32)  # reward at index -2 (PrevActionReward layout)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from neuromod_rl.agents import MlpPlasticPolicy, SequenceBatch
-from neuromod_rl.envs import PrevActionReward
 from plastic_test_envs import cue_env
 from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
+
+from neuromod_rl.agents import MlpPlasticPolicy, SequenceBatch
+from neuromod_rl.envs import PrevActionReward
 
 
 @pytest.mark.parametrize("policy_kwargs", [dict(hidden_size=4), dict(hidden_size=4, shared_core=False)])

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from neuromod_rl.agents import PlasticPPO
 from plastic_test_envs import cue_env
 from stable_baselines3.common.env_util import make_vec_env
+
+from neuromod_rl.agents import PlasticPPO
 
 wandb = pytest.importorskip("wandb")
 

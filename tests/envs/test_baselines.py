@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from neuromod_rl.envs import Maze
 from neuromod_rl.envs.baselines import _bfs_distances, bandit_regret, maze_return
 

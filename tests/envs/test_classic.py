@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from neuromod_rl.envs import CueReward, DelayedCue, Harlow, Maze, TMaze, TwoArmedBandit
 from neuromod_rl.envs.cue_reward import GO
 

@@ -4,9 +4,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
-from neuromod_rl.envs.masked import VELOCITY_INDICES, MaskVelocity
 
 import neuromod_rl  # noqa: F401
+from neuromod_rl.envs.masked import VELOCITY_INDICES, MaskVelocity
 
 IDS = {
     "neuromod_rl/CartPoleNoVel-v1": "CartPole-v1",

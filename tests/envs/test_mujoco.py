@@ -5,6 +5,8 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+
+import neuromod_rl  # noqa: F401
 from neuromod_rl.envs import (
     AntDir,
     AntGoal,
@@ -15,8 +17,6 @@ from neuromod_rl.envs import (
     HalfCheetahVel,
     HopperRandParams,
 )
-
-import neuromod_rl  # noqa: F401
 
 ACTIONS = np.random.default_rng(0).uniform(-1, 1, size=(12, 8)).astype(np.float32)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
-from neuromod_rl.envs import CueReward, DelayedCue, Harlow, Maze, TMaze, TwoArmedBandit
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 import neuromod_rl  # noqa: F401
+from neuromod_rl.envs import CueReward, DelayedCue, Harlow, Maze, TMaze, TwoArmedBandit
 
 CLASSIC = [
     lambda: TwoArmedBandit(),

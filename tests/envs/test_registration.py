@@ -10,10 +10,10 @@ from pathlib import Path
 import gymnasium as gym
 import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
-from neuromod_rl.envs.registration import ENV_IDS, ENV_SPECS, register_envs
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import neuromod_rl
+from neuromod_rl.envs.registration import ENV_IDS, ENV_SPECS, register_envs
 
 REQUIRED = [
     "TwoArmedBandit", "CueReward", "Maze", "TMaze", "Harlow", "DelayedCue", "HalfCheetahVel",

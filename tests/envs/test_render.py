@@ -5,10 +5,10 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
-from neuromod_rl.envs.base import observation_image
 from stable_baselines3.common.env_util import make_vec_env
 
 import neuromod_rl  # noqa: F401  (registers the ids)
+from neuromod_rl.envs.base import observation_image
 
 CLASSIC = ["TwoArmedBandit", "CueReward", "DelayedCue", "Harlow", "Maze", "TMaze"]
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
-from neuromod_rl.envs import CueReward, DelayedCue, Harlow, Maze, TMaze, TwoArmedBandit
 
 import neuromod_rl  # noqa: F401
+from neuromod_rl.envs import CueReward, DelayedCue, Harlow, Maze, TMaze, TwoArmedBandit
 
 CLASSIC = [TwoArmedBandit, CueReward, Maze, TMaze, Harlow, DelayedCue]
 MUJOCO_IDS = ["neuromod_rl/HalfCheetahVel-v0", "neuromod_rl/CrippledHalfCheetah-v0"]

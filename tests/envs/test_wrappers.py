@@ -6,10 +6,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
-from neuromod_rl.envs import DelayedCue, PrevActionReward, Trial, make_task_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import neuromod_rl  # noqa: F401
+from neuromod_rl.envs import DelayedCue, PrevActionReward, Trial, make_task_env
 
 
 def test_prev_action_reward_discrete_layout():

@@ -73,7 +73,6 @@ def test_train_eval_report_resume_compare_export(tmp_path, trained_run, capsys):
     assert main(["export", str(run), "--format", "safetensors"]) == 0
     tensors = load_file(str(run / "model.safetensors"))
     from neuromod_rl.agents import PlasticPPO
-
     from neuromod_rl.experiment.export import load_exported_model
 
     original = PlasticPPO.load(run / "model.zip")

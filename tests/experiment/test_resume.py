@@ -8,9 +8,9 @@ import signal
 import numpy as np
 import pytest
 import torch
-from neuromod_rl.agents import PlasticPPO
 from stable_baselines3.common.callbacks import BaseCallback
 
+from neuromod_rl.agents import PlasticPPO
 from neuromod_rl.experiment import train as tr
 from neuromod_rl.experiment.algos import algo_class
 from neuromod_rl.experiment.cli import main

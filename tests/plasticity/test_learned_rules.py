@@ -6,8 +6,8 @@ from __future__ import annotations
 import gymnasium as gym
 import pytest
 import torch
-from neuromod_rl.agents import PlasticPPO
 
+from neuromod_rl.agents import PlasticPPO
 from neuromod_rl.plasticity import PlasticRNNCell, PlasticState, available_rules, make_rule, scan
 
 torch.set_num_threads(1)
