@@ -3,15 +3,26 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The files the package is made of. The editable install is strict (setuptools' editable_mode=strict):
+# a tree of links that IDEs and static analysers follow, agents/ and envs/ appearing as neuromod_rl.agents
+# and neuromod_rl.envs. That tree lists files, so adding or removing one redoes the install.
+FILES := $(VENV)/.package-files
 
-.PHONY: run test install lint bench clean
+.PHONY: run test install lint bench clean FORCE
 
-$(STAMP): pyproject.toml
+$(FILES): FORCE
+	@mkdir -p $(VENV)
+	@find neuromod_rl agents envs -type f \( -name '*.py' -o -name '*.c' -o -name '*.h' -o -name '*.yaml' \) \
+		| sort > $@.new
+	@cmp -s $@.new $@ || mv $@.new $@
+	@rm -f $@.new
+
+$(STAMP): pyproject.toml $(FILES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip setuptools wheel
 	# torch first, pinned: the CPU build on disk, never a multi-GB CUDA download.
 	$(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m pip install -e ".[dev]" --config-settings editable_mode=strict
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,5 +1,8 @@
 """Stable-Baselines3 integration: plastic policies, PlasticPPO / PlasticA2C, the RecurrentPPO path.
 
+This folder (``agents/`` in the repository) installs as the package ``neuromod_rl.agents``; import it
+by that name (nothing is installed as a top-level ``agents``).
+
 >>> from neuromod_rl.agents import PlasticPPO
 >>> model = PlasticPPO("MlpPlasticPolicy", "neuromod_rl/DelayedCue-v0", n_steps=70,
 ...                    policy_kwargs=dict(rule="neuromod", core="rnn", hidden_size=32))

@@ -1,5 +1,8 @@
 """Meta-RL task distributions and wrappers (pure Gymnasium; imports nothing else of neuromod_rl).
 
+This folder (``envs/`` in the repository) installs as the package ``neuromod_rl.envs``; import it by
+that name (nothing is installed as a top-level ``envs``).
+
 Classic tasks are imported eagerly (numpy + gymnasium only). The MuJoCo tasks are loaded lazily
 on first attribute access, so ``import neuromod_rl`` never imports MuJoCo.
 """
