@@ -22,6 +22,9 @@ EXIT_INTERRUPTED = 130
 #: errors of the disk or of permissions: the user's to fix, reported without a traceback
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.ENOTDIR,
                  errno.EISDIR, errno.ENAMETOOLONG}
+#: packages of the optional extras (pyproject.toml) -> the extra that installs them
+_EXTRAS = {"sklearn": "benchmarks", "evotorch": "benchmarks", "onnx": "export", "onnxruntime": "export",
+           "onnxscript": "export"}
 PICKLE_WARNING = (
     "Checkpoints and model.zip are SB3 .zip files holding pickles: loading one runs code stored in it, so use "
     "only runs from trusted sources. To share a policy, use `neuromod-rl export` (safetensors or ONNX: loading "
@@ -247,6 +250,13 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USER_ERROR)
     except (UserError, FloatingPointError) as err:  # FloatingPointError: a NaN/inf, with its source named
         print(f"neuromod-rl {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except ModuleNotFoundError as err:
+        top = (err.name or "").partition(".")[0]
+        if top not in _EXTRAS:
+            raise
+        print(f"neuromod-rl {args.command}: error: this needs the package {top!r}: "
+              f"pip install 'neuromod-rl[{_EXTRAS[top]}]'", file=sys.stderr)
         return EXIT_USER_ERROR
     except OSError as err:
         if err.errno not in _WRITE_ERRNOS:
