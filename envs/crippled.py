@@ -17,8 +17,8 @@ body starts intact and the episode's limb breaks at the switch step ("mid-episod
 in force (``info["task"]``) is ``{"limb": None}`` before and ``{"limb": k}`` after.
 
 The control cost is charged on the *commanded* action, so the reward does not reveal which limb
-is broken through a cheaper control bill. Shortening the limb (an option in REFERENCE §7) is not
-implemented.
+is broken through a cheaper control bill. Shortening the limb (an option in some published
+versions of these tasks) is not implemented.
 """
 
 from __future__ import annotations

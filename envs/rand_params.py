@@ -4,8 +4,8 @@ Gymnasium's v5 HalfCheetah and Hopper.
 Each task scales the model's physical parameters element-wise, always from the *original*
 values (so tasks never compound): ``body_mass`` and ``body_inertia`` and ``geom_friction`` by
 ``1.5**u``, ``dof_damping`` by ``1.3**u``, with ``u ~ U[-log_scale_limit, log_scale_limit]``
-drawn per element (``log_scale_limit = 3`` as in REFERENCE §7). The task holds the multipliers
-as nested tuples of floats (``np.asarray(task["body_mass"])`` gives the array):
+drawn per element (``log_scale_limit = 3``, the value of the original ``rand_param_envs``). The
+task holds the multipliers as nested tuples of floats (``np.asarray(task["body_mass"])`` gives the array):
 ``{"body_mass": (nbody,), "body_inertia": (nbody, 3), "geom_friction": (ngeom, 3),
 "dof_damping": (nv,)}`` (only the fields listed in ``rand_params``). The reward is the v5 reward.
 """

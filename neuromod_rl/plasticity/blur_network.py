@@ -12,7 +12,7 @@ and a *backward* block ``V``. One small genome, shared by all neurons and synaps
 * synapse update    ``ΔW_{i,j,o} = (1/B) Σ_b Σ_k Σ_l x_{b,i,k} P_{k,o} Q_{o,l} y_{b,j,l}``   (paper eq. 4),
   ``W <- κ W + upd_s ΔW`` with ``κ = clamp(keep_s, 0, 1)``, and the same for ``V``.
 
-Interpretation choices (REFERENCE §5 marks details *open*):
+Interpretation choices (details the paper leaves *open*):
 
 * ``upd_f``, ``keep_b``, ``upd_b`` are per state (``k`` each), the synapse ``keep_s``, ``upd_s`` scalars:
   ``4 k² + 3 k + 2`` numbers (24 for k = 2, 78 for k = 4; the paper quotes about 27 and 75);

@@ -6,7 +6,7 @@ Each cell splits one time step in two so the sequence engine can be fast:
   once (one matrix multiply);
 * ``step(xp_t, state, modulation_t)`` -- the recurrent part, one step of the specification.
 
-Data flow of one step (DESIGN.md): features -> plastic core -> modulator head -> ``M(t)`` gates
+Data flow of one step (``docs/architecture.md``): features -> plastic core -> modulator head -> ``M(t)`` gates
 the trace update of this same step -> next state.
 """
 

@@ -1,4 +1,4 @@
-"""Baselines with known answers: bandit regret (REFERENCE §7) and maze floor/ceiling returns."""
+"""Baselines with known answers: bandit regret (published values) and maze floor/ceiling returns."""
 
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ def test_backprop_genome_reproduces_sgd_exactly():
 
 
 def test_messages_and_synapse_update_match_the_equations():
-    """Loop form of u, v and ΔW (REFERENCE §5) against the vectorised functions, k = 3."""
+    """Loop form of u, v and ΔW (the paper's equations) against the vectorised functions, k = 3."""
     g = torch.Generator().manual_seed(2)
     B, I, J, k = 2, 3, 4, 3
     x, y = torch.randn(B, I, k, generator=g), torch.randn(B, J, k, generator=g)

@@ -1,4 +1,4 @@
-"""Each rule against its equation, computed by hand with scalar loops (REFERENCE.md §1-3)."""
+"""Each rule against its equation, computed by hand with scalar loops (the equations in each rule's docstring)."""
 
 import itertools
 

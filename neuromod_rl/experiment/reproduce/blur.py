@@ -1,6 +1,6 @@
 """Reproduce Sandler et al. (2021), "Meta-learning bidirectional update rules" (BLUR).
 
-Claim (REFERENCE §5): a genome meta-learned on some tasks trains a network from scratch on unseen
+Claim (the paper's): a genome meta-learned on some tasks trains a network from scratch on unseen
 tasks, as fast as or faster than SGD/Adam. Protocol here:
 
 * data: scikit-learn's bundled 8x8 digits (no download), pixels in [0, 1] plus a constant input;

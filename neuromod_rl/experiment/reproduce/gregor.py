@@ -1,6 +1,6 @@
 """Reproduce Gregor (2020), "Finding online neural update rules by learning to remember".
 
-Claim (REFERENCE §4): learned neuron and synapse update functions, trained to remember with
+Claim (the paper's): learned neuron and synapse update functions, trained to remember with
 truncated backpropagation, form memories in the synapses; recall falls with the number of things
 to remember and rises with network size, and a plastic network stores more than recurrent
 networks of equal parameter count.

@@ -1,6 +1,6 @@
 """Reproduce Andrychowicz et al. (2016), "Learning to learn by gradient descent by gradient descent".
 
-Claim (REFERENCE §6): a coordinatewise LSTM optimizer meta-trained on a problem class beats
+Claim (the paper's): a coordinatewise LSTM optimizer meta-trained on a problem class beats
 hand-designed optimizers (SGD, RMSprop, Adam, NAG with tuned learning rates) on new problems of
 that class. Two problem classes, as in the paper:
 

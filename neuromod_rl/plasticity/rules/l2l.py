@@ -20,7 +20,7 @@ class L2LRule(PlasticityRule):
     (traces ``lh``, ``lc`` of shape ``[B, n_pre, n_post, lstm_layers, lstm_hidden]``), the LSTM weights
     ``phi`` are shared by all synapses, and its output is the fast-weight update.
 
-    Interpretation choices (REFERENCE §6 leaves the rule form *open*):
+    Interpretation choices (the paper defines no Hebbian rule form: it is *open*):
 
     * the local learning signal in place of the gradient is the Hebbian term ``x_i y_j``, passed
       through the paper's preprocessing (``p = 10``; :func:`preprocess_gradient`);

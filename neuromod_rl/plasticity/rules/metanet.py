@@ -45,7 +45,7 @@ class MetaNetRule(PlasticityRule):
     * synapses: ``s_ij' = f_w(s_ij; a_i', b_j', x_i, y_j, e_i, e_j, m_j)``;
     * read-out: ``weight_term = alpha ⊙ (s_ij · r)`` with a learned vector ``r``.
 
-    ``f_n`` and ``f_w`` are :class:`GatedUpdate` MLPs. Interpretation choices (REFERENCE §4 leaves
+    ``f_n`` and ``f_w`` are :class:`GatedUpdate` MLPs. Interpretation choices (the paper leaves
     them *open*): the neuron activity itself is the host cell's (``PlasticRNNCell``'s tanh; the
     per-neuron state vectors are the rule's memory beside it), pre and post sides keep their own
     neuron states so the rule also serves feed-forward layers; neuron ``i`` has type
