@@ -203,6 +203,7 @@ def _check_finite(cell: PlasticCell, result: ScanResult, initial: PlasticState) 
         where = f"step {int((~finite_steps).nonzero()[0])}"
     raise FloatingPointError(
         f"non-finite values (NaN/inf) in the plastic traces of the cell (rule {cell.rule.name!r}) at {where}, "
-        "with finite inputs, weights and initial state: the rule grew without bound. Lower the plasticity rate "
-        "or the modulation gain, or use a clipped rule ('clipped', 'neuromod', 'retroactive')"
+        "with finite inputs, weights and initial state: the rule grew without bound. Lower the plasticity rate, "
+        "the plastic gain alpha or the modulation gain, or use a rule with a small clip ('clipped', 'neuromod', "
+        "'retroactive')"
     )

@@ -108,8 +108,17 @@ def test_nan_in_trace_raises_naming_rule_and_step(backend):
         x_bad[3, 1, 0] = float("nan")
         scan(cell, x_bad, backend=backend)
     state = cell.initial_state(2).replace(F=torch.full((2, 6, 6), float("inf")))
-    with pytest.raises(FloatingPointError, match=r"rule 'neuromod'\) at step 0"):
+    with pytest.raises(FloatingPointError, match=r"the state passed in holds NaN/inf \(field 'F'\)"):
         scan(cell, x, state, backend=backend)
+    runaway = PlasticRNNCell(4, 6, rule="clipped", clip=1e38, eta=1e37)  # finite, but alpha * F overflows
+    with torch.no_grad():
+        runaway.rule.alpha.fill_(1e30)
+    with pytest.raises(FloatingPointError, match=r"rule 'clipped'\) at step \d+, with finite inputs, weights"):
+        scan(runaway, x, backend=backend)
+    with torch.no_grad():
+        cell.w[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"the cell's weight 'w' holds NaN/inf \(training diverged"):
+        scan(cell, x, backend=backend)
 
 
 def test_backends_are_listed_per_cell():
