@@ -42,8 +42,9 @@ def _model(env_id: str, core: str, rule: str, **env_kwargs) -> PlasticPPO:
 
 
 def _run_episode(model, path, env_id, **env_kwargs):
-    """One episode of ``T`` steps in ``B`` envs, acting with onnxruntime; at every step the policy's
-    ``predict`` (with its own state) and its value are compared with the graph's outputs."""
+    """One episode of ``T`` steps in ``B`` envs, acting with onnxruntime; at every step the graph's action
+    and next state are compared with the policy's ``predict`` (carrying its own state), every 10th step
+    its value with the policy's."""
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     envs = [gym.make(env_id, **env_kwargs) for _ in range(B)]
     obs = np.stack([env.reset(seed=i)[0] for i, env in enumerate(envs)]).astype(np.float32)
@@ -54,14 +55,15 @@ def _run_episode(model, path, env_id, **env_kwargs):
     for t in range(T):
         action, value, onnx_state_next = session.run(None, {"obs": obs, "state": onnx_state, "episode_start": start})
         expected, state_next = model.predict(obs, state=state, episode_start=start, deterministic=True)
-        with torch.no_grad():
-            torch_state = policy.initial_state(B) if state is None else policy.unpack_state(torch.as_tensor(state))
-            ref_value = policy.step(torch.as_tensor(obs), torch_state, torch.as_tensor(start), True).values.numpy()
+        if t % 10 == 0:  # the value (predict does not return it) from the policy's own step
+            with torch.no_grad():
+                torch_state = policy.initial_state(B) if state is None else policy.unpack_state(torch.as_tensor(state))
+                ref_value = policy.step(torch.as_tensor(obs), torch_state, torch.as_tensor(start), True).values
+            np.testing.assert_allclose(value, ref_value.numpy(), atol=1e-5, rtol=0, err_msg=f"step {t}")
         if isinstance(model.action_space, gym.spaces.Discrete):
             assert action.dtype == np.int64 and np.array_equal(action, expected), t
         else:
             np.testing.assert_allclose(action, expected, atol=1e-5, rtol=0, err_msg=f"step {t}")
-        np.testing.assert_allclose(value, ref_value, atol=1e-5, rtol=0, err_msg=f"step {t}")
         np.testing.assert_allclose(onnx_state_next, state_next, atol=1e-5, rtol=0, err_msg=f"step {t}")
         worst = max(worst, float(np.abs(onnx_state_next - state_next).max()))
         onnx_state, state, start = onnx_state_next, state_next, np.zeros(B, dtype=bool)
