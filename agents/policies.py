@@ -97,8 +97,6 @@ class PlasticActorCriticPolicy(RecurrentPPOAdapterMixin, ActorCriticPolicy):
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule, **kwargs: Any):
         config, sb3_kwargs = split_policy_kwargs(kwargs, _SB3_KEYS)
-        if sb3_kwargs.get("use_sde", False):
-            raise ValueError("use_sde=True is not supported by plastic policies; drop use_sde")
         sb3_kwargs.setdefault("features_extractor_class", self._default_extractor)
         if sb3_kwargs.get("net_arch") is None:
             sb3_kwargs["net_arch"] = []
