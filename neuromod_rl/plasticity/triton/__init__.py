@@ -71,7 +71,7 @@ def bf16_inputs(enabled: bool = True):
 @contextlib.contextmanager
 def tile_width(block_j: int | None):
     """Within the block, the kernels walk the traces in column tiles of ``block_j`` columns (a power
-    of two >= 16; ``None``: the default for the size). For tests and tuning."""
+    of two; ``None``: the default for the size). For tests and tuning."""
     token = _BLOCK_J.set(block_j)
     try:
         yield

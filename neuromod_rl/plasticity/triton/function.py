@@ -20,15 +20,16 @@ from torch import Tensor
 from neuromod_rl.plasticity.fused.spec import MOD_CODES, FusedConfig, RuleParams
 from neuromod_rl.plasticity.triton import kernels
 
-#: tile elements per program (N_pad x BLOCK_J): what one pass holds in registers per trace
-TILE_ELEMENTS = 4096
+#: trace elements each thread holds per tile: ptxas (sm_90) keeps the kernels near 128 registers a
+#: thread without spilling at 8; at 16 they take 230-255 registers, at 32 they spill
+ELEMENTS_PER_THREAD = 8
 
 
 class LaunchOptions(NamedTuple):
     """What a call needs besides the config: the input precision and the column tile width."""
 
     bf16_input: bool = False
-    block_j: int | None = None  # None: TILE_ELEMENTS // N_pad (at least 16)
+    block_j: int | None = None  # None: ELEMENTS_PER_THREAD * threads // N_pad
 
 
 def interpreted() -> bool:
@@ -38,17 +39,18 @@ def interpreted() -> bool:
     return isinstance(kernels.plastic_rnn_forward, InterpretedFunction)
 
 
-def _blocks(N: int, block_j: int | None) -> tuple[int, int]:
+def num_warps(block_n: int) -> int:
+    return 8 if block_n >= 128 else 4
+
+
+def blocks(N: int, block_j: int | None = None) -> tuple[int, int]:
+    """``(BLOCK_N, BLOCK_J)``: the padded size (a power of two >= 16) and the column tile width."""
     block_n = max(16, triton.next_power_of_2(N))
     if block_j is None:
-        block_j = max(16, min(block_n, TILE_ELEMENTS // block_n))
-    if block_j < 16 or block_j & (block_j - 1) or block_j > block_n:
-        raise ValueError(f"block_j must be a power of two in [16, {block_n}], got {block_j}")
+        block_j = max(4, min(block_n, ELEMENTS_PER_THREAD * 32 * num_warps(block_n) // block_n))
+    if block_j < 1 or block_j & (block_j - 1) or block_j > block_n:
+        raise ValueError(f"block_j must be a power of two in [1, {block_n}], got {block_j}")
     return block_n, block_j
-
-
-def _num_warps(block_n: int) -> int:
-    return 8 if block_n >= 128 else 4
 
 
 def _checked(name: str, t: Tensor, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -73,7 +75,7 @@ class _Launch(NamedTuple):
 
 
 def _launch_config(cfg: FusedConfig, B: int, N: int, has_starts: bool, opts: LaunchOptions) -> _Launch:
-    block_n, block_j = _blocks(N, opts.block_j)
+    block_n, block_j = blocks(N, opts.block_j)
     consts = dict(
         RULE=cfg.rule_code,
         MOD=MOD_CODES[cfg.modulation][0],
@@ -84,7 +86,7 @@ def _launch_config(cfg: FusedConfig, B: int, N: int, has_starts: bool, opts: Lau
         BLOCK_J=block_j,
     )
     if not interpreted():
-        consts["num_warps"] = _num_warps(block_n)
+        consts["num_warps"] = num_warps(block_n)
     return _Launch((B,), B, N, cfg.clip, consts)
 
 

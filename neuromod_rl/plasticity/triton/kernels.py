@@ -54,11 +54,6 @@ def _clip_grad(g, pre, c):
 
 
 @triton.jit
-def _vector(ptr, offs, n):
-    return tl.load(ptr + offs, mask=offs < n, other=0.0)
-
-
-@triton.jit
 def _is_start(STARTS, t, b, B, HAS_STARTS: tl.constexpr):
     """Whether sequence ``b`` starts an episode at step ``t`` (its state is reset before the step)."""
     if HAS_STARTS:
@@ -74,14 +69,14 @@ def _hidden_entering(H0, H, t, t_first, b, B, N, offs):
         ptr = H0 + b * N
     else:
         ptr = H + ((t - 1) * B + b) * N
-    return _vector(ptr, offs, N)
+    return tl.load(ptr + offs, mask=offs < N, other=0.0)
 
 
 @triton.jit
 def _modulation_cols(ms, BF, WF, cols, N, MOD: tl.constexpr):
     """``M(t)`` for the columns ``cols``: the scalar, or its fan-out ``bf + ms * wf`` (one rate per column)."""
     if MOD == M_FANOUT:
-        return _vector(BF, cols, N) + ms * _vector(WF, cols, N)
+        return tl.load(BF + cols, mask=cols < N, other=0.0) + ms * tl.load(WF + cols, mask=cols < N, other=0.0)
     else:
         return ms + 0.0 * cols.to(ms.dtype)
 
@@ -94,7 +89,7 @@ def _modulator(h, EXT, WM, BM, t, b, B, N, rows, fallback, MOD: tl.constexpr, EX
     elif EXTERNAL:
         return tl.load(EXT + t * B + b).to(fallback.dtype)
     else:
-        return _tanh(tl.sum(h * _vector(WM, rows, N), axis=0) + tl.load(BM))
+        return _tanh(tl.sum(h * tl.load(WM + rows, mask=rows < N, other=0.0), axis=0) + tl.load(BM))
 
 
 @triton.jit
@@ -124,7 +119,7 @@ def _drive_cols(hp, Fb, W, ALPHA, offs, mask, cols, N, ALPHA_FULL: tl.constexpr)
     if ALPHA_FULL:
         weight = w + tl.load(ALPHA + offs, mask=mask, other=0.0) * Fb
     else:
-        weight = w + _vector(ALPHA, cols, N)[None, :] * Fb
+        weight = w + tl.load(ALPHA + cols, mask=cols < N, other=0.0)[None, :] * Fb
     return tl.sum(hp[:, None] * weight, axis=0)
 
 
@@ -176,8 +171,9 @@ def plastic_rnn_forward(
         start = _is_start(STARTS, t, b, B, HAS_STARTS)
         hp = tl.where(start, 0.0, _hidden_entering(H0, H, t, t_start, b, B, N, rows))
         slot = (t - t_start) // K
-        for j0 in tl.static_range(0, BLOCK_N, BLOCK_J):
+        for j0 in range(0, BLOCK_N, BLOCK_J):
             cols = j0 + tl.arange(0, BLOCK_J)
+            cmask = cols < N
             offs = rows[:, None] * N + cols[None, :]
             mask = (rows[:, None] < N) & (cols[None, :] < N)
             Fb = tl.load(Fp + offs, mask=mask, other=0.0)
@@ -185,7 +181,7 @@ def plastic_rnn_forward(
             if RULE == R_RETRO:
                 Eb = tl.load(Ep + offs, mask=mask, other=0.0)
             if t > t_start:  # step t-1's update, deferred until M(t-1) was known
-                h_post = _vector(H + ((t - 1) * B + b) * N, cols, N)
+                h_post = tl.load(H + ((t - 1) * B + b) * N + cols, mask=cmask, other=0.0)
                 m = _modulation_cols(ms_prev, BF, WF, cols, N, MOD)
                 Fb, Eb = _trace_step(Fb, Eb, hp_prev, h_post, m, eta, clip, RULE)
             if (t - t_start) % K == 0:
@@ -193,29 +189,30 @@ def plastic_rnn_forward(
                 if RULE == R_RETRO:
                     tl.store(ECK + (slot * B + b) * N * N + offs, Eb, mask=mask)
             Fb = tl.where(start, 0.0, Fb)
-            a = _vector(XP + (t * B + b) * N, cols, N).to(Fb.dtype)
+            a = tl.load(XP + (t * B + b) * N + cols, mask=cmask, other=0.0).to(Fb.dtype)
             a += _drive_cols(hp, Fb, W, ALPHA, offs, mask, cols, N, ALPHA_FULL)
-            tl.store(H + (t * B + b) * N + cols, _tanh(a), mask=cols < N)
+            tl.store(H + (t * B + b) * N + cols, _tanh(a), mask=cmask)
             tl.store(Fp + offs, Fb, mask=mask)
             if RULE == R_RETRO:
                 tl.store(Ep + offs, tl.where(start, 0.0, Eb), mask=mask)
         tl.debug_barrier()  # all of h_t is in H before any thread reads it back
-        h = _vector(H + (t * B + b) * N, rows, N)
+        h = tl.load(H + (t * B + b) * N + rows, mask=rows < N, other=0.0)
         ms = _modulator(h, EXT, WM, BM, t, b, B, N, rows, ms_prev, MOD, EXTERNAL)
         if MOD != M_NONE:
             tl.store(MS + t * B + b, ms)
         hp_prev = hp
         ms_prev = ms
     # the last step's update
-    for j0 in tl.static_range(0, BLOCK_N, BLOCK_J):
+    for j0 in range(0, BLOCK_N, BLOCK_J):
         cols = j0 + tl.arange(0, BLOCK_J)
+        cmask = cols < N
         offs = rows[:, None] * N + cols[None, :]
         mask = (rows[:, None] < N) & (cols[None, :] < N)
         Fb = tl.load(Fp + offs, mask=mask, other=0.0)
         Eb = Fb
         if RULE == R_RETRO:
             Eb = tl.load(Ep + offs, mask=mask, other=0.0)
-        h_post = _vector(H + ((t_end - 1) * B + b) * N, cols, N)
+        h_post = tl.load(H + ((t_end - 1) * B + b) * N + cols, mask=cmask, other=0.0)
         m = _modulation_cols(ms_prev, BF, WF, cols, N, MOD)
         Fb, Eb = _trace_step(Fb, Eb, hp_prev, h_post, m, eta, clip, RULE)
         tl.store(Fp + offs, Fb, mask=mask)
@@ -253,8 +250,9 @@ def plastic_rnn_backward(
         # pass 1: the trace update (gradients into the traces, h_{t-1}, h_t, M(t), eta)
         dhp = tl.zeros([BLOCK_N], dtype=H.dtype.element_ty)
         dms = geta * 0.0
-        for j0 in tl.static_range(0, BLOCK_N, BLOCK_J):
+        for j0 in range(0, BLOCK_N, BLOCK_J):
             cols = j0 + tl.arange(0, BLOCK_J)
+            cmask = cols < N
             offs = rows[:, None] * N + cols[None, :]
             mask = (rows[:, None] < N) & (cols[None, :] < N)
             Fb = tl.where(start, 0.0, tl.load(SEGF + slot * N * N + offs, mask=mask, other=0.0))
@@ -264,19 +262,20 @@ def plastic_rnn_backward(
             if RULE == R_RETRO:
                 Eb = tl.where(start, 0.0, tl.load(SEGE + slot * N * N + offs, mask=mask, other=0.0))
                 dE = tl.load(DE + b * N * N + offs, mask=mask, other=0.0)
-            h_post = _vector(H + (t * B + b) * N, cols, N)
+            h_post = tl.load(H + (t * B + b) * N + cols, mask=cmask, other=0.0)
             m = _modulation_cols(ms, BF, WF, cols, N, MOD)
             dF, dE, dhp_part, dh_part, dm, deta = _trace_step_backward(Fb, Eb, dF, dE, hp, h_post, m, eta, clip, RULE)
             dhp += dhp_part
             geta += deta
-            dh = _vector(DH + b * N, cols, N) + _vector(GH + (t * B + b) * N, cols, N) + dh_part
-            tl.store(DH + b * N + cols, dh, mask=cols < N)
+            dh = tl.load(DH + b * N + cols, mask=cmask, other=0.0) + dh_part
+            dh += tl.load(GH + (t * B + b) * N + cols, mask=cmask, other=0.0)
+            tl.store(DH + b * N + cols, dh, mask=cmask)
             tl.store(DF + b * N * N + offs, dF, mask=mask)
             if RULE == R_RETRO:
                 tl.store(DE + b * N * N + offs, tl.where(start, 0.0, dE), mask=mask)
             if MOD == M_FANOUT:
-                tl.store(DM + (t * B + b) * N + cols, dm, mask=cols < N)
-                dms += tl.sum(dm * _vector(WF, cols, N), axis=0)
+                tl.store(DM + (t * B + b) * N + cols, dm, mask=cmask)
+                dms += tl.sum(dm * tl.load(WF + cols, mask=cmask, other=0.0), axis=0)
             elif MOD == M_SCALAR:
                 dms += tl.sum(dm, axis=0)
         dz = dms * 0.0  # gradient of the modulator's pre-activation (hidden source)
@@ -286,17 +285,18 @@ def plastic_rnn_backward(
                 dz = dms * (1.0 - ms * ms)
         tl.debug_barrier()
         # pass 2: h_t = tanh(xp_t + hp (w + alpha ⊙ Fb))
-        for j0 in tl.static_range(0, BLOCK_N, BLOCK_J):
+        for j0 in range(0, BLOCK_N, BLOCK_J):
             cols = j0 + tl.arange(0, BLOCK_J)
+            cmask = cols < N
             offs = rows[:, None] * N + cols[None, :]
             mask = (rows[:, None] < N) & (cols[None, :] < N)
-            dh = _vector(DH + b * N, cols, N)
+            dh = tl.load(DH + b * N + cols, mask=cmask, other=0.0)
             if MOD != M_NONE:
                 if not EXTERNAL:
-                    dh += dz * _vector(WM, cols, N)
-            h_post = _vector(H + (t * B + b) * N, cols, N)
+                    dh += dz * tl.load(WM + cols, mask=cmask, other=0.0)
+            h_post = tl.load(H + (t * B + b) * N + cols, mask=cmask, other=0.0)
             da = dh * (1.0 - h_post * h_post)
-            tl.store(DXP + (t * B + b) * N + cols, da, mask=cols < N)
+            tl.store(DXP + (t * B + b) * N + cols, da, mask=cmask)
             Fb = tl.where(start, 0.0, tl.load(SEGF + slot * N * N + offs, mask=mask, other=0.0))
             w = tl.load(W + offs, mask=mask, other=0.0)
             dF = tl.load(DF + b * N * N + offs, mask=mask, other=0.0)
@@ -308,11 +308,11 @@ def plastic_rnn_backward(
                 ga = tl.load(GALPHA + b * N * N + offs, mask=mask, other=0.0)
                 tl.store(GALPHA + b * N * N + offs, ga + hda * Fb, mask=mask)
             else:
-                alpha_da = _vector(ALPHA, cols, N) * da
+                alpha_da = tl.load(ALPHA + cols, mask=cmask, other=0.0) * da
                 dhp += tl.sum(w * da[None, :] + Fb * alpha_da[None, :], axis=1)
                 dF += hp[:, None] * alpha_da[None, :]
-                ga = _vector(GALPHA + b * N, cols, N)
-                tl.store(GALPHA + b * N + cols, ga + tl.sum(hp[:, None] * Fb, axis=0) * da, mask=cols < N)
+                ga = tl.load(GALPHA + b * N + cols, mask=cmask, other=0.0)
+                tl.store(GALPHA + b * N + cols, ga + tl.sum(hp[:, None] * Fb, axis=0) * da, mask=cmask)
             tl.store(DF + b * N * N + offs, tl.where(start, 0.0, dF), mask=mask)
         tl.debug_barrier()  # every column of DH was read before it is overwritten
         tl.store(DH + b * N + rows, tl.where(start, 0.0, dhp), mask=rows < N)
