@@ -53,3 +53,12 @@ def test_ratios_compare_samples_per_second():
         {"N": 128, "triton_over_reference": 100.0, "triton_over_fused": 10.0},
         {"N": 256},
     ]
+
+
+def test_targets_read_the_n128_figures():
+    result = {
+        "ratios": [{"N": 128, "triton_over_reference": 60.0, "triton_over_fused": 4.0}],
+        "rows": [{"backend": "triton", "N": 128, "forward_fraction_of_peak_bandwidth": 0.7}],
+    }
+    assert [(t["value"], t["met"]) for t in core_gpu.targets(result)] == [(60.0, True), (4.0, False), (0.7, True)]
+    assert all(t["met"] is None for t in core_gpu.targets({"ratios": [], "rows": []}))

@@ -230,6 +230,7 @@ def bench_core_gpu(
         "bytes_counted": "traces read+written once per step, input read and hidden state written per step, "
         "trace checkpoints every K=ceil(sqrt(T)) steps; shared weights excluded (L2-resident)",
     }
+    result["targets"] = targets(result)
     _print(result)
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
@@ -263,6 +264,27 @@ def _ratios(rows: list[dict], sizes) -> list[dict]:
     return out
 
 
+#: the issue's targets at B=1024, T=200, N=128 on an H100/H200-class GPU: (what, ratio key or row field, bound)
+TARGETS = (
+    ("triton speed over reference (samples/s)", "triton_over_reference", 50.0),
+    ("triton speed over fused torch ops on the GPU (samples/s)", "triton_over_fused", 5.0),
+    ("triton forward bandwidth, fraction of peak", "forward_fraction_of_peak_bandwidth", 0.5),
+)
+TARGET_N = 128
+
+
+def targets(result: dict) -> list[dict]:
+    """Each target with the measured value at N=128 and whether it is met (None: not measured)."""
+    ratio = next((q for q in result["ratios"] if q["N"] == TARGET_N), {})
+    row = next((r for r in result["rows"] if r["N"] == TARGET_N and r["backend"] == "triton" and "error" not in r), {})
+    out = []
+    for what, key, bound in TARGETS:
+        value = ratio.get(key, row.get(key))
+        out.append({"target": what, "N": TARGET_N, "bound": bound, "value": value,
+                    "met": None if value is None else value >= bound})
+    return out
+
+
 def _print(result: dict) -> None:
     peak = result["peak_bandwidth_gbs"]
     print(f"\n{result['what']}; GPU: {result['gpu']}, peak bandwidth "
@@ -282,6 +304,10 @@ def _print(result: dict) -> None:
     for q in result["ratios"]:
         parts = [f"{k.replace('_over_', '/')}: {v:.1f}x" for k, v in q.items() if k != "N"]
         print(f"N={q['N']}: " + ", ".join(parts) + "  (samples/s)")
+    for t in result["targets"]:
+        verdict = "not measured" if t["met"] is None else ("met" if t["met"] else "MISSED")
+        value = "-" if t["value"] is None else f"{t['value']:.2f}"
+        print(f"target at N={t['N']}: {t['target']} >= {t['bound']:g}: {value} ({verdict})")
 
 
 def run(quick: bool = False, repeats: int = 3, json_path: str | None = DEFAULT_JSON) -> int:
