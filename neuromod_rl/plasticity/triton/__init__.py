@@ -97,10 +97,12 @@ def triton_scan(
 ) -> ScanResult:
     function = _load_function()
     if x.device.type == "cpu" and not function.interpreted():
+        setting = os.environ.get("TRITON_INTERPRET")
         raise RuntimeError(
             "the triton backend runs CPU tensors only in Triton's interpreter: set TRITON_INTERPRET=1 in the "
-            f"environment before Python starts (it is {os.environ.get('TRITON_INTERPRET')!r} and Triton is "
-            "already imported). For speed on CPU use backend='fused'; the triton backend is for CUDA tensors."
+            "environment before Python starts (Triton reads it when the kernels load; here it is "
+            f"{'unset' if setting is None else repr(setting)}). For speed on CPU use backend='fused'; the "
+            "triton backend is for CUDA tensors."
         )
     if x.device.type not in ("cpu", "cuda"):
         raise RuntimeError(f"the triton backend runs on CUDA (or the CPU interpreter), not on {x.device.type!r}")

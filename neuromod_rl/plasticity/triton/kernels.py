@@ -149,7 +149,8 @@ def _trace_step_backward(Fb, Eb, dF, dE, hp, hcol, m, eta, clip, RULE: tl.conste
 
 
 # --- forward -----------------------------------------------------------------------------------------
-@triton.jit
+# step bounds change from launch to launch (backward segments): one compiled variant serves them all
+@triton.jit(do_not_specialize=["t_start", "t_end", "K"])
 def plastic_rnn_forward(
     XP, EXT, STARTS, H0, F, E, H, MS, FCK, ECK,
     W, ALPHA, WM, BM, WF, BF, ETA,
@@ -221,7 +222,7 @@ def plastic_rnn_forward(
 
 
 # --- backward ----------------------------------------------------------------------------------------
-@triton.jit
+@triton.jit(do_not_specialize=["t_start", "t_end"])
 def plastic_rnn_backward(
     STARTS, H0, H, MS, SEGF, SEGE, GH, DH, DF, DE, DXP, DMS, DM, GETA, GALPHA,
     W, ALPHA, WM, WF, BF, ETA,
