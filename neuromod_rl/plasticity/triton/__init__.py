@@ -2,8 +2,8 @@
 
 One program per sequence walks all T steps with its fast weights ``F`` (and eligibility ``E``) moving
 through the chip once per step, in column tiles; the hand-written backward replays √T-step segments
-from trace checkpoints, like the fused engine (:mod:`neuromod_rl.plasticity.fused`), whose rule table,
-per-call config and parameter layout it shares. Design and expected bottleneck: ``docs/gpu.md``.
+from trace checkpoints, like the fused engine (:mod:`neuromod_rl.plasticity.fused`), whose table of
+rule codes and checkpoint spacing it shares (:mod:`.config`). Design and expected bottleneck: ``docs/gpu.md``.
 
 Runs: :class:`~neuromod_rl.plasticity.cells.PlasticRNNCell` (exact class) with the rules ``hebbian``,
 ``clipped``, ``neuromod`` and ``retroactive`` (hard clip), modulation scalar or fan-out, from the hidden
@@ -29,15 +29,11 @@ from torch import Tensor
 
 from neuromod_rl.plasticity.backends import ScanResult, register_backend
 from neuromod_rl.plasticity.cells import PlasticCell, PlasticRNNCell
-from neuromod_rl.plasticity.fused.spec import config_for, rule_params
 from neuromod_rl.plasticity.fused.spec import supports as fused_supports
-from neuromod_rl.plasticity.rules import ClippedHebbian, HebbianDecay, Neuromodulated, Retroactive
 from neuromod_rl.plasticity.state import PlasticState
+from neuromod_rl.plasticity.triton.config import TRITON_RULES, cell_params, config_for
 
 __all__ = ["bf16_inputs", "supports", "triton_scan", "TRITON_RULES"]
-
-#: the rule classes the kernels implement (exact classes, as the fused engine dispatches)
-TRITON_RULES = (Neuromodulated, ClippedHebbian, HebbianDecay, Retroactive)
 
 _BF16_INPUT = contextvars.ContextVar("neuromod_rl_triton_bf16_input", default=False)
 _BLOCK_J = contextvars.ContextVar("neuromod_rl_triton_block_j", default=None)
@@ -111,7 +107,7 @@ def triton_scan(
     opts = function.LaunchOptions(bf16_input=_BF16_INPUT.get() and xp.dtype == torch.float32, block_j=_BLOCK_J.get())
     E0 = state.E if "E" in state else None
     H, hT, FT, ET, M = function.TritonPlasticRNN.apply(
-        cfg, opts, episode_starts, xp, modulation, state.h, state.F, E0, *rule_params(cell, xp)
+        cfg, opts, episode_starts, xp, modulation, state.h, state.F, E0, *cell_params(cell, xp)
     )
     final = state.replace(h=hT, F=FT, **({"E": ET} if E0 is not None else {}))
     return ScanResult(H, final, M if cfg.modulation else None, "triton")

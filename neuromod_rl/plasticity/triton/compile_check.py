@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-RULES = {"neuromod": (0, "scalar"), "clipped": (1, None), "hebbian": (2, None), "retroactive": (3, "scalar")}
+RULES = ("neuromod", "clipped", "hebbian", "retroactive")
 _INTS = ("t_start", "t_end", "K", "B", "N")
 
 
@@ -61,13 +61,16 @@ def compile_kernels(
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
+    from neuromod_rl.plasticity import PlasticRNNCell
     from neuromod_rl.plasticity.triton import function, kernels
+    from neuromod_rl.plasticity.triton.config import config_for
 
     if function.interpreted():
         raise RuntimeError("compile_check needs compiled kernels: run it with TRITON_INTERPRET unset")
-    code, mod = RULES[rule]
+    cell = PlasticRNNCell(1, N, rule=rule, alpha_shape="full" if alpha_full else "neuron")
+    cfg = config_for(cell, T=1)
     block_n, block_j = function.blocks(N)
-    consts = dict(RULE=code, MOD={None: 0, "scalar": 1}[mod], EXTERNAL=False, ALPHA_FULL=alpha_full,
+    consts = dict(RULE=cfg.rule_code, MOD=cfg.mod_code, EXTERNAL=False, ALPHA_FULL=alpha_full,
                   HAS_STARTS=True, BLOCK_N=block_n, BLOCK_J=block_j)
     out = {}
     for fn in (kernels.plastic_rnn_forward, kernels.plastic_rnn_backward):

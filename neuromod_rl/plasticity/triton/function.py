@@ -17,8 +17,8 @@ import torch
 import triton
 from torch import Tensor
 
-from neuromod_rl.plasticity.fused.spec import MOD_CODES, FusedConfig, RuleParams
 from neuromod_rl.plasticity.triton import kernels
+from neuromod_rl.plasticity.triton.config import CellParams, TritonConfig
 
 #: trace elements each thread holds per tile: ptxas (sm_90) keeps the kernels near 128 registers a
 #: thread without spilling at 8; at 16 they take 230-255 registers, at 32 they spill
@@ -74,13 +74,13 @@ class _Launch(NamedTuple):
     consts: dict
 
 
-def _launch_config(cfg: FusedConfig, B: int, N: int, has_starts: bool, opts: LaunchOptions) -> _Launch:
+def _launch_config(cfg: TritonConfig, B: int, N: int, has_starts: bool, opts: LaunchOptions) -> _Launch:
     block_n, block_j = blocks(N, opts.block_j)
     consts = dict(
         RULE=cfg.rule_code,
-        MOD=MOD_CODES[cfg.modulation][0],
+        MOD=cfg.mod_code,
         EXTERNAL=cfg.external,
-        ALPHA_FULL=cfg.alpha == "full",
+        ALPHA_FULL=cfg.alpha_full,
         HAS_STARTS=has_starts,
         BLOCK_N=block_n,
         BLOCK_J=block_j,
@@ -90,7 +90,7 @@ def _launch_config(cfg: FusedConfig, B: int, N: int, has_starts: bool, opts: Lau
     return _Launch((B,), B, N, cfg.clip, consts)
 
 
-def _kernel_params(p: RuleParams, N: int, like: Tensor, dtype: torch.dtype, device: torch.device):
+def _kernel_params(p: CellParams, N: int, like: Tensor, dtype: torch.dtype, device: torch.device):
     """The parameters as the kernels read them: ``w [N, N]``, ``alpha [N, N]`` or one value per
     column ``[N]``, ``wm [N]``, ``bm [1]``, ``wf [N]``, ``bf [N]``, ``eta [1]``; a missing one is
     replaced by ``like`` (never read: its code path is compiled out)."""
@@ -107,12 +107,13 @@ def _kernel_params(p: RuleParams, N: int, like: Tensor, dtype: torch.dtype, devi
 
 
 class TritonPlasticRNN(torch.autograd.Function):
-    """Inputs: ``(cfg, opts, starts, xp, ext, h0, F0, E0, *RuleParams)``; outputs ``(H, h_T, F_T, E_T, M)``
+    """Inputs: ``(cfg, opts, starts, xp, ext, h0, F0, E0, *CellParams)``; outputs ``(H, h_T, F_T, E_T, M)``
     as the fused engine's (``M`` is not differentiable)."""
 
     @staticmethod
-    def forward(ctx, cfg: FusedConfig, opts: LaunchOptions, starts, xp, ext, h0, F0, E0, w, alpha, wm, bm, wf, bf, eta):
-        p = RuleParams(w, alpha, wm, bm, wf, bf, eta)
+    def forward(ctx, cfg: TritonConfig, opts: LaunchOptions, starts, xp, ext, h0, F0, E0,
+                w, alpha, wm, bm, wf, bf, eta):
+        p = CellParams(w, alpha, wm, bm, wf, bf, eta)
         T, B, N = xp.shape
         dtype, device = h0.dtype, h0.device
         retro = E0 is not None
@@ -152,9 +153,9 @@ class TritonPlasticRNN(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gH, ghT, gFT, gET, _gM):
-        cfg: FusedConfig = ctx.cfg
+        cfg: TritonConfig = ctx.cfg
         xin, starts8, ext, h0, H, MS, F_ck, E_ck, w, alpha, wm, bm, wf, bf, eta = ctx.saved_tensors
-        p = RuleParams(w, alpha, wm, bm, wf, bf, eta)
+        p = CellParams(w, alpha, wm, bm, wf, bf, eta)
         T, B, N = H.shape
         dtype, device = H.dtype, H.device
         retro, K = ctx.retro, cfg.segment
@@ -171,7 +172,7 @@ class TritonPlasticRNN(torch.autograd.Function):
         DMS = torch.empty(T, B, dtype=dtype, device=device) if cfg.modulation else dummy
         DM = torch.empty_like(H) if cfg.modulation == "fanout" else dummy
         GETA = torch.zeros(B, dtype=dtype, device=device)
-        GALPHA = torch.zeros(B, N, *((N,) if cfg.alpha == "full" else ()), dtype=dtype, device=device)
+        GALPHA = torch.zeros(B, N, *((N,) if cfg.alpha_full else ()), dtype=dtype, device=device)
         seg_F = torch.empty(K, B, N, N, dtype=dtype, device=device)
         seg_E = torch.empty_like(seg_F) if retro else seg_F
         work_F = torch.empty(B, N, N, dtype=dtype, device=device)
@@ -200,7 +201,7 @@ class TritonPlasticRNN(torch.autograd.Function):
         return _assemble(cfg, p, starts8, h0, H, MS, DXP, DMS, DM, GETA, GALPHA, DH, DF, DE)
 
 
-def _assemble(cfg, p: RuleParams, starts8, h0, H, MS, DXP, DMS, DM, GETA, GALPHA, DH, DF, DE):
+def _assemble(cfg: TritonConfig, p: CellParams, starts8, h0, H, MS, DXP, DMS, DM, GETA, GALPHA, DH, DF, DE):
     """The gradients in the order of :meth:`TritonPlasticRNN.forward`'s inputs."""
     T, B, N = H.shape
     hp = torch.cat([h0.unsqueeze(0), H[:-1]])
