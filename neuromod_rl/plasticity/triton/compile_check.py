@@ -18,7 +18,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-RULES = ("neuromod", "clipped", "hebbian", "retroactive")
+from neuromod_rl.plasticity.fused.spec import RULE_CODES
+from neuromod_rl.plasticity.rules import Oja
+
+RULES = ("neuromod", "clipped", "hebbian", "retroactive", *(["oja"] if Oja in RULE_CODES else []))
 _INTS = ("t_start", "t_end", "K", "B", "N")
 
 

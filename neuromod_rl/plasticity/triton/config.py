@@ -15,10 +15,13 @@ from torch import Tensor
 
 from neuromod_rl.plasticity.cells import PlasticRNNCell
 from neuromod_rl.plasticity.fused.spec import MOD_CODES, RULE_CODES, segment_length
-from neuromod_rl.plasticity.rules import ClippedHebbian, HebbianDecay, Neuromodulated, Retroactive
+from neuromod_rl.plasticity.rules import ClippedHebbian, HebbianDecay, Neuromodulated, Oja, Retroactive
 
-#: the rule classes the kernels implement (exact classes), with the name of their scalar rate
+#: the rule classes the kernels implement (exact classes), with the name of their scalar rate; oja
+#: once the rule-code table has a code for it
 TRITON_RULES = {Neuromodulated: None, ClippedHebbian: "eta", HebbianDecay: "eta", Retroactive: "eta_e"}
+if Oja in RULE_CODES:
+    TRITON_RULES[Oja] = "eta"
 
 
 class TritonConfig(NamedTuple):

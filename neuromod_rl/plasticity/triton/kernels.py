@@ -22,12 +22,13 @@ import triton
 import triton.language as tl
 
 from neuromod_rl.plasticity.fused.spec import MOD_CODES, RULE_CODES
-from neuromod_rl.plasticity.rules import ClippedHebbian, HebbianDecay, Neuromodulated, Retroactive
+from neuromod_rl.plasticity.rules import ClippedHebbian, HebbianDecay, Neuromodulated, Oja, Retroactive
 
 R_NEUROMOD = tl.constexpr(RULE_CODES[Neuromodulated][0])
 R_CLIPPED = tl.constexpr(RULE_CODES[ClippedHebbian][0])
 R_HEBBIAN = tl.constexpr(RULE_CODES[HebbianDecay][0])
 R_RETRO = tl.constexpr(RULE_CODES[Retroactive][0])
+R_OJA = tl.constexpr(RULE_CODES[Oja][0] if Oja in RULE_CODES else -1)  # -1: the table has no code for it yet
 M_NONE = tl.constexpr(MOD_CODES[None][0])
 M_SCALAR = tl.constexpr(MOD_CODES["scalar"][0])
 M_FANOUT = tl.constexpr(MOD_CODES["fanout"][0])
@@ -106,9 +107,12 @@ def _trace_step(Fb, Eb, hp, hcol, m, eta, clip, RULE: tl.constexpr):
     elif RULE == R_HEBBIAN:
         F = (1.0 - eta) * Fb + eta * hebb
         E = Eb
-    else:  # retroactive: F takes the previous E, then E decays towards the new co-activation
+    elif RULE == R_RETRO:  # F takes the previous E, then E decays towards the new co-activation
         F = _clip(Fb + m[None, :] * Eb, clip)
         E = (1.0 - eta) * Eb + eta * hebb
+    else:  # oja: F_ij += eta y_j (x_i - F_ij y_j)
+        F = Fb + eta * hcol[None, :] * (hp[:, None] - Fb * hcol[None, :])
+        E = Eb
     return F, E
 
 
@@ -140,12 +144,17 @@ def _trace_step_backward(Fb, Eb, dF, dE, hp, hcol, m, eta, clip, RULE: tl.conste
         u = tl.sum(hp[:, None] * dF, axis=0)
         deta = tl.sum(u * hcol, axis=0) - tl.sum(tl.sum(dF * Fb, axis=1), axis=0)
         return (1.0 - eta) * dF, dE, eta * tl.sum(dF * hcol[None, :], axis=1), eta * u, 0.0 * u, deta
-    else:  # retroactive: F = clip(Fb + m E_b); E = (1 - eta) E_b + eta outer(hp, h)
+    elif RULE == R_RETRO:  # F = clip(Fb + m E_b); E = (1 - eta) E_b + eta outer(hp, h)
         dP = _clip_grad(dF, Fb + m[None, :] * Eb, clip)
         u = tl.sum(hp[:, None] * dE, axis=0)
         deta = tl.sum(u * hcol, axis=0) - tl.sum(tl.sum(dE * Eb, axis=1), axis=0)
         dE_in = (1.0 - eta) * dE + dP * m[None, :]
         return dP, dE_in, eta * tl.sum(dE * hcol[None, :], axis=1), eta * u, tl.sum(dP * Eb, axis=0), deta
+    else:  # oja: F = Fb + eta y (x - Fb y), x = hp (rows), y = h (columns)
+        y = hcol[None, :]
+        dh = eta * tl.sum(dF * (hp[:, None] - 2.0 * Fb * y), axis=0)
+        deta = tl.sum(tl.sum(dF * y * (hp[:, None] - Fb * y), axis=1), axis=0)
+        return dF * (1.0 - eta * y * y), dE, eta * tl.sum(dF * y, axis=1), dh, 0.0 * dh, deta
 
 
 # --- forward -----------------------------------------------------------------------------------------
