@@ -6,7 +6,8 @@ from trace checkpoints, like the fused engine (:mod:`neuromod_rl.plasticity.fuse
 rule codes and checkpoint spacing it shares (:mod:`.config`). Design and expected bottleneck: ``docs/gpu.md``.
 
 Runs: :class:`~neuromod_rl.plasticity.cells.PlasticRNNCell` (exact class) with the rules ``hebbian``,
-``clipped``, ``neuromod`` and ``retroactive`` (hard clip), modulation scalar or fan-out, from the hidden
+``clipped``, ``neuromod`` and ``retroactive`` (hard clip; ``oja`` too once the fused engine's table
+of rule codes has a code for it), modulation scalar or fan-out, from the hidden
 state or external, ``alpha`` full, per neuron or scalar, float32 or float64.
 
 * ``scan(backend=None)`` picks it on CUDA tensors when Triton is installed; ``backend="triton"`` or
