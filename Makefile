@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint bench clean
+.PHONY: run test install lint bench gpu-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/neuromod-rl bench core
+
+# On a machine with an NVIDIA GPU: CUDA tests of the triton backend + the GPU benchmark (docs/gpu.md).
+gpu-check: $(STAMP)
+	PY=$(PY) bash scripts/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info
