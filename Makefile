@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # and neuromod_rl.envs. That tree lists files, so adding or removing one redoes the install.
 FILES := $(VENV)/.package-files
 
-.PHONY: run test install lint bench clean FORCE
+.PHONY: run test install lint bench gpu-check clean FORCE
 
 $(FILES): FORCE
 	@mkdir -p $(VENV)
@@ -38,6 +38,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/neuromod-rl bench core
+
+# On a machine with an NVIDIA GPU: CUDA tests of the triton backend + the GPU benchmark (docs/gpu.md).
+gpu-check: $(STAMP)
+	PY=$(PY) bash scripts/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -45,7 +45,8 @@ def check_exportable(policy: PlasticActorCriticPolicy) -> None:
     if not isinstance(policy.action_space, spaces.Discrete | spaces.Box):
         raise ValueError(f"ONNX export supports Discrete and Box actions; this policy acts in {policy.action_space}")
     if policy.squash_output:
-        raise ValueError("ONNX export supports policies without squashed outputs (plastic policies never squash)")
+        raise ValueError("ONNX export supports Gaussian actions without tanh squashing; build the policy with "
+                         "squash_output=False (the default)")
     if not all(th.equal(a, b) for a, b in zip(policy.initial_state(1).values(), policy.initial_state(1).values())):
         raise ValueError(
             f"rule {policy.core_config.rule!r} draws a random state at every episode start, which a fixed graph "

@@ -106,8 +106,6 @@ class PlasticActorCriticPolicy(RecurrentPPOAdapterMixin, ActorCriticPolicy):
         if "n_critics" in kwargs:  # only SB3's off-policy algorithms pass it (DDPG always does)
             raise TypeError(_NOT_OFF_POLICY.format(name=type(self).__name__, attr="n_critics"))
         config, sb3_kwargs = split_policy_kwargs(kwargs, _SB3_KEYS)
-        if sb3_kwargs.get("use_sde", False):
-            raise ValueError("use_sde=True is not supported by plastic policies; drop use_sde")
         sb3_kwargs.setdefault("features_extractor_class", self._default_extractor)
         if sb3_kwargs.get("net_arch") is None:
             sb3_kwargs["net_arch"] = []

@@ -115,10 +115,14 @@ class PlasticOnPolicyMixin:
         if state is None or state.batch_size != env.num_envs:
             state = policy.initial_state(env.num_envs)
         kept_states, modulations = [], []
+        if self.use_sde:  # gSDE: a new exploration matrix per rollout (and every sde_sample_freq steps)
+            policy.reset_noise(env.num_envs)
         callback.on_rollout_start()
 
         n_steps = 0
         while n_steps < n_rollout_steps:
+            if self.use_sde and self.sde_sample_freq > 0 and n_steps % self.sde_sample_freq == 0:
+                policy.reset_noise(env.num_envs)
             if n_steps % rollout_buffer.seq_len == 0:
                 # the state *before* this step's reset: scan applies episode_starts itself.
                 rollout_buffer.add_start_state(state.flat())

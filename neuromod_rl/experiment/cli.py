@@ -24,7 +24,7 @@ _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EP
                  errno.EISDIR, errno.ENAMETOOLONG}
 #: packages of the optional extras (pyproject.toml) -> the extra that installs them
 _EXTRAS = {"sklearn": "benchmarks", "evotorch": "benchmarks", "onnx": "export", "onnxruntime": "export",
-           "onnxscript": "export"}
+           "onnxscript": "export", "triton": "gpu"}
 PICKLE_WARNING = (
     "Checkpoints and model.zip are SB3 .zip files holding pickles: loading one runs code stored in it, so use "
     "only runs from trusted sources. To share a policy, use `neuromod-rl export` (safetensors or ONNX: loading "

@@ -157,7 +157,6 @@ def export_onnx(model_or_run, out: str | Path | None = None, exporter: str = "to
     The file's metadata (``metadata_props``) records the format, the state layout (field, shape per
     env, offset), the spaces and, for a run, its config.
     """
-    import copy
     import json
 
     try:
@@ -184,8 +183,8 @@ def export_onnx(model_or_run, out: str | Path | None = None, exporter: str = "to
     if exporter not in ("torchscript", "dynamo"):
         raise UserError(f"exporter={exporter!r} is not valid; choose 'torchscript' or 'dynamo'")
     check_finite_weights(dict(policy.state_dict()), f"export {path}")
-    try:  # a CPU copy: the caller's model stays where it is
-        step = PolicyStep(copy.deepcopy(policy).to("cpu")).eval()
+    try:
+        step = PolicyStep(_cpu_copy(policy)).eval()
     except ValueError as err:
         raise UserError(f"cannot export this policy to ONNX: {err}") from None
     obs_space = policy.observation_space
@@ -217,6 +216,17 @@ def export_onnx(model_or_run, out: str | Path | None = None, exporter: str = "to
         _verify(data, step, obs_space, verify_steps)
     atomic_write_bytes(path, data)
     return path
+
+
+def _cpu_copy(policy):
+    """A copy of ``policy`` on the CPU, built as SB3 rebuilds a saved policy (from its constructor
+    parameters, then its weights), so the caller's model keeps its device, mode and RNG state."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):  # the new module's random init must not move the caller's RNG
+        copy = type(policy)(**policy._get_constructor_parameters())
+    copy.load_state_dict(policy.state_dict())
+    return copy.to("cpu")
 
 
 def _trace(step, example, names, exporter: str) -> bytes:

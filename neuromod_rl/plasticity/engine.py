@@ -18,6 +18,7 @@ for every such call. The result says which one ran (``result.backend``).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import torch
@@ -27,6 +28,10 @@ from neuromod_rl.plasticity import fused  # noqa: F401  (registers "fused")
 from neuromod_rl.plasticity.backends import AUTO_DEVICES, BACKENDS, PREFERENCE, SUPPORTS, ScanResult
 from neuromod_rl.plasticity.cells import PlasticCell
 from neuromod_rl.plasticity.state import PlasticState
+
+if importlib.util.find_spec("triton") is not None:
+    # registers "triton"; the backend imports Triton itself only when a scan runs on it
+    from neuromod_rl.plasticity import triton as _triton_backend  # noqa: F401
 
 #: environment variable that forces a backend for every ``scan(..., backend=None)`` call
 BACKEND_ENV = "NEUROMOD_RL_BACKEND"

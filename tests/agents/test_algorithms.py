@@ -251,3 +251,22 @@ def test_diagnostics_recorded_each_rollout(rule, modulated, rule_kwargs):
         assert ("plastic/modulation_std" in values) == modulated
         if modulated:
             assert -1 <= values["plastic/modulation_mean"] <= 1 and values["plastic/modulation_std"] > 0
+
+
+def test_gsde_exploration_resamples_noise_and_trains():
+    """use_sde=True (rl-zoo3's setting for Pendulum-like tasks): a new exploration matrix every
+    sde_sample_freq steps, state-dependent actions, and training runs; save/load keeps it."""
+    env = make_vec_env(lambda: gym.make("Pendulum-v1", max_episode_steps=20), 2, seed=0)
+    model = PlasticPPO("MlpPlasticPolicy", env, n_steps=20, batch_size=20, n_epochs=1, use_sde=True,
+                       sde_sample_freq=4, policy_kwargs=dict(hidden_size=4), seed=0)
+    resets = []
+    original = model.policy.reset_noise
+    model.policy.reset_noise = lambda n_envs=1: (resets.append(n_envs), original(n_envs))[1]
+    model.learn(40)
+    assert resets == [2] * 6  # one rollout of 20 steps: at its start, then every 4 steps (0, 4, ..., 16)
+    obs = env.reset()
+    model.policy.reset_noise(2)
+    a1, _ = model.predict(obs, episode_start=np.ones(2, bool))
+    a2, _ = model.predict(obs, episode_start=np.ones(2, bool))
+    np.testing.assert_array_equal(a1, a2)  # same noise matrix, same state: same action
+    assert model.policy.use_sde and np.isfinite(evaluate_policy(model, env, n_eval_episodes=2)[0])

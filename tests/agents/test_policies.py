@@ -125,7 +125,6 @@ def test_dict_observations():
         (dict(rule="hebbian", modulation_source="reward"), r"needs a modulated rule"),
         (dict(modulation_source="reward", reward_index=9), r"reward_index=9 of a Box observation of size 5"),
         (dict(shared_core=True, share_features_extractor=False), r"shared_core=True needs share_features_extractor"),
-        (dict(use_sde=True), r"use_sde=True is not supported"),
     ],
 )
 def test_bad_policy_kwargs_name_the_problem(kwargs, match):

@@ -3,8 +3,10 @@ write their report with the command, a claims table, a numbers table and plots."
 
 from __future__ import annotations
 
+import json
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -77,3 +79,27 @@ def test_memorisation_protocol(hold):
     assert torch.all(x[: k * hold, :, bits] == 1) and torch.all(x[k * hold :, :, bits + 1] == 1)
     with pytest.raises(ValueError, match="pattern_bits must be even"):
         memorisation_batch(1, 1, 5, torch.Generator())
+
+
+def test_pomdp_suite_smoke_writes_report_and_resumes(tmp_path):
+    """The memory suite at smoke scale: every agent trains and is evaluated, the report has the claims and
+    the table; a second call finds every run done (partial results are kept) and trains nothing."""
+    from neuromod_rl.experiment.reproduce import pomdp
+
+    assert reproduce.main(["pomdp", "--scale", "smoke", "--out", str(tmp_path)]) == 0
+    report = (tmp_path / "pomdp.md").read_text()
+    assert "| claim | reproduced | evidence |" in report and "RecurrentPPO (LSTM, zoo)" in report
+    assert (tmp_path / "pomdp_curves.png").stat().st_size > 0
+    runs = json.loads((tmp_path / "pomdp_runs.smoke.json").read_text())
+    assert sorted(r["agent"] for r in runs) == sorted(pomdp.AGENTS)
+    assert all(len(r["curve"]) == 2 and np.isfinite(r["final_return"]) for r in runs)
+    before = (tmp_path / "pomdp_runs.smoke.json").stat().st_mtime_ns
+    assert reproduce.main(["pomdp", "--scale", "smoke", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "pomdp_runs.smoke.json").stat().st_mtime_ns == before
+
+
+def test_steps_to_level():
+    from neuromod_rl.experiment.reproduce.pomdp import steps_to
+
+    curve = [(100, -500.0), (200, -150.0), (300, -90.0)]
+    assert steps_to(curve, -200) == 200 and steps_to(curve, 0) == float("inf")

@@ -172,7 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--worker", nargs=6, metavar=("RULE", "BACKEND", "B", "T", "N", "REPEATS"), help=argparse.SUPPRESS
     )
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cuda: the GPU benchmark of reference, fused and triton (bench/core_gpu.py)")
     args = parser.parse_args(argv)
+    if args.device == "cuda":
+        from neuromod_rl.experiment.bench import core_gpu
+
+        return core_gpu.run(args.quick, args.repeats, core_gpu.DEFAULT_JSON if args.json == DEFAULT_JSON else args.json)
     if args.worker:
         rule, backend, B, T, N, reps = args.worker
         print(json.dumps(measure(rule, backend, int(B), int(T), int(N), int(reps))))

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# One-step GPU check of the sequence engine (docs/gpu.md): run by `make gpu-check` on a machine with
+# an NVIDIA GPU. Installs what is missing into the project's venv (a CUDA build of torch, triton),
+# runs the CUDA tests with compiled Triton kernels, then the GPU benchmark, which prints the table,
+# the ratios and the targets, and writes benchmarks/results/core_gpu.json.
+#
+# Environment:
+#   PY                  the venv's python (default .venv/bin/python; `make gpu-check` creates the venv)
+#   TORCH_INSTALL_ARGS  extra pip arguments for installing a CUDA build of torch when the venv has a
+#                       CPU-only one (e.g. an --index-url of a CUDA wheel index)
+#   BENCH_ARGS          extra arguments for `neuromod-rl bench core --device cuda` (e.g. --quick)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+
+if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
+    echo "gpu-check: no NVIDIA GPU found (nvidia-smi is missing or sees no device); run it on a GPU machine" >&2
+    exit 2
+fi
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+
+has_cuda_torch() { "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; }
+if ! has_cuda_torch; then
+    version=$("$PY" -c "import torch; print(torch.__version__.split('+')[0])")
+    echo "gpu-check: the venv's torch $version cannot see the GPU; installing a CUDA build of torch $version"
+    # shellcheck disable=SC2086
+    "$PY" -m pip install --force-reinstall ${TORCH_INSTALL_ARGS:-} "torch==$version"
+    if ! has_cuda_torch; then
+        echo "gpu-check: torch still sees no GPU; install a CUDA build by hand, e.g." >&2
+        echo "  TORCH_INSTALL_ARGS='--index-url <a CUDA wheel index>' make gpu-check" >&2
+        exit 2
+    fi
+fi
+"$PY" -m pip install --quiet -e ".[gpu]"
+"$PY" -c "import torch, triton; print(f'torch {torch.__version__} (CUDA {torch.version.cuda}), triton {triton.__version__}')"
+
+echo "== CUDA tests (compiled Triton kernels, fused torch ops on CUDA)"
+TRITON_INTERPRET=0 "$PY" -m pytest -q -p no:cacheprovider tests/plasticity/test_triton.py -k "cuda"
+
+echo "== GPU benchmark"
+# shellcheck disable=SC2086
+"$PY" -m neuromod_rl.experiment.cli bench core --device cuda ${BENCH_ARGS:-}
