@@ -47,6 +47,18 @@ def bandit_regret(
     seed: int = 0,
 ) -> float:
     """Mean expected cumulative regret of ``policy`` after ``n_pulls`` pulls."""
+    return float(bandit_regrets(policy, variant, n_episodes, n_pulls, seed).mean())
+
+
+def bandit_regrets(
+    policy: str,
+    variant: str = "independent",
+    n_episodes: int = 5000,
+    n_pulls: int = 100,
+    seed: int = 0,
+) -> np.ndarray:
+    """Expected cumulative regret of ``policy`` after ``n_pulls`` pulls, one value per episode
+    (``[n_episodes]``: their spread gives the standard error of the mean)."""
     check_choice("policy", policy, BANDIT_POLICIES)
     check_choice("variant", variant, ("independent", "dependent"))
     if policy == "greedy_dependent" and variant != "dependent":
@@ -83,7 +95,7 @@ def bandit_regret(
         succ[rows, a] += r
         pulls[rows, a] += 1
         regret += best - p[rows, a]
-    return float(regret.mean())
+    return regret
 
 
 # --------------------------------------------------------------------------- maze

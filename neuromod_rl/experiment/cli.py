@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=None)
     p.add_argument("--no-video", action="store_true", help="skip the MuJoCo video")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--baseline", default=None, metavar="OTHER_RUN",
+                   help="a run of a non-adaptive agent on the same task: the verdict compares recovery against it")
     _add_wandb(p)
 
     p = sub.add_parser("compare", help="compare runs (median and IQR over seeds of each config)")
@@ -165,7 +167,7 @@ def cmd_report(args) -> int:
     with RunLock(run, "report"):
         wandb = init_wandb(_wandb_settings(args), run, cfg.model_dump()) if args.wandb else None
         path = make_report(run.path, episodes=args.episodes, progress=not args.no_progress, wandb=wandb,
-                           video=not args.no_video)
+                           video=not args.no_video, baseline=args.baseline)
     if wandb is not None:
         wandb.finish()
     print(f"Report: {path}")

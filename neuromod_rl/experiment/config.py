@@ -73,6 +73,21 @@ class EvalSettings(BaseModel):
     deterministic: StrictBool = False
 
 
+class NormalizeSettings(BaseModel):
+    """rl-zoo's ``normalize``: SB3's ``VecNormalize`` around the training envs. The observation
+    statistics are saved with the run (``vecnormalize.npz``) and applied, frozen, at evaluation;
+    rewards are normalised for training only (evaluation reports raw rewards). ``gamma`` defaults to
+    ``hyperparameters.gamma`` (the discount of the return whose scale normalises the reward)."""
+
+    model_config = ConfigDict(extra="forbid")
+    norm_obs: bool = True
+    norm_reward: bool = True
+    clip_obs: float = Field(10.0, gt=0)
+    clip_reward: float = Field(10.0, gt=0)
+    gamma: float | None = Field(None, ge=0, le=1)
+    epsilon: float = Field(1e-8, gt=0)
+
+
 class ExperimentConfig(BaseModel):
     """One experiment: a task, a method and its budget (the keys of rl-zoo's hyperparameter files)."""
 
@@ -92,6 +107,8 @@ class ExperimentConfig(BaseModel):
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     checkpoint_freq: StrictInt = Field(0, ge=0)
     eval: EvalSettings = Field(default_factory=EvalSettings)
+    # true (rl-zoo's spelling) or a mapping of NormalizeSettings; false: raw observations and rewards
+    normalize: bool | NormalizeSettings = False
     device: str = "cpu"
     # torch CPU threads; 1 is fastest for small recurrent policies (per-step batches are tiny and
     # extra threads only contend), raise it for large CNN or MuJoCo policies
@@ -116,6 +133,16 @@ class ExperimentConfig(BaseModel):
         if value not in ALGOS:
             raise ValueError(f"unknown algorithm; allowed values: {sorted(ALGOS)}")
         return value
+
+    def normalize_settings(self) -> NormalizeSettings | None:
+        """The resolved ``normalize`` settings (``gamma`` filled in), or ``None`` when off."""
+        if self.normalize is False:
+            return None
+        settings = NormalizeSettings() if self.normalize is True else self.normalize
+        if settings.gamma is None:
+            gamma = self.hyperparameters.get("gamma", 0.99)
+            settings = settings.model_copy(update={"gamma": float(gamma) if isinstance(gamma, int | float) else 0.99})
+        return settings
 
     @field_validator("hyperparameters")
     @classmethod
@@ -164,11 +191,22 @@ def parse_schedule(value: Any, key: str = "value") -> Any:
 # ------------------------------------------------------------------------------ loading
 def _format_validation_error(err: ValidationError, source: str) -> str:
     lines = []
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "<top level>"
+    errors = err.errors()
+    for e in errors:
+        loc = tuple(e["loc"])
+        if loc[:1] == ("normalize",) and len(loc) > 1:  # `normalize` is `bool | NormalizeSettings`
+            if len(loc) == 2:  # neither a bool nor a mapping: one message for both branches
+                if loc[1] == "bool" and not isinstance(e["input"], dict):
+                    lines.append(f"key `normalize` has value {e['input']!r}: use true, false or a mapping with keys "
+                                 f"{sorted(NormalizeSettings.model_fields)}")
+                continue
+            if loc[1] == "bool":
+                continue  # a mapping was given: the settings' own error says what is wrong
+            loc = loc[:1] + loc[2:]
+        key = ".".join(str(p) for p in loc) or "<top level>"
         if e["type"] == "extra_forbidden":
-            parent = e["loc"][:-1]
-            model = EvalSettings if parent == ("eval",) else ExperimentConfig
+            parent = loc[:-1]
+            model = {("eval",): EvalSettings, ("normalize",): NormalizeSettings}.get(parent, ExperimentConfig)
             lines.append(
                 f"unknown key `{key}` (value {e['input']!r}); allowed keys: {sorted(model.model_fields)}"
             )

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from neuromod_rl.experiment import normalize
 from neuromod_rl.experiment.algos import algo_class
 from neuromod_rl.experiment.config import ExperimentConfig, load_yaml, validate
 from neuromod_rl.experiment.environment import make_env
@@ -68,16 +69,24 @@ def task_list(cfg: ExperimentConfig, split: str) -> list[Any] | None:
 
 
 def rollout(cfg: ExperimentConfig, model, episodes: int, tasks: list[Any] | None, seed: int,
-            deterministic: bool, progress: bool = True, desc: str = "eval") -> dict[str, np.ndarray]:
-    """Run ``episodes`` episodes; per-step arrays are ``[episodes, T_max]``, NaN-padded after an episode ends."""
+            deterministic: bool, progress: bool = True, desc: str = "eval", normalizer=None,
+            batch: int = BATCH, info_keys: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Run ``episodes`` episodes; per-step arrays are ``[episodes, T_max]``, NaN-padded after an episode ends.
+
+    ``normalizer``: the run's frozen observation normalisation (:func:`neuromod_rl.experiment.normalize.load`),
+    applied to what the policy sees; ``batch``: envs run in lockstep (one policy call per step for all);
+    ``info_keys``: numeric ``info`` entries to keep per step as ``info_<key>`` (e.g. ``x_velocity``).
+    """
     from tqdm import tqdm
 
     rewards: list[list[float]] = []
     regrets: list[list[float]] = []
+    extras: dict[str, list[list[float]]] = {k: [] for k in info_keys}
     switch_at = np.full(episodes, -1, dtype=np.int64)
+    see = (lambda o: o) if normalizer is None else normalizer
     bar = tqdm(total=episodes, desc=desc, unit="ep", disable=not progress, file=sys.stderr)
-    for first in range(0, episodes, BATCH):
-        n = min(BATCH, episodes - first)
+    for first in range(0, episodes, batch):
+        n = min(batch, episodes - first)
         envs = [make_env(cfg) for _ in range(n)]
         obs = []
         for j, env in enumerate(envs):
@@ -89,15 +98,19 @@ def rollout(cfg: ExperimentConfig, model, episodes: int, tasks: list[Any] | None
         active = np.ones(n, dtype=bool)
         ep_r = [[] for _ in range(n)]
         ep_g = [[] for _ in range(n)]
+        ep_x = {k: [[] for _ in range(n)] for k in info_keys}
         t = 0
         while active.any() and t < MAX_EPISODE_STEPS:
-            actions, state = model.predict(obs_arr, state=state, episode_start=starts, deterministic=deterministic)
+            actions, state = model.predict(see(obs_arr), state=state, episode_start=starts,
+                                           deterministic=deterministic)
             starts = np.zeros(n, dtype=bool)
             for j in np.flatnonzero(active):
                 o, r, term, trunc, info = envs[j].step(actions[j])
                 obs_arr[j] = o
                 ep_r[j].append(float(r))
                 ep_g[j].append(float(info.get("regret", np.nan)))
+                for k in info_keys:
+                    ep_x[k][j].append(float(info.get(k, np.nan)))
                 if info.get("task_switched") and switch_at[first + j] < 0:
                     switch_at[first + j] = t
                 if term or trunc:
@@ -108,6 +121,8 @@ def rollout(cfg: ExperimentConfig, model, episodes: int, tasks: list[Any] | None
             env.close()
         rewards += ep_r
         regrets += ep_g
+        for k in info_keys:
+            extras[k] += ep_x[k]
     bar.close()
     T = max(len(r) for r in rewards)
     pad = lambda rows: np.array([r + [np.nan] * (T - len(r)) for r in rows], dtype=np.float64)  # noqa: E731
@@ -118,6 +133,7 @@ def rollout(cfg: ExperimentConfig, model, episodes: int, tasks: list[Any] | None
         "lengths": np.array([len(r) for r in rewards], dtype=np.int64),
         "returns": np.nansum(rew, axis=1),
         "switch_at": switch_at,
+        **{f"info_{k}": pad(v) for k, v in extras.items()},
     }
 
 
@@ -168,7 +184,8 @@ def _evaluate(run: Run, cfg: ExperimentConfig, split: str, n: int, deterministic
     model = load_model(run, cfg)
     det = cfg.eval.deterministic if deterministic is None else deterministic
     tasks = task_list(cfg, split)
-    traces = rollout(cfg, model, n, tasks, EVAL_SEED_OFFSET + cfg.seed, det, progress, desc=f"eval {split}")
+    traces = rollout(cfg, model, n, tasks, EVAL_SEED_OFFSET + cfg.seed, det, progress, desc=f"eval {split}",
+                     normalizer=normalize.load(run))
     summary = summarize(traces)
     summary.update(split=split, deterministic=det, tasks="env task_split" if tasks is not None else "env sampling")
     run.eval_dir.mkdir(exist_ok=True)

@@ -26,9 +26,10 @@ def _trace_key(state) -> str | None:
 
 
 def plastic_trace(model, cfg: ExperimentConfig, task: Any = None, seed: int = 0,
-                  deterministic: bool = False) -> dict[str, np.ndarray] | None:
+                  deterministic: bool = False, normalizer=None) -> dict[str, np.ndarray] | None:
     """One episode step by step: ``F[T, N, N]`` after each step, ``M[T]`` (fan-out: mean over neurons),
-    ``M_neurons[T, N]`` for fan-out, ``rewards[T]``, ``actions[T, ...]``; ``None`` for non-plastic policies."""
+    ``M_neurons[T, N]`` for fan-out, ``rewards[T]``, ``actions[T, ...]``; ``None`` for non-plastic policies.
+    ``normalizer``: the run's observation normalisation (what the policy saw in training)."""
     import torch
     from gymnasium import spaces
 
@@ -47,7 +48,7 @@ def plastic_trace(model, cfg: ExperimentConfig, task: Any = None, seed: int = 0,
         policy.set_training_mode(False)
         with torch.no_grad():
             for _ in range(100_000):
-                obs_t, _ = policy.obs_to_tensor(obs)
+                obs_t, _ = policy.obs_to_tensor(obs if normalizer is None else normalizer(obs))
                 out = policy.step(obs_t, state, starts, deterministic)
                 starts = torch.zeros(1, dtype=torch.bool)
                 state = out.state

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from neuromod_rl.experiment import normalize
 from neuromod_rl.experiment.evaluate import EVAL_SEED_OFFSET, evaluate, load_model, load_run, load_traces, task_list
 from neuromod_rl.experiment.plots_adaptation import plot_adaptation, plot_fast_weights, plot_modulation, plot_regret
 from neuromod_rl.experiment.plots_learning import plot_diagnostics, plot_learning_curves
@@ -58,9 +59,66 @@ def _table(rows: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _baseline_traces(run_dir: str | Path, cfg, episodes: int | None, progress: bool):
+    """``(run, traces)`` of the baseline run's test split, evaluated first if needed; it must be on the
+    same task as the reported run."""
+    from neuromod_rl.experiment.errors import UserError
+
+    brun, bcfg = load_run(run_dir)
+    if (bcfg.env, bcfg.env_kwargs) != (cfg.env, cfg.env_kwargs):
+        raise UserError(
+            f"baseline run {brun.path} is on {bcfg.env} {bcfg.env_kwargs}, the reported run on {cfg.env} "
+            f"{cfg.env_kwargs}: pass a baseline trained on the same task (same env and env_kwargs)."
+        )
+    t = load_traces(brun, "test")
+    if t is None or (episodes is not None and len(t["returns"]) != episodes):
+        evaluate(brun.path, "test", episodes, progress=progress)
+        t = load_traces(brun, "test")
+    return brun, bcfg, t
+
+
+def baseline_lines(traces, bname: str, btraces) -> tuple[list[str], dict[str, Any]]:
+    """The verdict against a baseline run: recovery after the switch when the task has one, else the
+    in-episode gain; "adapts" only when the agent's number beats the baseline's beyond the 95% interval."""
+    from neuromod_rl.experiment import adaptation
+
+    cmp = adaptation.compare(traces, btraces)
+    if cmp is not None:
+        if cmp["agent_pre"] <= 0:
+            verdict = "undefined: no positive reward per step before the change (the agent has not learned the task)"
+        elif cmp["difference_ci95"] is not None and cmp["difference_ci95"][0] > 0:
+            verdict = "yes: it recovers more than the baseline"
+        elif cmp["difference_ci95"] is not None and cmp["difference_ci95"][1] < 0:
+            verdict = "no: it recovers less than the baseline"
+        else:
+            verdict = "not distinguishable from the baseline"
+        ci = cmp["difference_ci95"] or [float("nan")] * 2
+        text = (
+            f"Against the baseline `{bname}` (test tasks, window {cmp['window']} steps): recovery (reward per step "
+            f"in the last window as a fraction of the window before the change) {cmp['agent_recovery']:.3f} vs "
+            f"{cmp['baseline_recovery']:.3f}, difference {cmp['difference']:+.3f} (95% CI [{ci[0]:+.3f}, "
+            f"{ci[1]:+.3f}]); reward per step before the change {cmp['agent_pre']:.3f} vs {cmp['baseline_pre']:.3f} "
+            f"-> **adapts compared with the baseline: {verdict}**."
+        )
+        return [text, ""], {"baseline": bname, **cmp, "verdict": verdict}
+    mine, theirs = adaptation_gain(traces), adaptation_gain(btraces)
+    if mine is None or theirs is None:
+        return [f"(No comparison with `{bname}`: its episodes or these are too short for a gain.)", ""], {}
+    diff, hw = mine[0] - theirs[0], float(np.hypot(mine[1], theirs[1]))
+    verdict = ("yes: its reward per step rises more than the baseline's" if diff - hw > 0
+               else "no: its reward per step rises less than the baseline's" if diff + hw < 0
+               else "not distinguishable from the baseline")  # fmt: skip
+    text = (f"Against the baseline `{bname}` (test tasks): in-episode gain {mine[0]:+.3f} vs {theirs[0]:+.3f}, "
+            f"difference {diff:+.3f} (95% CI ±{hw:.3f}) -> **adapts compared with the baseline: {verdict}**.")
+    return [text, ""], {"baseline": bname, "gain": mine[0], "baseline_gain": theirs[0], "difference": diff,
+                        "difference_ci95": [diff - hw, diff + hw], "verdict": verdict}
+
+
 def make_report(run_dir: str | Path, episodes: int | None = None, progress: bool = True, wandb=None,
-                video: bool = True) -> Path:
-    """Write the report of ``run_dir`` and return the path of ``report.md``."""
+                video: bool = True, baseline: str | Path | None = None) -> Path:
+    """Write the report of ``run_dir`` and return the path of ``report.md``. With ``baseline`` (another
+    run on the same task, e.g. feed-forward PPO), the adaptation verdict compares against it: "adapts"
+    then means "recovers more than an agent that cannot adapt"."""
     run, cfg = load_run(run_dir)
     traces = {}
     for split in ("train", "test"):
@@ -89,6 +147,14 @@ def make_report(run_dir: str | Path, episodes: int | None = None, progress: bool
             f"to {s.get('late_reward_per_step', float('nan')):.3f} (last 20%): gain {mean:+.3f} "
             f"(95% CI ±{hw:.3f}) -> **{verdict}**."
         )
+    vs_baseline: dict[str, Any] = {}
+    if baseline is not None:
+        brun, _, btraces = _baseline_traces(baseline, cfg, episodes, progress)
+        more, vs_baseline = baseline_lines(traces["test"], str(brun.path), btraces)
+        lines += ["", *more]
+    elif (traces["test"]["switch_at"] >= 0).any():
+        lines += ["", "(Pass `--baseline RUN_DIR` with a run of a non-adaptive agent on the same task, e.g. "
+                  "feed-forward PPO, to judge recovery against it.)", ""]
     bandit = _bandit_info(cfg)
     regret_finals: dict[str, float] = {}
     if bandit is not None:
@@ -116,7 +182,7 @@ def make_report(run_dir: str | Path, episodes: int | None = None, progress: bool
 
     tasks = task_list(cfg, "test")
     probe = plastic_trace(model, cfg, tasks[0] if tasks else None, EVAL_SEED_OFFSET + cfg.seed,
-                          cfg.eval.deterministic)
+                          cfg.eval.deterministic, normalize.load(run))
     if probe is not None:
         figures.append(("Fast weights at several times of one test episode",
                         plot_fast_weights(probe, run.plots / "fast_weights.png")))
@@ -157,6 +223,8 @@ def make_report(run_dir: str | Path, episodes: int | None = None, progress: bool
     summary = {"plots": [str(p.relative_to(run.path)) for p in plots], "regret": regret_finals}
     if gain is not None:
         summary.update(adaptation_gain=gain[0], adaptation_gain_ci95=gain[1])
+    if vs_baseline:
+        summary["vs_baseline"] = vs_baseline
     update_json(run.metrics, "report", summary)
     if wandb is not None:
         wandb.log_images(plots)

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from neuromod_rl.experiment import normalize
 from neuromod_rl.experiment.algos import algo_class
 from neuromod_rl.experiment.config import (
     ExperimentConfig,
@@ -215,11 +216,22 @@ def _unpickle(data: bytes) -> Any:
     return value
 
 
-def snapshot(model, monitor) -> tuple[bytes, bytes]:
+def _find_monitor(env):
+    """The ``VecMonitor`` in ``env``'s stack (a ``VecNormalize`` may sit above it)."""
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    while not isinstance(env, VecMonitor):
+        env = env.venv
+    return env
+
+
+def snapshot(model, env) -> tuple[bytes, bytes]:
     """Serialise everything the next rollout depends on: ``(model zip bytes, state pickle bytes)``."""
     import cloudpickle
     import torch
 
+    monitor = _find_monitor(env)
+    vn = model.get_vec_normalize_env()
     buf = io.BytesIO()
     model.save(buf)
     venv_bytes = None
@@ -237,6 +249,7 @@ def snapshot(model, monitor) -> tuple[bytes, bytes]:
             "python": random.getstate(),
         },
         "venv": venv_bytes,
+        "normalize": None if vn is None else normalize.to_bytes(vn),
         # where the next rollout starts (observation, episode starts, recurrent state): SB3 saves these
         # in the zip, but some algorithms rebuild them on load (RecurrentPPO zeroes its LSTM state)
         "last": _picklable({k: v for k, v in vars(model).items() if k.startswith("_last_")}),
@@ -329,6 +342,7 @@ def _learn(run: Run, cfg: ExperimentConfig, model, monitor, segment: int, opts: 
     buf = io.BytesIO()
     model.save(buf)
     atomic_write_bytes(run.model, buf.getvalue())
+    normalize.save(run, model)
     monitor.close()
     elapsed = time.time() - start
     stats = train_stats(run)
@@ -360,19 +374,24 @@ def train_stats(run: Run) -> dict[str, Any]:
     return {"episodes": int(len(df)), "mean_return_last_100": float(tail.mean())}
 
 
-def train(cfg: ExperimentConfig, opts: TrainOptions) -> TrainResult:
-    """Train ``cfg`` in a new run directory under ``opts.runs_dir`` (removed again if the model cannot
-    be built: a failed start leaves nothing behind)."""
+def train(cfg: ExperimentConfig, opts: TrainOptions, run_dir: Path | None = None) -> TrainResult:
+    """Train ``cfg`` in a new run directory under ``opts.runs_dir``, or in ``run_dir`` (which must not
+    exist yet: callers that name their runs, such as the reproductions, pass it). The directory is
+    removed again if the model cannot be built: a failed start leaves nothing behind."""
     check_memory(cfg)
     venv = build_vec_env(cfg)
-    run = Run.create(opts.runs_dir, cfg.name)
+    if run_dir is None:
+        run = Run.create(opts.runs_dir, cfg.name)
+    else:
+        Path(run_dir).mkdir(parents=True)
+        run = Run(run_dir)
     with RunLock(run, "train"):
         wandb = None
         try:
             atomic_write_text(run.config, dump_config(cfg))
             wandb = init_wandb(opts.wandb, run, cfg.model_dump())
             monitor, segment = _monitor(run, venv)
-            model = build_model(cfg, monitor)
+            model = build_model(cfg, normalize.wrap(cfg, monitor))
         except BaseException:
             if wandb is not None:
                 wandb.finish()
@@ -444,6 +463,7 @@ def _resume(run: Run, overrides: list[str], opts: TrainOptions) -> TrainResult:
             f"Delete {state_path.name} and {model_path.name} (and checkpoints/latest.json) to resume from the "
             "previous checkpoint."
         ) from None
+    stats = normalize.decode(state.get("normalize"))
     if state["venv"] is not None:
         venv = cloudpickle.loads(state["venv"])
     else:
@@ -471,7 +491,7 @@ def _resume(run: Run, overrides: list[str], opts: TrainOptions) -> TrainResult:
         monitor.episode_returns = state["monitor"]["episode_returns"]
         monitor.episode_lengths = state["monitor"]["episode_lengths"]
         monitor.episode_count = state["monitor"]["episode_count"]
-    model.set_env(monitor, force_reset=False)
+    model.set_env(normalize.restore(cfg, monitor, stats), force_reset=False)
     if state["venv"] is None:
         model._last_obs = None  # the rebuilt envs must be reset by learn()
         venv.seed(cfg.seed + step)

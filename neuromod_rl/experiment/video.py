@@ -37,8 +37,10 @@ def record_video(run: Run, cfg: ExperimentConfig, model) -> Path | None:
     if backend not in ("egl", "osmesa"):
         print("Video skipped: set MUJOCO_GL=egl (or osmesa) to render MuJoCo episodes off-screen.", file=sys.stderr)
         return None
+    from neuromod_rl.experiment import normalize
     from neuromod_rl.experiment.environment import make_env
 
+    see = normalize.load(run) or (lambda o: o)
     try:
         import imageio.v2 as imageio
 
@@ -47,7 +49,7 @@ def record_video(run: Run, cfg: ExperimentConfig, model) -> Path | None:
         obs, _ = env.reset(seed=cfg.seed)
         state, start = None, np.ones(1, dtype=bool)
         for t in range(MAX_STEPS):
-            action, state = model.predict(obs[None], state=state, episode_start=start, deterministic=True)
+            action, state = model.predict(see(obs[None]), state=state, episode_start=start, deterministic=True)
             start = np.zeros(1, dtype=bool)
             obs, _, term, trunc, _ = env.step(action[0])
             if t % FRAME_EVERY == 0:

@@ -40,6 +40,9 @@ ALGOS = {
     # rollouts of 7 steps per env cut the 10-step episodes: the plastic state must survive the resume
     "plastic_ppo_mid_episode": {"n_timesteps": 84, "checkpoint_freq": 0,
                                 "hyperparameters": {"n_steps": 7, "batch_size": 14, "n_epochs": 2, "gamma": 0.9}},
+    # VecNormalize, checkpoint mid-episode: its running statistics and discounted returns travel along
+    "plastic_ppo_normalize": {"normalize": True, "n_timesteps": 96, "checkpoint_freq": 0,
+                              "hyperparameters": {"n_steps": 8, "batch_size": 16, "n_epochs": 2, "gamma": 0.9}},
     # RecurrentPPO rebuilds its LSTM state on load and uses orthogonal init (thread-count dependent)
     "recurrent_ppo": {"algo": "recurrent_ppo", "policy": "MlpLstmPolicy", "policy_kwargs": {"lstm_hidden_size": 8}},
 }
@@ -54,7 +57,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, algo, cap
     assert not cut.finished and cut.num_timesteps < cfg.n_timesteps
     assert not (cut.run.path / "model.zip").exists()
     step = json.loads((cut.run.checkpoints / "latest.json").read_text())["step"]
-    assert step == {"plastic_ppo_mid_episode": 42}.get(algo, 40)
+    assert step == {"plastic_ppo_mid_episode": 42, "plastic_ppo_normalize": 32}.get(algo, 40)
     assert "Resume with: neuromod-rl train --resume" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is given back
 

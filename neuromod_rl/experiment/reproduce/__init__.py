@@ -14,11 +14,19 @@ import sys
 import time
 from pathlib import Path
 
+from neuromod_rl.experiment.reproduce.multiseed import StudyOptions
+
 REPRODUCTIONS = {
     "gregor": "neuromod_rl.experiment.reproduce.gregor",
     "blur": "neuromod_rl.experiment.reproduce.blur",
     "l2l": "neuromod_rl.experiment.reproduce.l2l",
     "pomdp": "neuromod_rl.experiment.reproduce.pomdp",
+    "crippled-cheetah": "neuromod_rl.experiment.reproduce.crippled_cheetah",
+    "crippled-ant": "neuromod_rl.experiment.reproduce.crippled_ant",
+    "cheetah-vel": "neuromod_rl.experiment.reproduce.cheetah_vel",
+    "bandit": "neuromod_rl.experiment.reproduce.bandit",
+    "cue": "neuromod_rl.experiment.reproduce.cue",
+    "maze": "neuromod_rl.experiment.reproduce.maze",
 }
 SCALES = ("smoke", "default", "paper")
 
@@ -35,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="master seed (every random draw derives from it)")
     p.add_argument("--out", type=Path, default=Path("docs/results"), help="folder for the report and plots")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="number of seeds (default: the scale's, at least 3); seeds are SEED, SEED+1, ...")
+    p.add_argument("--workers", type=int, default=1,
+                   help="runs trained at once, one process and one torch thread each (e.g. 2 on 2 cores)")
+    p.add_argument("--runs-dir", type=Path, default=Path("runs/reproduce"),
+                   help="where the studies keep their run directories (models, checkpoints, logs)")
     return p
 
 
@@ -43,18 +57,25 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torch
 
-    if args.threads is not None:
-        if args.threads <= 0:
-            print(f"--threads must be positive, got {args.threads}", file=sys.stderr)
+    for flag, value in (("--threads", args.threads), ("--seeds", args.seeds), ("--workers", args.workers)):
+        if value is not None and value <= 0:
+            print(f"{flag} must be positive, got {value}", file=sys.stderr)
             return 2
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
     module = importlib.import_module(REPRODUCTIONS[args.name])
-    command = "neuromod-rl reproduce " + " ".join(
-        [args.name, "--scale", args.scale, "--seed", str(args.seed), "--out", str(args.out)]
-    )
+    parts = [args.name, "--scale", args.scale, "--seed", str(args.seed), "--out", str(args.out)]
+    if args.seeds is not None:
+        parts += ["--seeds", str(args.seeds)]
+    if args.workers != 1:
+        parts += ["--workers", str(args.workers)]
+    if args.runs_dir != Path("runs/reproduce"):
+        parts += ["--runs-dir", str(args.runs_dir)]
+    command = "neuromod-rl reproduce " + " ".join(parts)
     args.out.mkdir(parents=True, exist_ok=True)
+    options = StudyOptions(seeds=args.seeds, workers=args.workers, runs_dir=args.runs_dir)
     start = time.perf_counter()
-    report = module.run(scale=args.scale, seed=args.seed, out=args.out, command=command)
+    report = module.run(scale=args.scale, seed=args.seed, out=args.out, command=command, options=options)
     print(f"wrote {report} in {time.perf_counter() - start:.0f} s")
     return 0
 

@@ -19,6 +19,7 @@ import copy
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as Fn
 from tqdm.auto import tqdm
@@ -31,6 +32,7 @@ from neuromod_rl.experiment.reproduce.common import (
     save_figure,
     settings_dict,
 )
+from neuromod_rl.experiment.reproduce.multiseed import Job, Progress, StudyOptions, fingerprint, run_jobs, seed_list
 from neuromod_rl.plasticity.blur_network import BlurGenome, BlurNetwork
 
 
@@ -196,10 +198,14 @@ def meta_train_cmaes(genome: BlurGenome, s: Settings, seed: int) -> list[float]:
     return history
 
 
-def run(scale: str, seed: int, out: Path, command: str) -> Path:
+VERSION = "blur-1"  # bump when compute() changes (stored per-seed results are then recomputed)
+GENOME_FIELDS = ("nu_f", "nu_b", "P", "Q", "upd_f", "keep_b", "upd_b", "keep_s", "upd_s")
+
+
+def compute(_: str, seed: int, scale: str) -> dict:
+    """One seed: tune SGD/Adam, meta-train both genomes, evaluate every learner on the held-out classes.
+    JSON-able: ``curves[learner]`` = mean held-out accuracy over the evaluation tasks at each checkpoint."""
     s = SCALES[scale]
-    report = Report("blur", "BLUR: meta-learned bidirectional update rules (Sandler et al. 2021)",
-                    command, seed, scale, settings_dict(s))  # fmt: skip
     torch.manual_seed(seed)
     checkpoints = tuple(c for c in s.checkpoints if c <= s.eval_steps)
 
@@ -229,74 +235,97 @@ def run(scale: str, seed: int, out: Path, command: str) -> Path:
     tasks = [Task(HELDOUT_CLASSES, seed + 40_000 + 17 * j) for j in range(s.eval_seeds)]
     curves = {}
     for name, fn in tqdm(learners.items(), desc="blur: held-out evaluation", leave=False):
-        curves[name] = torch.tensor([fn(t) for t in tasks])  # [seeds, checkpoints]
+        curves[name] = torch.tensor([fn(t) for t in tasks]).mean(0).tolist()  # mean over evaluation tasks
+    genomes = {label: {f: _fmt(getattr(g, f)) for f in GENOME_FIELDS}
+               for label, g in {"start": start, "gradient": grad_genome, "CMA-ES": cma_genome}.items()}
+    return {"lrs": lrs, "curves": curves, "grad_hist": grad_hist, "cma_hist": cma_hist, "genomes": genomes,
+            "grad_steps_used": len(grad_hist), "n_numbers": start.n_numbers, "checkpoints": list(checkpoints)}
+
+
+def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | None = None) -> Path:
+    options = options or StudyOptions()
+    s = SCALES[scale]
+    seeds = seed_list(seed, options.seeds or 3)
+    report = Report("blur", "BLUR: meta-learned bidirectional update rules (Sandler et al. 2021)",
+                    command, seed, scale, settings_dict(s), seeds=seeds)  # fmt: skip
+    progress = Progress(out, "blur", scale)
+    fp = fingerprint([settings_dict(s), VERSION])
+    per_seed = run_jobs(progress, [Job("all", sd, fp, compute, (scale,)) for sd in seeds], options.workers)
+    runs = [per_seed[("all", sd)] for sd in seeds]
+    checkpoints = runs[0]["checkpoints"]
+    # per learner: [seeds, checkpoints] of per-seed mean accuracies; claims read the median over seeds
+    curves = {name: np.array([r["curves"][name] for r in runs]) for name in runs[0]["curves"]}
+    med = {name: np.median(c, axis=0) for name, c in curves.items()}
 
     fig, (ax,) = new_figure()
     for name, c in curves.items():
-        m, sd = c.mean(0), c.std(0) if c.shape[0] > 1 else torch.zeros(c.shape[1])
-        ax.errorbar(checkpoints, m.numpy(), yerr=sd.numpy(), label=name, capsize=2,
+        lo, hi = np.percentile(c, 25, axis=0), np.percentile(c, 75, axis=0)
+        ax.errorbar(checkpoints, med[name], yerr=[med[name] - lo, hi - med[name]], label=name, capsize=2,
                     lw=2 if "learned" in name else 1)  # fmt: skip
-    ax.set(xlabel="training steps", ylabel="held-out accuracy", title=f"digits {HELDOUT_CLASSES}, unseen classes")
+    ax.set(xlabel="training steps", ylabel="held-out accuracy (median, IQR over seeds)",
+           title=f"digits {HELDOUT_CLASSES}, unseen classes")  # fmt: skip
     ax.legend(fontsize=7)
     img = save_figure(fig, out, "blur_accuracy.png")
     fig, (ax,) = new_figure()
-    ax.plot(grad_hist, label="gradient (meta-loss per iteration)")
-    ax.plot(torch.linspace(0, len(grad_hist), len(cma_hist)).numpy(), cma_hist, label="CMA-ES (best per generation)")
+    for sd, r in zip(seeds, runs):
+        line = ax.plot(r["grad_hist"], label=f"gradient, seed {sd}")[0]
+        ax.plot(np.linspace(0, len(r["grad_hist"]), len(r["cma_hist"])), r["cma_hist"], "--", color=line.get_color(),
+                label=f"CMA-ES best, seed {sd}")  # fmt: skip
     ax.set(
         xlabel="gradient meta-step (CMA-ES generations stretched to fit)",
         ylabel="meta-loss (soft-capped CE)",
         title="BLUR meta-training",
     )
-    ax.legend()
+    ax.legend(fontsize=6)
     img_meta = save_figure(fig, out, "blur_meta_training.png")
 
-    rows = [[name] + [f"{c[:, i].mean():.3f} ± {c[:, i].std() if c.shape[0] > 1 else 0:.3f}"
-                      for i in range(len(checkpoints))] for name, c in curves.items()]  # fmt: skip
-    sgd = curves["SGD (tuned lr)"].mean(0)
+    rows = [[name] + [f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in
+                      zip(med[name], np.percentile(c, 25, axis=0), np.percentile(c, 75, axis=0))]
+            for name, c in curves.items()]  # fmt: skip
+    sgd = med["SGD (tuned lr)"]
     for key in ("BLUR gradient-learned", "BLUR CMA-ES-learned"):
-        c = curves[key].mean(0)
+        c = med[key]
         ok_steps = [str(cp) for cp, a, b in zip(checkpoints, c, sgd) if cp > 0 and a >= b]
         label = key.split(" ", 1)[1]
         report.claim(
-            f"{label} genome: held-out accuracy >= tuned SGD after {s.eval_steps} steps",
+            f"{label} genome: held-out accuracy >= tuned SGD after {s.eval_steps} steps (medians over seeds)",
             bool(c[-1] >= sgd[-1]),
-            f"{c[-1]:.3f} vs SGD {sgd[-1]:.3f} (mean of {s.eval_seeds} seeds)",
+            f"{c[-1]:.3f} vs SGD {sgd[-1]:.3f} (median over {len(seeds)} seeds of the mean over {s.eval_seeds} tasks)",
         )
         report.claim(
-            f"{label} genome: held-out accuracy >= tuned SGD at every checkpoint",
+            f"{label} genome: held-out accuracy >= tuned SGD at every checkpoint (medians over seeds)",
             len(ok_steps) == len(checkpoints) - 1,
             f">= SGD at steps {', '.join(ok_steps) or 'none'} of {', '.join(str(c) for c in checkpoints if c > 0)}; "
             f"mean over them {c[1:].mean():.3f} vs SGD {sgd[1:].mean():.3f}",
         )
-    bp = curves["BLUR backprop genome"].mean(0)
+    gap = max(float(np.abs(np.subtract(r["curves"]["BLUR backprop genome"], r["curves"]["SGD (tuned lr)"])).max())
+              for r in runs)  # fmt: skip
     report.claim(
-        "the backprop genome equals SGD (same curve; float32 rounding aside)",
-        torch.allclose(bp, sgd, atol=0.01),
-        f"max |difference| {float((bp - sgd).abs().max()):.2g}",
+        "the backprop genome equals SGD (same curve in every seed; float32 rounding aside)",
+        gap <= 0.01,
+        f"max |difference| {gap:.2g}",
     )
+    lrs = "; ".join(f"seed {sd}: SGD {r['lrs']['SGD']}, Adam {r['lrs']['Adam']}" for sd, r in zip(seeds, runs))
+    used = ", ".join(str(r["grad_steps_used"]) for r in runs)
     report.add(
-        f"## Held-out classes {HELDOUT_CLASSES} ({s.eval_seeds} seeds: init and batch order)\n\n"
-        f"Tuned learning rates (on classes {TRAIN_CLASSES}): SGD {lrs['SGD']}, Adam {lrs['Adam']}. "
-        f"Both genomes started from the backprop genome at rate {s.start_lr} plus N(0, {s.init_noise}²) "
-        f"noise. Gradient meta-training used {len(grad_hist)} of {s.meta_iters} meta-steps"
-        + (" (the others had non-finite gradients and were skipped). " if len(grad_hist) < s.meta_iters else ". ")
-        + f"Accuracy (mean ± sd over seeds) on held-out examples after n training steps of batch {s.batch}:\n\n"
+        f"## Held-out classes {HELDOUT_CLASSES} ({len(seeds)} seeds; each the mean of {s.eval_seeds} tasks: init "
+        f"and batch order)\n\nTuned learning rates (on classes {TRAIN_CLASSES}): {lrs}. Both genomes started from "
+        f"the backprop genome at rate {s.start_lr} plus N(0, {s.init_noise}²) noise. Gradient meta-training used "
+        f"{used} of {s.meta_iters} meta-steps per seed (steps with non-finite gradients are skipped). Accuracy "
+        f"(median [25%, 75%] over seeds) on held-out examples after n training steps of batch {s.batch}:\n\n"
         + markdown_table(["learner"] + [f"{c} steps" for c in checkpoints], rows)
         + f"\n\n{img}\n\n{img_meta}"
     )
-    names = ("nu_f", "nu_b", "P", "Q", "upd_f", "keep_b", "upd_b", "keep_s", "upd_s")
-    genomes = {"start": start, "gradient": grad_genome, "CMA-ES": cma_genome}
     report.add(
-        f"## Genomes ({start.n_numbers} numbers, k = {s.k})\n\n```\n"
-        + "\n".join(
-            f"{label:>9}: " + "; ".join(f"{n}={_fmt(getattr(g, n))}" for n in names) for label, g in genomes.items()
-        )
+        f"## Genomes ({runs[0]['n_numbers']} numbers, k = {s.k}), first seed\n\n```\n"
+        + "\n".join(f"{label:>9}: " + "; ".join(f"{n}={v}" for n, v in g.items())
+                     for label, g in runs[0]["genomes"].items())
         + "\n```"
     )
+    report.add(f"Compute: {progress.total_seconds():.0f} s over all seeds; per-seed numbers in "
+               f"`{progress.path.name}`.")
     return report.write(out)
 
 
 def _fmt(t: torch.Tensor) -> str:
-    import numpy as np
-
     return np.array2string(t.detach().numpy(), precision=3, separator=",", suppress_small=True).replace("\n", "")

@@ -24,12 +24,18 @@ class Report:
     sections: list[str] = field(default_factory=list)
     claims: list[tuple[str, bool, str]] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
+    seeds: list[int] | None = None  # a multi-seed study: every seed it ran (``seed`` is the first)
 
     def add(self, markdown: str) -> None:
         self.sections.append(markdown.strip())
 
     def claim(self, text: str, reproduced: bool, evidence: str) -> None:
         self.claims.append((text, bool(reproduced), evidence))
+
+    def _seeds(self) -> str:
+        if not self.seeds:
+            return f"seed `{self.seed}`"
+        return f"{len(self.seeds)} seeds (`{', '.join(str(s) for s in self.seeds)}`)"
 
     def write(self, out: Path) -> Path:
         import torch
@@ -42,7 +48,7 @@ class Report:
             "",
             f"```\n{self.command}\n```",
             "",
-            f"- scale `{self.scale}`, seed `{self.seed}`, wall time {elapsed:.0f} s on {torch.get_num_threads()} "
+            f"- scale `{self.scale}`, {self._seeds()}, wall time {elapsed:.0f} s on {torch.get_num_threads()} "
             f"torch thread(s), {platform.processor() or platform.machine()}, torch {torch.__version__}",
             "",
             "## Target claims",

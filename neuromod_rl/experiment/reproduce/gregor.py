@@ -24,12 +24,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as Fn
 from torch import nn
 from tqdm.auto import tqdm
 
 from neuromod_rl.experiment.reproduce.common import Report, markdown_table, new_figure, save_figure, settings_dict
+from neuromod_rl.experiment.reproduce.multiseed import Job, Progress, StudyOptions, fingerprint, run_jobs, seed_list
 from neuromod_rl.plasticity import PlasticRNNCell, scan
 
 
@@ -173,13 +175,16 @@ def train(model, s: Settings, seed: int, desc: str) -> None:
         opt.step()
 
 
-def run(scale: str, seed: int, out: Path, command: str) -> Path:
+VERSION = "gregor-1"  # bump when compute() changes (stored per-seed results are then recomputed)
+NAMES = ["metanet (plastic)", "RNN", "LSTM"]
+
+
+def compute(_: str, seed: int, scale: str) -> dict:
+    """One seed: train every model of every size group, then recall at each K (the same test
+    sequences for every model). JSON-able: ``recall["<name>|<size>"] = [recall at each K]``."""
     s = SCALES[scale]
-    report = Report("gregor", "Learned neuron and synapse update rules that remember (Gregor 2020)",
-                    command, seed, scale, settings_dict(s))  # fmt: skip
     n_in, n_out = s.pattern_bits + 2, s.pattern_bits
-    results: dict[tuple[str, int], list[float]] = {}
-    sizes_used: dict[tuple[str, int], tuple[int, int]] = {}
+    recall, hidden, params = {}, {}, {}
     for size in s.sizes:
         torch.manual_seed(seed + size)
         plastic = PlasticMemory(n_in, size, n_out, s)
@@ -188,51 +193,76 @@ def run(scale: str, seed: int, out: Path, command: str) -> Path:
         for kind in ("rnn", "lstm"):
             models[kind.upper()] = RecurrentMemory(kind, n_in, matched_hidden(kind, n_in, n_out, budget), n_out)
         for name, model in models.items():
-            train(model, s, seed + 1, desc=f"gregor {name} N={size}")
+            train(model, s, seed + 1, desc=f"gregor {name} N={size} seed {seed}")
             eval_gen = torch.Generator().manual_seed(seed + 999)  # the same test sequences for every model
-            results[(name, size)] = [recall_score(model, s, k, eval_gen) for k in s.k_eval]
-            hidden = size if name.startswith("metanet") else model.core.hidden_size
-            sizes_used[(name, size)] = (hidden, n_params(model))
+            key = f"{name}|{size}"
+            recall[key] = [recall_score(model, s, k, eval_gen) for k in s.k_eval]
+            hidden[key] = size if name.startswith("metanet") else model.core.hidden_size
+            params[key] = n_params(model)
+    return {"recall": recall, "hidden": hidden, "params": params}
 
-    names = ["metanet (plastic)", "RNN", "LSTM"]
+
+def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | None = None) -> Path:
+    options = options or StudyOptions()
+    s = SCALES[scale]
+    seeds = seed_list(seed, options.seeds or 3)
+    report = Report("gregor", "Learned neuron and synapse update rules that remember (Gregor 2020)",
+                    command, seed, scale, settings_dict(s), seeds=seeds)  # fmt: skip
+    progress = Progress(out, "gregor", scale)
+    fp = fingerprint([settings_dict(s), VERSION])
+    per_seed = run_jobs(progress, [Job("all", sd, fp, compute, (scale,)) for sd in seeds], options.workers)
+    runs = [per_seed[("all", sd)] for sd in seeds]
+    # median over seeds of each recall value, and its 25th/75th percentiles
+    stats = {key: np.percentile([r["recall"][key] for r in runs], [50, 25, 75], axis=0)
+             for key in runs[0]["recall"]}  # fmt: skip
+    results = {(name, size): stats[f"{name}|{size}"][0].tolist() for name in NAMES for size in s.sizes}
+
     fig, axes = new_figure(ncols=2)
     for (name, size), r in results.items():
         style = {"metanet (plastic)": "-", "RNN": ":", "LSTM": "--"}[name]
-        axes[0].plot(s.k_eval, r, style, marker="o", label=f"{name} N={size}")
-    axes[0].set(xlabel="K (patterns to remember)", ylabel="recall (bits correct)", title="recall vs K")
+        q = stats[f"{name}|{size}"]
+        line = axes[0].plot(s.k_eval, r, style, marker="o", label=f"{name} N={size}")[0]
+        axes[0].fill_between(s.k_eval, q[1], q[2], color=line.get_color(), alpha=0.15, linewidth=0)
+    axes[0].set(xlabel="K (patterns to remember)", ylabel="recall (bits correct)",
+                title=f"recall vs K (median, IQR over {len(seeds)} seeds)")  # fmt: skip
     axes[0].legend(fontsize=6)
-    for name in names:
+    for name in NAMES:
         axes[1].plot(s.sizes, [results[(name, n)][-1] for n in s.sizes], marker="o", label=name)
     axes[1].set(xlabel="plastic network size N (baselines: equal parameters)", ylabel=f"recall at K={s.k_eval[-1]}",
-                xscale="log", title="recall vs size")  # fmt: skip
+                xscale="log", title="recall vs size (median over seeds)")  # fmt: skip
     axes[1].legend(fontsize=7)
     img = save_figure(fig, out, "gregor_recall.png")
 
-    rows = [[name, size, *sizes_used[(name, size)], *results[(name, size)]] for name in names for size in s.sizes]
+    rows = [[name, size, runs[0]["hidden"][f"{name}|{size}"], runs[0]["params"][f"{name}|{size}"],
+             *[f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in zip(*stats[f"{name}|{size}"])]]
+            for name in NAMES for size in s.sizes]  # fmt: skip
     plastic = [results[("metanet (plastic)", n)] for n in s.sizes]
     falls = all(all(b <= a + 0.01 for a, b in zip(r[:-1], r[1:])) for r in plastic)
     report.claim(
-        "recall falls with K (plastic network, every size; tolerance 0.01)",
+        "recall falls with K (plastic network, every size; median over seeds; tolerance 0.01)",
         falls,
         "; ".join(f"N={n}: " + " → ".join(f"{v:.3f}" for v in r) for n, r in zip(s.sizes, plastic)),
     )
     mean_by_size = [sum(r) / len(r) for r in plastic]
     report.claim(
-        "recall rises with network size (plastic network, mean over K)",
+        "recall rises with network size (plastic network, mean over K of the medians)",
         all(b > a for a, b in zip(mean_by_size[:-1], mean_by_size[1:])),
         " → ".join(f"N={n}: {v:.3f}" for n, v in zip(s.sizes, mean_by_size)),
     )
     kl = s.k_eval[-1]
     wins = [(n, results[("metanet (plastic)", n)][-1], results[("LSTM", n)][-1]) for n in s.sizes]
     report.claim(
-        f"the plastic network beats the equal-parameter LSTM at large K (K={kl}, every size)",
+        f"the plastic network beats the equal-parameter LSTM at large K (K={kl}, every size, medians)",
         all(a > b for _, a, b in wins),
         "; ".join(f"N={n}: {a:.3f} vs {b:.3f}" for n, a, b in wins),
     )
     report.add(
-        f"## Recall (fraction of recalled bits correct; chance 0.5; {s.eval_batch} test sequences per K)\n\n"
+        f"## Recall (fraction of recalled bits correct; chance 0.5; {s.eval_batch} test sequences per K; "
+        f"median [25%, 75%] over {len(seeds)} seeds)\n\n"
         + markdown_table(["model", "size group N", "hidden units", "parameters", *[f"K={k}" for k in s.k_eval]], rows)
         + f"\n\nTrained with truncated BPTT every {s.tbptt} steps; a sequence has 2·K·{s.hold} steps "
         f"(every pattern and cue is held {s.hold} step(s), the answer read at the cue's last step).\n\n{img}"
     )
+    report.add(f"Compute: {progress.total_seconds():.0f} s over all seeds; per-seed numbers in "
+               f"`{progress.path.name}`.")
     return report.write(out)

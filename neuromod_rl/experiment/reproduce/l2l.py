@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as Fn
 from tqdm.auto import tqdm
@@ -29,6 +30,7 @@ from neuromod_rl.experiment.reproduce.common import (
     save_figure,
     settings_dict,
 )
+from neuromod_rl.experiment.reproduce.multiseed import Job, Progress, StudyOptions, fingerprint, run_jobs, seed_list
 from neuromod_rl.plasticity.learned_optimizer import L2LOptimizer
 
 
@@ -200,10 +202,13 @@ def compare(opt, s: Settings, make_train, make_test, steps: int, label: str):
     return curves, lrs
 
 
-def run(scale: str, seed: int, out: Path, command: str) -> Path:
+VERSION = "l2l-1"  # bump when compute() changes (stored per-seed results are then recomputed)
+
+
+def compute(_: str, seed: int, scale: str) -> dict:
+    """One seed: meta-train the LSTM optimizer on each problem class and compare it with the tuned
+    baselines on held-out problems. JSON-able (per-step curves as lists; a diverged run is inf)."""
     s = SCALES[scale]
-    report = Report("l2l", "Learning to learn by gradient descent by gradient descent (Andrychowicz et al. 2016)",
-                    command, seed, scale, settings_dict(s))  # fmt: skip
     torch.manual_seed(seed)
     # Disjoint seed streams: meta-training, tuning, validation and test problems never overlap.
     gens = {k: torch.Generator().manual_seed(seed * 1000 + i) for i, k in enumerate(["meta", "tune", "val", "test"])}
@@ -234,33 +239,7 @@ def run(scale: str, seed: int, out: Path, command: str) -> Path:
         return sample_quadratics(s.problems, s.dim, gens["tune"])
 
     curves, lrs = compare(opt, s, make_tune, make_test, s.steps, "quadratics")
-    fig, (ax,) = new_figure()
-    for name, c in curves.items():
-        ax.plot(c.numpy(), label=name, lw=2 if name.startswith("L2L") else 1)
-    start_loss = float(curves["L2L (LSTM)"][0])
-    # a diverging baseline (SGD at its tuned rate meets a stiffer held-out problem) would flatten the rest
-    ax.set(yscale="log", xlabel="step", ylabel="mean loss (held-out quadratics)", title="10-d quadratics",
-           ylim=(None, 10 * start_loss))  # fmt: skip
-    ax.legend()
-    img_q = save_figure(fig, out, "l2l_quadratics.png")
-    rows = [(n, lrs.get(n, "learned"), float(c[-1])) for n, c in curves.items()]
-    best_adam = curves["Adam"][-1].item()
-    l2l_final = curves["L2L (LSTM)"][-1].item()
-    best_hand = min(float(curves[n][-1]) for n in BASELINES)
-    report.claim(
-        f"L2L reaches a lower mean final loss than tuned Adam on held-out quadratics after {s.steps} steps",
-        l2l_final < best_adam,
-        f"L2L {l2l_final:.4g} vs Adam {best_adam:.4g} (best hand-designed {best_hand:.4g})",
-    )
-    report.add(
-        f"## 10-d quadratics ({s.eval_problems} held-out problems, {s.steps} steps)\n\n"
-        + markdown_table(["optimizer", "tuned lr", f"mean loss at step {s.steps}"], rows)
-        + "\n\nLearning rates were tuned on other problems of the class (lowest mean final loss); a rate "
-        "that is stable there can diverge on a stiffer held-out problem, which then dominates that mean."
-        + f"\n\nValidation loss of the LSTM during meta-training (every {s.validate_every} iterations): "
-        + ", ".join(f"{v:.3g}" for v in history)
-        + f"\n\n{img_q}"
-    )
+    quad_out = {"curves": {n: c.tolist() for n, c in curves.items()}, "lrs": lrs, "history": history}
 
     # -- MLP on digits ----------------------------------------------------------------------------------
     x, y = load_digits_split(list(range(10)))
@@ -303,35 +282,104 @@ def run(scale: str, seed: int, out: Path, command: str) -> Path:
             o.zero_grad()
             loss.sum().backward()
             o.step()
-        mlp_curves[name] = torch.tensor(c)
+        mlp_curves[name] = c
         acc[name] = train.accuracy(theta.detach(), heldout_x, heldout_y).mean().item()
     loss_fn, theta0 = make_mlp_test()
     losses, theta, _ = mlp_opt.unroll(loss_fn, theta0.clone(), s.steps, track_meta=False)
-    mlp_curves["L2L (LSTM)"] = losses
+    mlp_curves["L2L (LSTM)"] = losses.tolist()
     acc["L2L (LSTM)"] = train.accuracy(theta.detach(), heldout_x, heldout_y).mean().item()
+    mlp_out = {"curves": mlp_curves, "lrs": mlp_lrs, "accuracy": acc, "history": mlp_history}
+    return {"quadratics": quad_out, "mlp": mlp_out}
+
+
+def _median_curves(runs: list[dict], part: str) -> dict[str, np.ndarray]:
+    """Per optimizer, the median over seeds of the per-step curve."""
+    names = runs[0][part]["curves"]
+    return {n: np.median(np.array([r[part]["curves"][n] for r in runs], dtype=np.float64), axis=0) for n in names}
+
+
+def _miqr(values) -> str:
+    m, lo, hi = np.percentile(np.asarray(values, dtype=np.float64), [50, 25, 75])
+    return f"{m:.4g} [{lo:.4g}, {hi:.4g}]"
+
+
+def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | None = None) -> Path:
+    options = options or StudyOptions()
+    s = SCALES[scale]
+    seeds = seed_list(seed, options.seeds or 3)
+    report = Report("l2l", "Learning to learn by gradient descent by gradient descent (Andrychowicz et al. 2016)",
+                    command, seed, scale, settings_dict(s), seeds=seeds)  # fmt: skip
+    progress = Progress(out, "l2l", scale)
+    fp = fingerprint([settings_dict(s), VERSION])
+    per_seed = run_jobs(progress, [Job("all", sd, fp, compute, (scale,)) for sd in seeds], options.workers)
+    runs = [per_seed[("all", sd)] for sd in seeds]
+
+    # -- quadratics -----------------------------------------------------------------------------------
+    curves = _median_curves(runs, "quadratics")
+    fig, (ax,) = new_figure()
+    for name, c in curves.items():
+        ax.plot(c, label=name, lw=2 if name.startswith("L2L") else 1)
+    start_loss = float(curves["L2L (LSTM)"][0])
+    # a diverging baseline (SGD at its tuned rate meets a stiffer held-out problem) would flatten the rest
+    ax.set(yscale="log", xlabel="step", ylabel=f"mean loss (held-out quadratics), median of {len(seeds)} seeds",
+           title="10-d quadratics", ylim=(None, 10 * start_loss))  # fmt: skip
+    ax.legend()
+    img_q = save_figure(fig, out, "l2l_quadratics.png")
+    finals = {n: [r["quadratics"]["curves"][n][-1] for r in runs] for n in curves}
+    lr_text = lambda part, n: ", ".join(str(r[part]["lrs"].get(n, "learned")) for r in runs)  # noqa: E731
+    rows = [(n, lr_text("quadratics", n), _miqr(v)) for n, v in finals.items()]
+    best_adam = float(np.median(finals["Adam"]))
+    l2l_final = float(np.median(finals["L2L (LSTM)"]))
+    best_hand = min(float(np.median(finals[n])) for n in BASELINES)
+    report.claim(
+        f"L2L reaches a lower mean final loss than tuned Adam on held-out quadratics after {s.steps} steps "
+        "(medians over seeds)",
+        l2l_final < best_adam,
+        f"L2L {l2l_final:.4g} vs Adam {best_adam:.4g} (best hand-designed {best_hand:.4g})",
+    )
+    report.add(
+        f"## 10-d quadratics ({s.eval_problems} held-out problems, {s.steps} steps, {len(seeds)} seeds)\n\n"
+        + markdown_table(["optimizer", "tuned lr (per seed)", f"mean loss at step {s.steps}: median [IQR]"], rows)
+        + "\n\nLearning rates were tuned on other problems of the class (lowest mean final loss); a rate "
+        "that is stable there can diverge on a stiffer held-out problem, which then dominates that mean."
+        + f"\n\nValidation loss of the LSTM during meta-training (every {s.validate_every} iterations), first seed: "
+        + ", ".join(f"{v:.3g}" for v in runs[0]["quadratics"]["history"])
+        + f"\n\n{img_q}"
+    )
+
+    # -- MLP on digits ----------------------------------------------------------------------------------
+    mlp_curves = _median_curves(runs, "mlp")
     fig, (ax,) = new_figure()
     window = max(1, s.steps // 20)
     for name, c in mlp_curves.items():
-        smooth = torch.nn.functional.avg_pool1d(c.view(1, 1, -1), window, 1).view(-1)
-        ax.plot(smooth.numpy(), label=name, lw=2 if name.startswith("L2L") else 1)
-    ax.set(yscale="log", xlabel="step", ylabel=f"minibatch loss (moving mean {window})", title="MLP on digits")
+        smooth = np.convolve(c, np.ones(window) / window, mode="valid")
+        ax.plot(smooth, label=name, lw=2 if name.startswith("L2L") else 1)
+    ax.set(yscale="log", xlabel="step", ylabel=f"minibatch loss (moving mean {window}), median of seeds",
+           title="MLP on digits")  # fmt: skip
     ax.legend()
     img_m = save_figure(fig, out, "l2l_digits_mlp.png")
     last = max(1, s.steps // 10)
-    rows = [(n, mlp_lrs.get(n, "learned"), c[-last:].mean().item(), acc[n]) for n, c in mlp_curves.items()]
-    l2l_mlp = mlp_curves["L2L (LSTM)"][-last:].mean().item()
-    best_mlp = min(mlp_curves[n][-last:].mean().item() for n in BASELINES)
+    tails = {n: [float(np.mean(r["mlp"]["curves"][n][-last:])) for r in runs] for n in mlp_curves}
+    accs = {n: [r["mlp"]["accuracy"][n] for r in runs] for n in mlp_curves}
+    rows = [(n, lr_text("mlp", n), _miqr(tails[n]), _miqr(accs[n])) for n in mlp_curves]
+    l2l_mlp = float(np.median(tails["L2L (LSTM)"]))
+    best_mlp = min(float(np.median(tails[n])) for n in BASELINES)
     report.claim(
-        "L2L beats every tuned hand-designed optimizer on the digits MLP (training loss, last 10% of steps)",
+        "L2L beats every tuned hand-designed optimizer on the digits MLP (training loss, last 10% of steps, "
+        "medians over seeds)",
         l2l_mlp < best_mlp,
         f"L2L {l2l_mlp:.4g} vs best baseline {best_mlp:.4g}",
     )
     report.add(
         f"## MLP on digits (64-{s.mlp_hidden}-10 sigmoid, {s.mlp_eval_nets} fresh networks, {s.steps} steps, "
-        f"batch {s.mlp_batch})\n\nMeta-trained on 70% of the digits, accuracy measured on the other 30%.\n\n"
-        + markdown_table(["optimizer", "tuned lr", f"mean train loss, last {last} steps", "held-out accuracy"], rows)
-        + "\n\nValidation loss during meta-training: "
-        + ", ".join(f"{v:.3g}" for v in mlp_history)
+        f"batch {s.mlp_batch}, {len(seeds)} seeds)\n\nMeta-trained on 70% of the digits, accuracy measured on the "
+        "other 30%. Median [25%, 75%] over seeds:\n\n"
+        + markdown_table(["optimizer", "tuned lr (per seed)", f"mean train loss, last {last} steps",
+                          "held-out accuracy"], rows)
+        + "\n\nValidation loss during meta-training, first seed: "
+        + ", ".join(f"{v:.3g}" for v in runs[0]["mlp"]["history"])
         + f"\n\n{img_m}"
     )
+    report.add(f"Compute: {progress.total_seconds():.0f} s over all seeds; per-seed numbers in "
+               f"`{progress.path.name}`.")
     return report.write(out)

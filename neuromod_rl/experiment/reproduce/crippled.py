@@ -1,0 +1,109 @@
+"""A limb fails mid-episode: the crippled-body studies (HalfCheetah joints, Ant legs).
+
+Every agent trains on episodes where one of the *training* limbs breaks at ``change_at`` (the body
+is intact before), and is evaluated on (a) the held-out limb (``split="test"``, never broken in
+training), (b) the training limbs, (c) the intact body. Metrics (defined in
+:mod:`neuromod_rl.experiment.adaptation`): reward per step in the window before the failure, right
+after it and at the end of the episode; recovery = end-of-episode reward per step as a fraction of
+the pre-failure one; regained = share of the drop won back; and the intact body's reward per step,
+which shows whether an agent has learned to run at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neuromod_rl.experiment import adaptation
+from neuromod_rl.experiment.environment import make_env
+from neuromod_rl.experiment.reproduce import locomotion as loco
+from neuromod_rl.experiment.reproduce import multiseed, rl
+
+VERSION = "crippled-1"  # bump when the evaluation below changes (finished runs are then re-evaluated)
+SPLITS = ("test", "train", "intact")
+WINDOW_KEYS = ("pre", "after", "end", "recovery", "regained")
+
+
+@dataclass(frozen=True)
+class CrippledStudy:
+    """What differs between the crippled-body studies."""
+
+    name: str
+    title: str
+    files: dict[str, str]  # agent label -> YAML in configs/
+    body: str  # e.g. "HalfCheetah"
+    zoo_return: float  # rl-zoo3's tuned PPO benchmark return on the body (1000-step episodes)
+    scales: dict[str, loco.Scale]
+    tuning: str  # how the baselines were tuned (Markdown)
+    estimate: str  # the default scale's wall-time estimate (Markdown)
+
+
+def evaluate(cfg, model, normalizer, seed: int, episodes: int) -> dict[str, Any]:
+    """Held-out limb, training limbs, intact body: window metrics and mean per-step curves."""
+    env = make_env(cfg)
+    try:
+        train_tasks, test_tasks = env.unwrapped.task_split(cfg.seed)
+    finally:
+        env.close()
+    out: dict[str, Any] = {}
+    for split, tasks in zip(SPLITS, (test_tasks, train_tasks, [{"limb": None}])):
+        traces = rl.evaluate(cfg, model, normalizer, tasks, episodes, seed)
+        out[f"{split}_per_step"] = float(np.nanmean(traces["rewards"]))
+        out[f"{split}_curve"] = rl.mean_curve(traces)
+        rec = adaptation.recovery(traces) if split != "intact" else None
+        for k in WINDOW_KEYS:
+            out[f"{split}_{k}"] = float("nan") if rec is None else rec[k]
+        if rec is not None:
+            out[f"{split}_episodes_with_window"] = rec["episodes"]
+            out["window"] = rec["window"]
+    return out
+
+
+def run_study(study: CrippledStudy, scale: str, seed: int, out: Path, command: str,
+              options: multiseed.StudyOptions) -> Path:
+    o = loco.train_all(study.name, study.title, study.files, study.scales, scale, seed, out, command, options,
+                       evaluate, VERSION)
+    names, report = o.names, o.report
+    target = study.zoo_return / 1000 / 2
+    intact = {n: o.median(n, "intact_per_step") for n in names}
+    report.claim(
+        f"every agent runs: intact-body reward per step >= {target:.2f} (half of rl-zoo3's tuned PPO on "
+        f"{study.body}, {study.zoo_return:,.0f} per 1000 steps), median over seeds",
+        all(v >= target for v in intact.values()),
+        "; ".join(f"{n} {v:.2f}" for n, v in intact.items()),
+    )
+    p, f, lstm = (o.median(n, "test_recovery") for n in (loco.PLASTIC, loco.PPO, loco.LSTM))
+    report.claim(
+        "held-out limb: the plastic agent's recovery >= 2x MLP PPO's (medians over seeds)",
+        bool(p >= 2 * f),
+        f"recovery {p:.3f} vs MLP PPO {f:.3f} (2x = {2 * f:.3f})",
+    )
+    report.claim("held-out limb: the plastic agent's recovery >= RecurrentPPO's (medians over seeds)",
+                 bool(p >= lstm), f"recovery {p:.3f} vs RecurrentPPO {lstm:.3f}")
+    cols = [("intact_per_step", "intact: reward/step")] + [
+        (f"test_{k}", f"held-out: {k}") for k in WINDOW_KEYS] + [("train_recovery", "train limbs: recovery"),
+                                                                ("train_regained", "train limbs: regained")]
+    report.add(
+        f"## Results (median [25%, 75%] over {len(o.seeds)} seeds)\n\n"
+        f"Reward per step; windows of {o.first('window', '?')} steps before the failure (`pre`), right after it "
+        "(`after`) and at the end of the episode (`end`); `recovery` = end / pre; `regained` = (end - after) / "
+        "(pre - after), the share of the drop won back within the episode (about 0 for an agent that cannot "
+        f"adapt). {o.scale.eval_episodes} evaluation episodes per split and seed.\n\n"
+        + multiseed.summary_table(o.results, names, cols)
+    )
+    change_at = o.described[names[0]]["config"]["env_kwargs"].get("change_at")
+    imgs = [
+        loco.plot_within_episode(o.results, names, "test_curve", change_at, "reward per step",
+                                 "held-out limb fails at the dashed line", out, f"{study.name}_heldout.png"),
+        loco.plot_within_episode(o.results, names, "intact_curve", None, "reward per step", "intact body", out,
+                                 f"{study.name}_intact.png"),
+        loco.plot_learning(o.results, names, out, f"{study.name}_learning.png", "training (train limbs)"),
+    ]
+    report.add("## Plots (median over seeds, shaded 25-75%)\n\n" + "\n\n".join(imgs))
+    report.add("## Every run\n\n" + multiseed.per_seed_table(
+        o.results, names, [("intact_per_step", "intact/step"), ("test_pre", "held-out pre"),
+                           ("test_end", "held-out end"), ("test_recovery", "held-out recovery")], o.progress))
+    return loco.finish(o, out, options, study.tuning, study.estimate)
