@@ -49,8 +49,8 @@ class Scale:
 
 
 SCALES = {
-    "smoke": Scale(n_timesteps=400, n_envs=2, min_eval_episodes=20, max_eval_episodes=20, reference_episodes=200,
-                   changes=(("n_steps", 100), ("batch_size", 100), ("n_epochs", 1))),
+    "smoke": Scale(seeds=2, n_timesteps=400, n_envs=2, min_eval_episodes=20, max_eval_episodes=20,
+                   reference_episodes=200, changes=(("n_steps", 100), ("batch_size", 100), ("n_epochs", 1))),
     "default": Scale(),
     "paper": Scale(seeds=5, n_timesteps=2_000_000, max_eval_episodes=50 * EVAL_CHUNK, reference_episodes=50_000),
 }

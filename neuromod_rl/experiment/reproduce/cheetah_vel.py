@@ -27,7 +27,7 @@ STANDING_ERROR = 1.5  # E|v_goal| for v_goal ~ U[0, 3]: the error of an agent th
 FILES = {loco.PLASTIC: "halfcheetah_vel_neuromod.yaml", loco.PPO: "halfcheetah_vel_ppo.yaml",
          loco.LSTM: "halfcheetah_vel_lstm.yaml"}
 SCALES = {
-    "smoke": loco.Scale(n_timesteps=160, eval_episodes=2, changes=loco.smoke_changes(40, 20)),
+    "smoke": loco.Scale(seeds=2, n_timesteps=160, eval_episodes=2, changes=loco.smoke_changes(40, 20)),
     "default": loco.Scale(),
     "paper": loco.Scale(seeds=5, n_timesteps=2_000_000, eval_episodes=64),
 }

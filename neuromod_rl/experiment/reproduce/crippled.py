@@ -76,13 +76,15 @@ def run_study(study: CrippledStudy, scale: str, seed: int, out: Path, command: s
         "; ".join(f"{n} {v:.2f}" for n, v in intact.items()),
     )
     p, f, lstm = (o.median(n, "test_recovery") for n in (loco.PLASTIC, loco.PPO, loco.LSTM))
+    # recovery is undefined (NaN) for a seed whose pre-failure reward is not positive: say so with the numbers
+    pre = "; pre-failure reward/step " + ", ".join(f"{n.split(' ')[0]} {o.median(n, 'test_pre'):.3f}" for n in names)
     report.claim(
         "held-out limb: the plastic agent's recovery >= 2x MLP PPO's (medians over seeds)",
         bool(p >= 2 * f),
-        f"recovery {p:.3f} vs MLP PPO {f:.3f} (2x = {2 * f:.3f})",
+        f"recovery {p:.3f} vs MLP PPO {f:.3f} (2x = {2 * f:.3f})" + pre,
     )
     report.claim("held-out limb: the plastic agent's recovery >= RecurrentPPO's (medians over seeds)",
-                 bool(p >= lstm), f"recovery {p:.3f} vs RecurrentPPO {lstm:.3f}")
+                 bool(p >= lstm), f"recovery {p:.3f} vs RecurrentPPO {lstm:.3f}" + pre)
     cols = [("intact_per_step", "intact: reward/step")] + [
         (f"test_{k}", f"held-out: {k}") for k in WINDOW_KEYS] + [("train_recovery", "train limbs: recovery"),
                                                                 ("train_regained", "train limbs: regained")]

@@ -22,7 +22,7 @@ STUDY = crippled.CrippledStudy(
     body="Ant",
     zoo_return=1327.0,
     scales={
-        "smoke": loco.Scale(n_timesteps=160, eval_episodes=2, changes=loco.smoke_changes(40, 20)),
+        "smoke": loco.Scale(seeds=2, n_timesteps=160, eval_episodes=2, changes=loco.smoke_changes(40, 20)),
         "default": loco.Scale(),
         "paper": loco.Scale(seeds=5, n_timesteps=2_000_000, eval_episodes=64),
     },

@@ -22,7 +22,7 @@ from neuromod_rl.experiment.reproduce.multiseed import StudyOptions, median_of
 HYPERPARAMETERS = {"n_steps": 120, "batch_size": 960, "n_epochs": 4, "learning_rate": "lin_1e-3", "gamma": 0.9,
                    "ent_coef": 0.03, "vf_coef": 0.1, "max_grad_norm": 4.0}
 SCALES = {
-    "smoke": bp.Scale(n_timesteps=480, n_envs=2, hidden=8, eval_episodes=4,
+    "smoke": bp.Scale(seeds=2, n_timesteps=480, n_envs=2, hidden=8, eval_episodes=4,
                       changes={"n_steps": 120, "batch_size": 120, "n_epochs": 1}),
     "default": bp.Scale(),
     "paper": bp.Scale(seeds=10, n_timesteps=10_000_000, hidden=100, eval_episodes=1000),

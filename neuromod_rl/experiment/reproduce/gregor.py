@@ -205,7 +205,7 @@ def compute(_: str, seed: int, scale: str) -> dict:
 def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | None = None) -> Path:
     options = options or StudyOptions()
     s = SCALES[scale]
-    seeds = seed_list(seed, options.seeds or 3)
+    seeds = seed_list(seed, options.seeds or (2 if scale == "smoke" else 3))
     report = Report("gregor", "Learned neuron and synapse update rules that remember (Gregor 2020)",
                     command, seed, scale, settings_dict(s), seeds=seeds)  # fmt: skip
     progress = Progress(out, "gregor", scale)

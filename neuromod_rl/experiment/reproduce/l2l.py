@@ -306,7 +306,7 @@ def _miqr(values) -> str:
 def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | None = None) -> Path:
     options = options or StudyOptions()
     s = SCALES[scale]
-    seeds = seed_list(seed, options.seeds or 3)
+    seeds = seed_list(seed, options.seeds or (2 if scale == "smoke" else 3))
     report = Report("l2l", "Learning to learn by gradient descent by gradient descent (Andrychowicz et al. 2016)",
                     command, seed, scale, settings_dict(s), seeds=seeds)  # fmt: skip
     progress = Progress(out, "l2l", scale)

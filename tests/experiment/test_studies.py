@@ -1,0 +1,204 @@
+"""The multi-seed studies (`neuromod-rl reproduce NAME`): shared helpers, resume of partial progress,
+the plastic core taken from one place, and every RL study end to end at `--scale smoke`."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from neuromod_rl.experiment import reproduce
+from neuromod_rl.experiment.cli import main
+from neuromod_rl.experiment.reproduce import multiseed, rl
+
+torch.set_num_threads(1)
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+# ------------------------------------------------------------------------------ statistics
+def test_median_and_interquartile_range_ignore_missing_values():
+    assert multiseed.median_iqr([4.0, 1.0, 3.0, 2.0]) == (2.5, 1.75, 3.25)
+    assert multiseed.median_iqr([1.0, None, float("nan"), 3.0]) == (2.0, 1.5, 2.5)
+    assert np.isnan(multiseed.median_iqr([None, float("nan")])[0])
+    assert multiseed.fmt_miqr([1.0, 2.0, 3.0]) == "2 [1.5, 2.5]" and multiseed.fmt_miqr([]) == "n/a"
+    assert multiseed.seed_list(7, 3) == [7, 8, 9]
+    with pytest.raises(ValueError, match="at least one seed"):
+        multiseed.seed_list(0, 0)
+
+
+CALLS: list[tuple[str, int]] = []
+
+
+def _job(agent: str, seed: int, scale: float) -> dict:
+    CALLS.append((agent, seed))
+    return {"score": scale * seed, "curve": [seed, seed + 1]}
+
+
+def test_finished_runs_are_not_redone_and_changed_agents_are(tmp_path):
+    jobs = [multiseed.Job(a, s, f"fp-{a}", _job, (10.0,)) for a in ("x", "y") for s in (0, 1)]
+    CALLS.clear()
+    first = multiseed.run_jobs(multiseed.Progress(tmp_path, "study", "smoke"), jobs, log=lambda m: None)
+    assert sorted(CALLS) == [("x", 0), ("x", 1), ("y", 0), ("y", 1)] and first[("y", 1)]["score"] == 10.0
+    stored = json.loads((tmp_path / "study.smoke.runs.json").read_text())
+    assert set(stored["runs"]) == {"x/seed0", "x/seed1", "y/seed0", "y/seed1"}
+
+    CALLS.clear()  # a fresh start (a new process) reads the file: nothing left to do
+    again = multiseed.run_jobs(multiseed.Progress(tmp_path, "study", "smoke"), jobs, log=lambda m: None)
+    assert CALLS == [] and again == first
+
+    CALLS.clear()  # agent y's settings changed (new fingerprint): only y runs again
+    changed = [multiseed.Job(j.agent, j.seed, j.fp + "2" if j.agent == "y" else j.fp, _job, (20.0,)) for j in jobs]
+    third = multiseed.run_jobs(multiseed.Progress(tmp_path, "study", "smoke"), changed, log=lambda m: None)
+    assert sorted(CALLS) == [("y", 0), ("y", 1)] and third[("y", 1)]["score"] == 20.0 and third[("x", 1)]["score"] == 10
+
+    # another scale keeps its own file
+    assert multiseed.Progress(tmp_path, "study", "default").result("x", 0, "fp-x") is None
+
+
+def test_jobs_run_in_worker_processes(tmp_path):
+    # dict.fromkeys is a picklable module-level callable: fromkeys("ab", seed) -> {"a": seed, "b": seed}
+    jobs = [multiseed.Job("ab", s, "fp", dict.fromkeys) for s in (3, 4)]
+    out = multiseed.run_jobs(multiseed.Progress(tmp_path, "p", "smoke"), jobs, workers=2, log=lambda m: None)
+    assert out == {("ab", 3): {"a": 3, "b": 3}, ("ab", 4): {"a": 4, "b": 4}}
+    assert multiseed.Progress(tmp_path, "p", "smoke").result("ab", 4, "fp") == {"a": 4, "b": 4}
+
+
+# ------------------------------------------------------------------------------ agents
+def test_plastic_core_comes_from_coreconfig_in_every_study():
+    from neuromod_rl.agents.core_factory import CoreConfig
+
+    defaults = CoreConfig()
+    assert rl.default_core() == {k: getattr(defaults, k) for k in rl.CORE_KEYS}
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text())
+        if path.name in {f for f in _study_yamls()} and data["algo"] == "plastic_ppo":
+            assert not set(rl.CORE_KEYS) & set(data["policy_kwargs"]), f"{path.name} repeats the core's settings"
+    agent = rl.yaml_agent("p", "crippled_halfcheetah_neuromod.yaml")
+    pk = agent.resolved(0).policy_kwargs
+    assert {k: pk[k] for k in rl.CORE_KEYS} == rl.default_core() and pk["rule"] == "neuromod"
+    with pytest.raises(ValueError, match="rule='nope' is not a registered rule"):
+        rl.default_core(rule="nope")
+
+
+def _study_yamls() -> list[str]:
+    from neuromod_rl.experiment.reproduce import cheetah_vel, crippled_ant, crippled_cheetah
+
+    return [*crippled_cheetah.STUDY.files.values(), *crippled_ant.STUDY.files.values(), *cheetah_vel.FILES.values()]
+
+
+def test_study_yamls_share_observations_normalisation_and_budget():
+    groups = [_study_yamls()[i : i + 3] for i in (0, 3, 6)]
+    for files in groups:
+        cfgs = [yaml.safe_load((CONFIGS / f).read_text()) for f in files]
+        for key in ("env", "env_kwargs", "wrappers", "normalize", "n_timesteps"):
+            assert len({json.dumps(c[key], sort_keys=True) for c in cfgs}) == 1, (files, key)
+        assert {c["algo"] for c in cfgs} == {"plastic_ppo", "ppo", "recurrent_ppo"}
+
+
+def test_the_non_plastic_network_has_frozen_plasticity_and_fewer_parameters(tmp_path):
+    base = {"name": "f", "env": "neuromod_rl/CueReward-v0", "algo": "plastic_ppo", "policy": "MlpPlasticPolicy",
+            "policy_kwargs": {"rule": "clipped", "hidden_size": 6}, "n_envs": 2, "n_timesteps": 240,
+            "hyperparameters": {"n_steps": 120, "batch_size": 120, "n_epochs": 1}}
+    plastic, frozen = rl.Agent("p", base), rl.Agent("r", base, frozen_plasticity=True)
+    # alpha (6 x 6) and eta are not trained in the frozen network
+    assert rl.count_trainable(plastic) - rl.count_trainable(frozen) == 6 * 6 + 1
+    size, count = rl.matched_size(frozen, "hidden_size", rl.count_trainable(plastic), upper=64)
+    assert size > 6 and all(abs(count - rl.count_trainable(plastic)) <= abs(rl.count_trainable(frozen, policy_kwargs={
+        "hidden_size": n}) - rl.count_trainable(plastic)) for n in (size - 1, size + 1))
+    run = rl.train_or_resume(frozen, frozen.resolved(0), tmp_path / "frozen")
+    model, _ = rl.load_trained(run, frozen.resolved(0))
+    alpha = model.policy.core.rule.alpha
+    assert torch.count_nonzero(alpha) == 0  # still 0 after training: the network never used its fast weights
+
+
+# ------------------------------------------------------------------------------ end to end
+RL_STUDIES = {
+    "crippled-cheetah": ["crippled-cheetah_heldout.png", "crippled-cheetah_intact.png",
+                         "crippled-cheetah_learning.png"],
+    "crippled-ant": ["crippled-ant_heldout.png", "crippled-ant_learning.png"],
+    "cheetah-vel": ["cheetah-vel_error.png", "cheetah-vel_learning.png"],
+    "bandit": ["bandit_regret.png"],
+    "cue": ["cue_learning.png"],
+    "maze": ["maze_learning.png"],
+}
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """Every RL study once at --scale smoke (2 seeds), sharing one output folder and runs folder."""
+    out = tmp_path_factory.mktemp("studies")
+    codes = {name: reproduce.main([name, "--scale", "smoke", "--out", str(out), "--runs-dir", str(out / "runs")])
+             for name in RL_STUDIES}
+    return out, codes
+
+
+@pytest.mark.parametrize("name", sorted(RL_STUDIES))
+def test_study_writes_its_report_numbers_and_plots(smoke, name):
+    out, codes = smoke
+    assert codes[name] == 0
+    report = (out / f"{name}.md").read_text()
+    assert f"neuromod-rl reproduce {name} --scale smoke --seed 0" in report and "2 seeds (`0, 1`)" in report
+    claims = re.findall(r"^\| (.+?) \| (yes|\*\*no\*\*) \| (.+?) \|$", report, flags=re.M)
+    assert len(claims) >= 2 and all(re.search(r"\d", evidence) for _, _, evidence in claims), report
+    assert re.search(r"median \[25%, 75%\]", report)
+    for png in RL_STUDIES[name]:
+        assert (out / png).read_bytes()[:4] == b"\x89PNG" and f"]({png})" in report
+    runs = json.loads((out / f"{name}.smoke.runs.json").read_text())["runs"]
+    assert len(runs) >= 2 * 3 and all("result" in r and r["seconds"] >= 0 for r in runs.values())
+
+
+def test_an_interrupted_study_resumes_without_redoing_finished_runs(smoke, capsys):
+    out, _ = smoke
+    path = out / "crippled-cheetah.smoke.runs.json"
+    data = json.loads(path.read_text())
+    dropped = sorted(data["runs"])[0]
+    del data["runs"][dropped]  # as if the study had stopped before this run finished
+    path.write_text(json.dumps(data))
+    assert reproduce.main(["crippled-cheetah", "--scale", "smoke", "--out", str(out), "--runs-dir",
+                           str(out / "runs")]) == 0
+    err = capsys.readouterr().err
+    assert "5 of 6 runs already done" in err and err.count(" done in ") == 1
+    assert set(json.loads(path.read_text())["runs"]) == set(data["runs"]) | {dropped}
+
+
+def test_bandit_regret_carries_its_standard_error(smoke):
+    out, _ = smoke
+    report = (out / "bandit.md").read_text()
+    assert "Bayes-greedy posterior mean (knows p2 = 1 - p1)" in report and "max SE" in report
+    runs = json.loads((out / "bandit.smoke.runs.json").read_text())["runs"].values()
+    assert all(r["result"]["regret_se"] > 0 and len(r["result"]["cumulative_regret_curve"]) == 100 for r in runs)
+
+
+def test_sizes_are_matched_by_parameter_count(smoke):
+    out, _ = smoke
+    report = (out / "cue.md").read_text()
+    rows = dict(re.findall(r"^\| (retroactive modulation|simple modulation|plastic \(non-modulated\)|non-plastic RNN|"
+                           r"LSTM \(RecurrentPPO\)) \| \d+ \| (\d+) \|$", report, flags=re.M))
+    assert len(rows) == 5
+    counts = {k: int(v) for k, v in rows.items()}
+    assert all(abs(c - counts["simple modulation"]) / counts["simple modulation"] < 0.3 for c in counts.values())
+
+
+def test_report_judges_a_mujoco_run_against_its_baseline(smoke):
+    out, _ = smoke
+    runs = json.loads((out / "crippled-cheetah.smoke.runs.json").read_text())["runs"]
+    plastic = runs["plastic (PlasticPPO)/seed0"]["result"]["run"]
+    ppo = runs["MLP PPO/seed0"]["result"]["run"]
+    assert main(["report", plastic, "--baseline", ppo, "--episodes", "4", "--no-video", "--no-progress"]) == 0
+    text = (Path(plastic) / "report.md").read_text()
+    assert f"Against the baseline `{ppo}`" in text and "adapts compared with the baseline:" in text
+    summary = json.loads((Path(plastic) / "metrics.json").read_text())["report"]["vs_baseline"]
+    assert summary["baseline"] == ppo and {"agent_recovery", "baseline_recovery", "difference_ci95"} <= set(summary)
+
+
+def test_report_baseline_must_be_on_the_same_task(smoke, trained_run, capsys):
+    out, _ = smoke
+    runs = json.loads((out / "crippled-cheetah.smoke.runs.json").read_text())["runs"]
+    ppo = runs["MLP PPO/seed0"]["result"]["run"]
+    assert main(["report", str(trained_run), "--baseline", ppo, "--no-video", "--no-progress"]) == 2
+    assert "pass a baseline trained on the same task" in capsys.readouterr().err
