@@ -107,8 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", choices=sorted(BENCHES))
     p.add_argument("args", nargs=argparse.REMAINDER, help="passed on to the benchmark")
 
-    p = sub.add_parser("reproduce", help="paper reproductions: gregor, blur, l2l")
-    p.add_argument("args", nargs=argparse.REMAINDER, metavar="{gregor,blur,l2l} [OPTIONS]")
+    p = sub.add_parser("reproduce", help="multi-seed studies and paper reproductions (docs/reproduce.md)")
+    p.add_argument("args", nargs=argparse.REMAINDER, metavar="NAME [OPTIONS]")
 
     p = sub.add_parser("demo", help="a short demonstration of the plastic core")
     p.add_argument("args", nargs=argparse.REMAINDER)

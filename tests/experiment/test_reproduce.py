@@ -1,5 +1,5 @@
-"""The reproductions of Gregor (2020), BLUR (2021) and L2L (2016) run end to end at a tiny scale and
-write their report with the command, a claims table, a numbers table and plots."""
+"""The reproductions of Gregor (2020), BLUR (2021) and L2L (2016) run end to end at a tiny scale, over
+seeds, and write their report with the command, a claims table, a numbers table and plots."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ PLOTS = {
 def test_smoke_reproduction_writes_report_and_plots(name, tmp_path, capsys):
     assert reproduce.main([name, "--scale", "smoke", "--seed", "3", "--out", str(tmp_path)]) == 0
     report = (tmp_path / f"{name}.md").read_text()
-    assert f"neuromod-rl reproduce {name} --scale smoke --seed 3" in report
+    assert f"neuromod-rl reproduce {name} --scale smoke --seed 3" in report and "2 seeds (`3, 4`)" in report
     claims = re.findall(r"^\| (.+?) \| (yes|\*\*no\*\*) \| (.+?) \|$", report, flags=re.M)
     assert len(claims) >= 2, report
     assert all(re.search(r"\d", evidence) for _, _, evidence in claims)  # every verdict cites numbers
@@ -45,6 +45,10 @@ def test_bad_arguments_give_clear_errors(tmp_path, capsys):
         reproduce.main(["blur", "--scale", "huge"])
     assert reproduce.main(["blur", "--threads", "0", "--out", str(tmp_path)]) == 2
     assert "--threads must be positive" in capsys.readouterr().err
+    assert reproduce.main(["bandit", "--workers", "0", "--out", str(tmp_path)]) == 2
+    assert "--workers must be positive" in capsys.readouterr().err
+    assert reproduce.main(["gregor", "--budget", "1000", "--out", str(tmp_path)]) == 2
+    assert "--budget applies to the RL studies" in capsys.readouterr().err
     with pytest.raises(ValueError, match="digits classes are 0..9"):
         load_digits_split([3, 12])
 

@@ -1,9 +1,12 @@
-"""``neuromod-rl reproduce NAME``: re-run a source paper's claim (one module per study in this package).
+"""``neuromod-rl reproduce NAME``: re-run a study (one module per study in this package).
 
-Each reproduction trains at a scale that fits 2 CPU cores (``--scale default``), or at a larger one
-(``--scale paper``), and writes ``<out>/<name>.md`` with the exact command, seeds, settings, a numbers
-table, PNG plots, and whether each target claim reproduced. ``--scale smoke`` runs in seconds and
-exists for the test suite. Shared helpers: :mod:`.common`.
+Each study trains at a scale meant to fit 2 CPU cores (``--scale default``), or at a larger one
+(``--scale paper``), over several seeds, and writes ``<out>/<name>.md`` with the exact command, the
+seeds, settings, tables of medians and interquartile ranges, PNG plots, and whether each target claim
+reproduced. ``--scale smoke`` runs in seconds and exists for the test suite. Per-seed results are
+saved as they finish (``<out>/<name>.<scale>.runs.json``), so a stopped study resumes where it was.
+Shared helpers: :mod:`.common` (reports, figures), :mod:`.multiseed` (seeds, progress, statistics),
+:mod:`.rl` (agents and runs), :mod:`.locomotion` and :mod:`.backpropamine` (study frames).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ REPRODUCTIONS = {
     "maze": "neuromod_rl.experiment.reproduce.maze",
 }
 SCALES = ("smoke", "default", "paper")
+#: the studies that train RL agents (they take --budget)
+RL_STUDIES = ("crippled-cheetah", "crippled-ant", "cheetah-vel", "bandit", "cue", "maze")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="runs trained at once, one process and one torch thread each (e.g. 2 on 2 cores)")
     p.add_argument("--runs-dir", type=Path, default=Path("runs/reproduce"),
                    help="where the studies keep their run directories (models, checkpoints, logs)")
+    p.add_argument("--budget", type=int, default=None, metavar="STEPS",
+                   help="RL studies: env steps per run for every agent, instead of the scale's")
     return p
 
 
@@ -57,10 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torch
 
-    for flag, value in (("--threads", args.threads), ("--seeds", args.seeds), ("--workers", args.workers)):
+    for flag, value in (("--threads", args.threads), ("--seeds", args.seeds), ("--workers", args.workers),
+                        ("--budget", args.budget)):
         if value is not None and value <= 0:
             print(f"{flag} must be positive, got {value}", file=sys.stderr)
             return 2
+    if args.budget is not None and args.name not in RL_STUDIES:
+        print(f"--budget applies to the RL studies {list(RL_STUDIES)}, not {args.name!r}", file=sys.stderr)
+        return 2
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     module = importlib.import_module(REPRODUCTIONS[args.name])
@@ -71,9 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         parts += ["--workers", str(args.workers)]
     if args.runs_dir != Path("runs/reproduce"):
         parts += ["--runs-dir", str(args.runs_dir)]
+    if args.budget is not None:
+        parts += ["--budget", str(args.budget)]
     command = "neuromod-rl reproduce " + " ".join(parts)
     args.out.mkdir(parents=True, exist_ok=True)
-    options = StudyOptions(seeds=args.seeds, workers=args.workers, runs_dir=args.runs_dir)
+    options = StudyOptions(seeds=args.seeds, workers=args.workers, runs_dir=args.runs_dir, budget=args.budget)
     start = time.perf_counter()
     report = module.run(scale=args.scale, seed=args.seed, out=args.out, command=command, options=options)
     print(f"wrote {report} in {time.perf_counter() - start:.0f} s")

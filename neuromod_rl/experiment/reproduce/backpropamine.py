@@ -116,11 +116,12 @@ class Study:
     metric: str  # the result key the claims compare
     metric_label: str
     lstm: bool = False
+    estimate: str = ""  # the default scale's wall-time estimate (Markdown)
 
 
 def train_all(study: Study, scale: str, seed: int, out: Path, command: str, options: multiseed.StudyOptions):
     """``(report, results, names, sizes, described, progress, seeds)`` for a Backpropamine study."""
-    sc = study.scales[scale]
+    sc = options.scale(study.scales[scale])
     seeds = multiseed.seed_list(seed, options.seeds or sc.seeds)
     report = Report(study.name, study.title, command, seed, scale,
                     {"scale": sc.__dict__, "seeds": seeds, "hyperparameters": study.hyperparameters}, seeds=seeds)
@@ -159,4 +160,5 @@ def common_sections(report: Report, study: Study, results, names, sizes, describ
         + f", `n_envs` {d['config']['n_envs']}, `n_timesteps` {d['config']['n_timesteps']}, "
         f"hyperparameters {d['config']['hyperparameters']}" for n, d in described.items()))
     report.add(f"## Compute\n\nSum of the runs' wall times: {progress.total_seconds():.0f} s ({options.workers} "
-               f"worker process(es), one torch thread each). Every run's numbers: `{progress.path.name}`.")
+               f"worker process(es), one torch thread each). {study.estimate} Every run's numbers: "
+               f"`{progress.path.name}`.")

@@ -30,6 +30,8 @@ NEUROMOD, PLASTIC, LSTM = "neuromodulated (PlasticPPO)", "plastic, non-modulated
 #: the study-specific training settings (the plastic core itself is CoreConfig's default)
 HYPERPARAMETERS = {"n_steps": 100, "batch_size": 800, "n_epochs": 4, "learning_rate": "lin_3e-3", "gamma": 0.9,
                    "gae_lambda": 0.95, "ent_coef": 0.01, "vf_coef": 0.25, "max_grad_norm": 1.0}
+ESTIMATE = ("Default scale, estimated from short timed runs: about 23 min with `--workers 2` on 2 cores (45 min "
+            "with one worker); docs/reproduce.md says how.")
 REFERENCES = {"independent": ("thompson", "ucb1", "greedy"),
               "dependent": ("thompson", "ucb1", "greedy", "greedy_dependent")}
 REFERENCE_LABELS = {"thompson": "Thompson sampling", "ucb1": "UCB1",
@@ -110,7 +112,7 @@ def references(variant: str, scale: Scale, seed: int) -> dict[str, tuple[float, 
 
 def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | None = None) -> Path:
     options = options or StudyOptions()
-    sc = SCALES[scale]
+    sc = options.scale(SCALES[scale])
     seeds = multiseed.seed_list(seed, options.seeds or sc.seeds)
     report = Report(NAME, "Two-armed bandits: regret at 100 pulls (learned agents vs Thompson, UCB1, Bayes-greedy)",
                     command, seed, scale, {"scale": sc.__dict__, "seeds": seeds, "hyperparameters": HYPERPARAMETERS},
@@ -171,5 +173,5 @@ def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | 
                            f"`n_envs` {d['config']['n_envs']}, `n_timesteps` {d['config']['n_timesteps']}, "
                            f"hyperparameters {d['config']['hyperparameters']}" for k, d in described.items()))
     report.add(f"## Compute\n\nSum of the runs' wall times: {progress.total_seconds():.0f} s ({options.workers} worker "
-               f"process(es)). Every run's numbers: `{progress.path.name}`.")
+               f"process(es)). {ESTIMATE} Every run's numbers: `{progress.path.name}`.")
     return report.write(out)

@@ -24,7 +24,7 @@ HYPERPARAMETERS = {"n_steps": 120, "batch_size": 960, "n_epochs": 4, "learning_r
 SCALES = {
     "smoke": bp.Scale(seeds=2, n_timesteps=480, n_envs=2, hidden=8, eval_episodes=4,
                       changes={"n_steps": 120, "batch_size": 120, "n_epochs": 1}),
-    "default": bp.Scale(),
+    "default": bp.Scale(n_timesteps=1_500_000),
     "paper": bp.Scale(seeds=10, n_timesteps=10_000_000, hidden=100, eval_episodes=1000),
 }
 
@@ -39,7 +39,8 @@ def evaluate(cfg, model, normalizer, seed: int, episodes: int) -> dict[str, Any]
 
 STUDY = bp.Study("cue", "Cue-reward association (Backpropamine): modulated vs non-modulated vs non-plastic",
                  "neuromod_rl/CueReward-v0", HYPERPARAMETERS, SCALES, evaluate, "accuracy", "go-step accuracy",
-                 lstm=True)
+                 lstm=True, estimate="Default scale, estimated from short timed runs: about 37 min with "
+                 "`--workers 2` on 2 cores (72 min with one worker); docs/reproduce.md says how.")
 
 
 def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | None = None) -> Path:

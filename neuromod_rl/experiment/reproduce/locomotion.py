@@ -143,7 +143,7 @@ def train_all(name: str, title: str, files: dict[str, str], scales: dict[str, Sc
               evaluator: Callable[..., dict[str, Any]], version: str) -> Outcome:
     """Train (or reuse) and evaluate every (agent, seed) of a MuJoCo study; the report is started
     (its clock too) before the first run."""
-    sc = scales[scale]
+    sc = options.scale(scales[scale])
     seeds = multiseed.seed_list(seed, options.seeds or sc.seeds)
     report = Report(name, title, command, seed, scale, {"scale": sc.__dict__, "seeds": seeds}, seeds=seeds)
     table = agents(files)

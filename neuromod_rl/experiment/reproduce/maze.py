@@ -27,7 +27,7 @@ HYPERPARAMETERS = {"n_steps": 200, "batch_size": 1600, "n_epochs": 4, "learning_
 SCALES = {
     "smoke": bp.Scale(seeds=2, n_timesteps=800, n_envs=2, hidden=8, eval_episodes=4,
                       changes={"n_steps": 200, "batch_size": 200, "n_epochs": 1}),
-    "default": bp.Scale(),
+    "default": bp.Scale(n_timesteps=3_000_000),
     "paper": bp.Scale(seeds=10, n_timesteps=10_000_000, hidden=100, eval_episodes=1000, env="neuromod_rl/Maze-v0"),
 }
 
@@ -44,7 +44,9 @@ def evaluate(cfg, model, normalizer, seed: int, episodes: int) -> dict[str, Any]
 
 
 STUDY = bp.Study("maze", "Maze with an invisible goal (Backpropamine): retroactive >= simple > plastic > non-plastic",
-                 "neuromod_rl/Maze9-v0", HYPERPARAMETERS, SCALES, evaluate, "test_return", "held-out goals: return")
+                 "neuromod_rl/Maze9-v0", HYPERPARAMETERS, SCALES, evaluate, "test_return", "held-out goals: return",
+                 estimate="Default scale, estimated from short timed runs: about 32 min with `--workers 2` on 2 "
+                 "cores (63 min with one worker); docs/reproduce.md says how.")
 
 
 def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | None = None) -> Path:
