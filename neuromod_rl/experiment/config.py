@@ -80,8 +80,8 @@ class NormalizeSettings(BaseModel):
     ``hyperparameters.gamma`` (the discount of the return whose scale normalises the reward)."""
 
     model_config = ConfigDict(extra="forbid")
-    norm_obs: bool = True
-    norm_reward: bool = True
+    norm_obs: StrictBool = True
+    norm_reward: StrictBool = True
     clip_obs: float = Field(10.0, gt=0)
     clip_reward: float = Field(10.0, gt=0)
     gamma: float | None = Field(None, ge=0, le=1)
@@ -108,7 +108,7 @@ class ExperimentConfig(BaseModel):
     checkpoint_freq: StrictInt = Field(0, ge=0)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     # true (rl-zoo's spelling) or a mapping of NormalizeSettings; false: raw observations and rewards
-    normalize: bool | NormalizeSettings = False
+    normalize: StrictBool | NormalizeSettings = False
     device: str = "cpu"
     # torch CPU threads; 1 is fastest for small recurrent policies (per-step batches are tiny and
     # extra threads only contend), raise it for large CNN or MuJoCo policies

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import sys
 import time
 from pathlib import Path
@@ -39,7 +40,7 @@ RL_STUDIES = ("crippled-cheetah", "crippled-ant", "cheetah-vel", "bandit", "cue"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="neuromod-rl reproduce",
-        description="Reproduce a source paper's claim and write docs/results/<name>.md with plots.",
+        description="Run a study over seeds (or reproduce a paper's claim) and write docs/results/<name>.md.",
     )
     p.add_argument("name", choices=sorted(REPRODUCTIONS), help="which study: " + " | ".join(REPRODUCTIONS))
     p.add_argument(
@@ -87,8 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     command = "neuromod-rl reproduce " + " ".join(parts)
     args.out.mkdir(parents=True, exist_ok=True)
     options = StudyOptions(seeds=args.seeds, workers=args.workers, runs_dir=args.runs_dir, budget=args.budget)
+    extra = {}
+    if "options" in inspect.signature(module.run).parameters:
+        extra["options"] = options
+    elif options != StudyOptions(runs_dir=args.runs_dir):
+        print(f"{args.name} runs its own seeds: --seeds, --workers and --budget do not apply to it", file=sys.stderr)
+        return 2
     start = time.perf_counter()
-    report = module.run(scale=args.scale, seed=args.seed, out=args.out, command=command, options=options)
+    report = module.run(scale=args.scale, seed=args.seed, out=args.out, command=command, **extra)
     print(f"wrote {report} in {time.perf_counter() - start:.0f} s")
     return 0
 
