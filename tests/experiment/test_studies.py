@@ -85,6 +85,30 @@ def test_plastic_core_comes_from_coreconfig_in_every_study():
         rl.default_core(rule="nope")
 
 
+def test_every_study_agent_builds_when_the_default_core_changes(monkeypatch):
+    """The lead may pick another default core (type, size, gain sharing, modulation, its source):
+    every plastic agent of every study follows it, and the non-modulated ablations stay non-modulated."""
+    from neuromod_rl.experiment.reproduce import backpropamine as bp
+    from neuromod_rl.experiment.reproduce import bandit, cue, maze
+
+    other = {"core": "lstm", "hidden_size": 6, "alpha_shape": "neuron", "modulation": "fanout",
+             "modulation_source": "td_error"}
+    monkeypatch.setattr(rl, "default_core", lambda **variant: {**other, **variant})
+    agents = [rl.yaml_agent(f, f) for f in _study_yamls() if "neuromod" in f]
+    agents += list(bandit.agent_table("dependent", bandit.SCALES["smoke"]).values())
+    for study in (cue.STUDY, maze.STUDY):
+        agents += list(bp.variants(study.name, study.env, study.hyperparameters, study.scales["smoke"], study.lstm,
+                                   study.reward_index).values())
+    for agent in agents:
+        assert rl.count_trainable(agent) > 0, agent.name
+        pk = agent.resolved(0).policy_kwargs
+        if agent.config["algo"] == "plastic_ppo":
+            assert pk["core"] == "lstm" and pk["alpha_shape"] == "neuron"
+            unmodulated = pk["rule"] == "clipped"
+            assert (pk["modulation"], pk["modulation_source"]) == ((None, "hidden") if unmodulated else
+                                                                   ("fanout", "td_error"))
+
+
 def _study_yamls() -> list[str]:
     from neuromod_rl.experiment.reproduce import cheetah_vel, crippled_ant, crippled_cheetah
 

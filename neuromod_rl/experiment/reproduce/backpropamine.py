@@ -42,20 +42,25 @@ class Scale:
     changes: dict[str, Any] = field(default_factory=dict)  # extra hyperparameter overrides
 
 
-def variants(name: str, env: str, hyperparameters: dict[str, Any], scale: Scale, lstm: bool) -> dict[str, rl.Agent]:
-    """The agents before size matching (all at the reference hidden size)."""
+UNMODULATED = rl.UNMODULATED
+
+
+def variants(name: str, env: str, hyperparameters: dict[str, Any], scale: Scale, lstm: bool,
+             reward_index: int = -2) -> dict[str, rl.Agent]:
+    """The agents before size matching (all at the reference hidden size). ``reward_index``: where the
+    task's observation holds the previous reward (read if the default core's modulation is external)."""
     hidden = scale.hidden or rl.default_core()["hidden_size"]
+    plastic = {"hidden_size": hidden, "reward_index": reward_index}
     base = {"env": scale.env or env, "n_envs": scale.n_envs, "n_timesteps": scale.n_timesteps,
             "hyperparameters": {**hyperparameters, **scale.changes}, "checkpoint_freq": 100_000,
             "algo": "plastic_ppo", "policy": "MlpPlasticPolicy"}  # fmt: skip
     out = {
         RETRO: rl.Agent(RETRO, {**base, "name": f"{name}_retroactive",
-                                "policy_kwargs": {"rule": "retroactive", "hidden_size": hidden}}),
+                                "policy_kwargs": {"rule": "retroactive", **plastic}}),
         SIMPLE: rl.Agent(SIMPLE, {**base, "name": f"{name}_neuromod",
-                                  "policy_kwargs": {"rule": "neuromod", "hidden_size": hidden}}),
-        PLASTIC: rl.Agent(PLASTIC, {**base, "name": f"{name}_plastic",
-                                    "policy_kwargs": {"rule": "clipped", "hidden_size": hidden}}),
-        RNN: rl.Agent(RNN, {**base, "name": f"{name}_rnn", "policy_kwargs": {"rule": "clipped", "hidden_size": hidden}},
+                                  "policy_kwargs": {"rule": "neuromod", **plastic}}),
+        PLASTIC: rl.Agent(PLASTIC, {**base, "name": f"{name}_plastic", "policy_kwargs": {**UNMODULATED, **plastic}}),
+        RNN: rl.Agent(RNN, {**base, "name": f"{name}_rnn", "policy_kwargs": {**UNMODULATED, **plastic}},
                       frozen_plasticity=True),
     }  # fmt: skip
     if lstm:
@@ -116,6 +121,7 @@ class Study:
     metric: str  # the result key the claims compare
     metric_label: str
     lstm: bool = False
+    reward_index: int = -2  # the previous reward's place in the observation
     estimate: str = ""  # the default scale's wall-time estimate (Markdown)
 
 
@@ -126,7 +132,7 @@ def train_all(study: Study, scale: str, seed: int, out: Path, command: str, opti
     report = Report(study.name, study.title, command, seed, scale,
                     {"scale": sc.__dict__, "seeds": seeds, "hyperparameters": study.hyperparameters}, seeds=seeds)
     progress = multiseed.Progress(out, study.name, scale)
-    base = variants(study.name, study.env, study.hyperparameters, sc, study.lstm)
+    base = variants(study.name, study.env, study.hyperparameters, sc, study.lstm, study.reward_index)
     sizes = match_sizes(base, progress)
     table = sized(base, sizes)
     jobs, described = [], {}

@@ -66,9 +66,11 @@ def agent_table(variant: str, scale: Scale) -> dict[str, rl.Agent]:
     units = rl.default_core()["hidden_size"]
     return {
         NEUROMOD: rl.Agent(NEUROMOD, {**base, "name": f"bandit_{variant}_neuromod", "algo": "plastic_ppo",
-                                      "policy": "MlpPlasticPolicy", "policy_kwargs": {"rule": "neuromod"}}),
+                                      "policy": "MlpPlasticPolicy",
+                                      "policy_kwargs": {"rule": "neuromod", "reward_index": 2}}),
         PLASTIC: rl.Agent(PLASTIC, {**base, "name": f"bandit_{variant}_plastic", "algo": "plastic_ppo",
-                                    "policy": "MlpPlasticPolicy", "policy_kwargs": {"rule": "clipped"}}),
+                                    "policy": "MlpPlasticPolicy",
+                                    "policy_kwargs": {**rl.UNMODULATED, "reward_index": 2}}),
         LSTM: rl.Agent(LSTM, {**base, "name": f"bandit_{variant}_lstm", "algo": "recurrent_ppo",
                               "policy": "MlpLstmPolicy", "policy_kwargs": {"lstm_hidden_size": units, "net_arch": []}}),
     }  # fmt: skip

@@ -39,8 +39,9 @@ def evaluate(cfg, model, normalizer, seed: int, episodes: int) -> dict[str, Any]
 
 STUDY = bp.Study("cue", "Cue-reward association (Backpropamine): modulated vs non-modulated vs non-plastic",
                  "neuromod_rl/CueReward-v0", HYPERPARAMETERS, SCALES, evaluate, "accuracy", "go-step accuracy",
-                 lstm=True, estimate="Default scale, estimated from short timed runs: about 37 min with "
-                 "`--workers 2` on 2 cores (72 min with one worker); docs/reproduce.md says how.")
+                 lstm=True, reward_index=-3,
+                 estimate="Default scale, estimated from short timed runs: about 37 min with `--workers 2` on 2 cores "
+                 "(72 min with one worker); docs/reproduce.md says how.")
 
 
 def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | None = None) -> Path:

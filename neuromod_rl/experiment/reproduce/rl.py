@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import shutil
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from neuromod_rl.experiment.errors import UserError
 #: the policy_kwargs keys of the plastic core that follow CoreConfig's defaults
 CORE_KEYS = ("core", "hidden_size", "alpha_shape", "modulation", "modulation_source")
 PLASTIC_ALGOS = ("plastic_ppo", "plastic_a2c")
+#: a non-modulated plastic core whatever the default says: the clipped Hebbian rule, no modulator
+UNMODULATED = {"rule": "clipped", "modulation": None, "modulation_source": "hidden"}
 
 
 def config_dir() -> Path:
@@ -152,7 +155,9 @@ def count_trainable(agent: Agent, **changes: Any) -> int:
     cfg = agent.resolved(0, **{"n_envs": 1, **changes})
     venv = build_vec_env(cfg)
     try:
-        model = build_model(cfg, venv)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # SB3: batch_size vs the 1-env rollout (never trained)
+            model = build_model(cfg, venv)
     finally:
         venv.close()
     if agent.frozen_plasticity:
