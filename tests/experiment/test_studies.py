@@ -140,6 +140,22 @@ def test_the_non_plastic_network_has_frozen_plasticity_and_fewer_parameters(tmp_
     assert torch.count_nonzero(alpha) == 0  # still 0 after training: the network never used its fast weights
 
 
+def test_an_interrupted_run_stops_the_study_and_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    from .conftest import TINY
+    from .test_resume import CtrlCAt
+
+    agent = rl.Agent("tiny", {**TINY, "checkpoint_freq": 20}, frozen_plasticity=True)
+    cfg = agent.resolved(0)
+    monkeypatch.setattr(rl, "freeze_callback", lambda: CtrlCAt(30))  # Ctrl-C during training
+    with pytest.raises(KeyboardInterrupt, match="stopped at step"):
+        rl.train_or_resume(agent, cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "model.zip").exists()
+    monkeypatch.undo()
+    run = rl.train_or_resume(agent, cfg, tmp_path / "run")  # picks up the checkpoint
+    assert run.model.is_file() and len(list(run.monitor.glob("*.monitor.csv"))) == 2  # two training segments
+    assert rl.train_or_resume(agent, cfg, tmp_path / "run").path == run.path  # finished: reused as it is
+
+
 # ------------------------------------------------------------------------------ end to end
 RL_STUDIES = {
     "crippled-cheetah": ["crippled-cheetah_heldout.png", "crippled-cheetah_intact.png",

@@ -95,7 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.name} runs its own seeds: --seeds, --workers and --budget do not apply to it", file=sys.stderr)
         return 2
     start = time.perf_counter()
-    report = module.run(scale=args.scale, seed=args.seed, out=args.out, command=command, **extra)
+    try:
+        report = module.run(scale=args.scale, seed=args.seed, out=args.out, command=command, **extra)
+    except KeyboardInterrupt:
+        print(f"\n{args.name}: interrupted; finished runs are saved. Run the same command again to resume:\n"
+              f"  {command}", file=sys.stderr)
+        return 130
     print(f"wrote {report} in {time.perf_counter() - start:.0f} s")
     return 0
 

@@ -191,22 +191,28 @@ def run_path(runs_dir: Path, study: str, agent: str, seed: int, fp: str) -> Path
 
 def train_or_resume(agent: Agent, cfg: ExperimentConfig, path: Path):
     """The trained run at ``path``: reused when finished, resumed from its newest checkpoint when
-    interrupted, trained from scratch otherwise. Returns the :class:`~neuromod_rl.experiment.runs.Run`."""
+    interrupted, trained from scratch otherwise. Returns the :class:`~neuromod_rl.experiment.runs.Run`.
+    Ctrl-C (or SIGTERM) stops training at a checkpoint and raises ``KeyboardInterrupt``: the study stops,
+    and the same command resumes it."""
     from neuromod_rl.experiment import train as tr
     from neuromod_rl.experiment.runs import Run, latest_checkpoint
 
     run = Run(path)
     callbacks = [freeze_callback()] if agent.frozen_plasticity else []
     opts = tr.TrainOptions(runs_dir=path.parent, progress=False, callbacks=callbacks)
-    if run.model.is_file() and run.config.is_file():
-        return run
-    if run.config.is_file() and latest_checkpoint(run) is not None:
+    latest = latest_checkpoint(run) if run.config.is_file() else None
+    if (run.model.is_file() and run.config.is_file()) or (latest is not None and latest[2] >= cfg.n_timesteps):
+        return run  # finished (a final checkpoint without model.zip is finished too: it is what it holds)
+    if latest is not None:
         print(f"resuming {path}", file=sys.stderr)
-        tr.resume(path, [], opts)
-        return run
-    if path.exists():  # stopped before its first checkpoint: nothing in it is worth keeping
-        shutil.rmtree(path)
-    tr.train(cfg, opts, run_dir=path)
+        result = tr.resume(path, [], opts)
+    else:
+        if path.exists():  # stopped before its first checkpoint: nothing in it is worth keeping
+            shutil.rmtree(path)
+        result = tr.train(cfg, opts, run_dir=path)
+    result.wandb.finish()
+    if not result.finished:
+        raise KeyboardInterrupt(f"training of {path} stopped at step {result.num_timesteps}")
     return run
 
 
