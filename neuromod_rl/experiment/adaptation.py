@@ -8,7 +8,7 @@ For every episode with a switch at step ``s`` (length ``L``) and a window of ``W
 * ``recovery = end / pre``: the fraction of the pre-switch reward per step the agent earns by the
   end of the episode (ratio of the means over episodes), defined when ``pre > 0``;
 * ``regained = (end - after) / (pre - after)``: the share of the drop won back within the episode
-  (an agent that cannot adapt stays near 0), defined when the switch costs reward.
+  (an agent that cannot adapt stays near 0), defined when ``pre > 0`` and the switch costs reward.
 
 The report and the reproductions share these definitions. Intervals are bootstrap 95% intervals
 over episodes (a fixed generator, so a report is reproducible).
@@ -47,7 +47,7 @@ def windows(traces: dict[str, np.ndarray], window: int | None = None) -> dict[st
 def _ratios(pre: np.ndarray, after: np.ndarray, end: np.ndarray) -> tuple[float, float]:
     p, a, e = pre.mean(), after.mean(), end.mean()
     recovery = e / p if p > 0 else float("nan")
-    regained = (e - a) / (p - a) if p - a > 0 else float("nan")
+    regained = (e - a) / (p - a) if p > 0 and p - a > 0 else float("nan")
     return float(recovery), float(regained)
 
 

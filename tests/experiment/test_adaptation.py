@@ -36,8 +36,10 @@ def test_no_switch_means_no_recovery_and_bad_pre_means_undefined():
     t = traces(2.0, 0.5, 1.5)
     t["switch_at"][:] = -1
     assert adaptation.recovery(t) is None and adaptation.compare(t, t) is None
-    neg = adaptation.recovery(traces(-1.0, -0.5, -1.5), window=5)
-    assert np.isnan(neg["recovery"]) and np.isnan(neg["regained"])  # pre <= 0, and no drop to regain
+    neg = adaptation.recovery(traces(-1.0, -2.0, -1.5), window=5)
+    assert np.isnan(neg["recovery"]) and np.isnan(neg["regained"])  # pre <= 0: the agent does not run
+    flat = adaptation.recovery(traces(1.0, 1.5, 1.0), window=5)
+    assert flat["recovery"] == pytest.approx(1.0) and np.isnan(flat["regained"])  # no drop to regain
 
 
 def test_episodes_too_short_for_the_window_are_left_out():

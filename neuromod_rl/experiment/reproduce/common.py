@@ -35,7 +35,8 @@ class Report:
     def _seeds(self) -> str:
         if not self.seeds:
             return f"seed `{self.seed}`"
-        return f"{len(self.seeds)} seeds (`{', '.join(str(s) for s in self.seeds)}`)"
+        n = len(self.seeds)
+        return f"{n} seed{'s' if n > 1 else ''} (`{', '.join(str(s) for s in self.seeds)}`)"
 
     def write(self, out: Path) -> Path:
         import torch
