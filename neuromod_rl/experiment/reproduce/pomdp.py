@@ -83,6 +83,7 @@ LABELS = {
 @dataclass(frozen=True)
 class Settings:
     tasks: tuple[str, ...] = tuple(TASKS)
+    agents: tuple[str, ...] = AGENTS
     seeds: int = 3
     budget_fraction: float = 1.0  # of the zoo's budget
     evals: int = 20  # evaluations during training
@@ -196,7 +197,7 @@ def _run_all(s: Settings, store: Path) -> list[dict[str, Any]]:
     todo = []
     for task in s.tasks:
         budget = max(1, int(TASKS[task].budget * s.budget_fraction))
-        todo += [((task, a, seed), budget) for seed in range(s.seeds) for a in AGENTS
+        todo += [((task, a, seed), budget) for seed in range(s.seeds) for a in s.agents
                  if (task, a, seed, budget) not in done]  # fmt: skip
     if s.jobs == 0:
         for (task, agent, seed), budget in tqdm(todo, desc="pomdp suite", unit="run"):
