@@ -86,20 +86,21 @@ def test_memorisation_protocol(hold):
 
 
 def test_pomdp_suite_smoke_writes_report_and_resumes(tmp_path):
-    """The memory suite at smoke scale: every agent trains and is evaluated, the report has the claims and
-    the table; a second call finds every run done (partial results are kept) and trains nothing."""
+    """The memory suite at smoke scale: every agent trains, is evaluated and timed; the report has the
+    claims and the table; a second call finds every run done (results are kept) and trains nothing."""
     from neuromod_rl.experiment.reproduce import pomdp
 
     assert reproduce.main(["pomdp", "--scale", "smoke", "--out", str(tmp_path)]) == 0
     report = (tmp_path / "pomdp.md").read_text()
     assert "| claim | reproduced | evidence |" in report and "RecurrentPPO (LSTM, zoo)" in report
-    assert (tmp_path / "pomdp_curves.png").stat().st_size > 0
-    runs = json.loads((tmp_path / "pomdp_runs.smoke.json").read_text())
-    assert sorted(r["agent"] for r in runs) == sorted(pomdp.AGENTS)
-    assert all(len(r["curve"]) == 2 and np.isfinite(r["final_return"]) for r in runs)
-    before = (tmp_path / "pomdp_runs.smoke.json").stat().st_mtime_ns
+    assert "env-steps/s (timed)" in report and (tmp_path / "pomdp_curves.png").stat().st_size > 0
+    store = tmp_path / "pomdp.smoke.runs.json"
+    runs = json.loads(store.read_text())["runs"]
+    assert sorted(k.split("/")[1] for k in runs) == sorted(pomdp.AGENTS)
+    assert all(len(r["result"]["curve"]) == 2 and np.isfinite(r["result"]["final_return"]) for r in runs.values())
+    before = store.stat().st_mtime_ns
     assert reproduce.main(["pomdp", "--scale", "smoke", "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "pomdp_runs.smoke.json").stat().st_mtime_ns == before
+    assert store.stat().st_mtime_ns == before
 
 
 def test_steps_to_level():

@@ -13,8 +13,11 @@ the heads ``net_arch``) and the zoo's budget; only the policy differs:
 
 Each (task, agent, seed) trains in its own process with one torch thread; it is evaluated
 ``evals`` times during training (deterministic actions, the training normalisation statistics) and
-at the end. Results are kept in ``pomdp_runs.json`` next to the report as they finish, so an
-interrupted suite resumes where it stopped.
+at the end. Results are kept in ``pomdp.<scale>.runs.json`` next to the report as they finish, so an
+interrupted suite resumes where it stopped (:mod:`.multiseed`). Wall time is compared at the
+throughput of each agent, timed back to back in one invocation after training (fresh processes, one
+thread each), so that the ratio does not depend on what else the machine was doing during the long
+runs; the runs' own training times are reported beside it.
 """
 
 from __future__ import annotations
@@ -30,7 +33,12 @@ from typing import Any
 
 import numpy as np
 
+from neuromod_rl.experiment.reproduce import multiseed
 from neuromod_rl.experiment.reproduce.common import Report, markdown_table, new_figure, save_figure
+from neuromod_rl.experiment.reproduce.multiseed import StudyOptions
+
+NAME = "pomdp"
+VERSION = "pomdp-1"  # bump when the protocol of a run changes (its results are then recomputed)
 
 
 @dataclass(frozen=True)
@@ -89,13 +97,15 @@ class Settings:
     evals: int = 20  # evaluations during training
     eval_episodes: int = 10
     final_episodes: int = 30
-    jobs: int = 1  # runs at once, each in its own process with one thread (0: in this process, for tests)
+    jobs: int = 1  # 1: each run in a fresh process with one thread (--workers runs several); 0: in this process
+    timing_steps: int = 20_000  # env steps timed per agent and task for the wall-time comparison
     overrides: tuple[tuple[str, Any], ...] = ()  # hyperparameters replaced for every task (smoke runs only)
 
 
 SCALES = {
     "smoke": Settings(tasks=("PendulumNoVel-v1",), seeds=1, budget_fraction=0.005, evals=2, eval_episodes=1,
-                      final_episodes=1, jobs=0, overrides=(("n_steps", 32), ("n_epochs", 1), ("batch_size", 64))),
+                      final_episodes=1, jobs=0, timing_steps=64,
+                      overrides=(("n_steps", 32), ("n_epochs", 1), ("batch_size", 64))),
     "default": Settings(),
     "paper": Settings(seeds=5),
 }  # fmt: skip
@@ -181,52 +191,89 @@ def run_one(task_name: str, agent: str, seed: int, budget: int, evals: int, eval
 
 
 # ------------------------------------------------------------------------------------------ the suite
-def _worker_command(key: tuple[str, str, int], budget: int, s: Settings) -> list[str]:
-    task, agent, seed = key
+def run_job(key: str, seed: int, budget: int, s: Settings) -> dict[str, Any]:
+    """One (task/agent, seed) as a :class:`~.multiseed.Job`: a fresh process, so the run's own
+    imports and threads are its own and its wall time is comparable."""
+    task, agent = key.split("/")
     args = [task, agent, str(seed), str(budget), str(s.evals), str(s.eval_episodes), str(s.final_episodes),
             json.dumps(dict(s.overrides))]
-    return [sys.executable, "-m", "neuromod_rl.experiment.reproduce.pomdp", *args]
+    if s.jobs == 0:  # in this process (the smoke test)
+        return run_one(task, agent, seed, budget, s.evals, s.eval_episodes, s.final_episodes, dict(s.overrides))
+    cmd = [sys.executable, "-m", "neuromod_rl.experiment.reproduce.pomdp", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"pomdp run {key} seed {seed} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _run_all(s: Settings, store: Path) -> list[dict[str, Any]]:
-    """Every (task, agent, seed) not in ``store`` yet, ``s.jobs`` processes at a time; returns all results."""
-    from tqdm.auto import tqdm
+def _budget(task: str, s: Settings, options: StudyOptions) -> int:
+    return options.budget or max(1, int(TASKS[task].budget * s.budget_fraction))
 
-    results = json.loads(store.read_text()) if store.is_file() else []
-    done = {(r["task"], r["agent"], r["seed"], r["budget"]) for r in results}
-    todo = []
+
+def train_all(s: Settings, seeds: list[int], out: Path, scale: str, options: StudyOptions) -> dict:
+    """Every (task, agent, seed) not in the study's progress file yet; ``{("task/agent", seed): result}``."""
+    progress = multiseed.Progress(out, NAME, scale)
+    jobs = []
     for task in s.tasks:
-        budget = max(1, int(TASKS[task].budget * s.budget_fraction))
-        todo += [((task, a, seed), budget) for seed in range(s.seeds) for a in s.agents
-                 if (task, a, seed, budget) not in done]  # fmt: skip
-    if s.jobs == 0:
-        for (task, agent, seed), budget in tqdm(todo, desc="pomdp suite", unit="run"):
-            results.append(run_one(task, agent, seed, budget, s.evals, s.eval_episodes, s.final_episodes,
-                                   dict(s.overrides)))
-            store.write_text(json.dumps(results, indent=1))
-        return results
-    running: list[tuple[subprocess.Popen, tuple]] = []
-    bar = tqdm(total=len(todo), desc="pomdp suite", unit="run")
-    while todo or running:
-        while todo and len(running) < s.jobs:
-            key, budget = todo.pop(0)
-            proc = subprocess.Popen(_worker_command(key, budget, s), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True)
-            running.append((proc, key))
-        proc, key = running.pop(0)
-        out, err = proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeError(f"pomdp run {key} failed:\n{err[-3000:]}")
-        results.append(json.loads(out.strip().splitlines()[-1]))
-        store.write_text(json.dumps(results, indent=1))
-        bar.update(1)
-    bar.close()
-    return results
+        budget = _budget(task, s, options)
+        for agent in s.agents:
+            fp = multiseed.fingerprint([TASKS[task], _policy_kwargs_described(task, agent), budget, s.evals,
+                                        s.eval_episodes, s.final_episodes, s.overrides, VERSION])
+            jobs += [multiseed.Job(f"{task}/{agent}", seed, fp, run_job, (budget, s)) for seed in seeds]
+    return multiseed.run_jobs(progress, jobs, options.workers)
 
 
-def _quartiles(values: list[float]) -> tuple[float, float, float]:
-    q = np.percentile(np.asarray(values, dtype=float), [25, 50, 75])
-    return float(q[1]), float(q[0]), float(q[2])
+def _policy_kwargs_described(task: str, agent: str) -> dict[str, Any]:
+    """What the agent's policy is, resolved (the plastic agents: CoreConfig's defaults included), so
+    that changing the default core re-trains the plastic agents and nothing else."""
+    described = {k: repr(v) for k, v in _policy_kwargs(TASKS[task], agent).items()}
+    if agent.startswith("plastic"):
+        from neuromod_rl.agents.core_factory import CoreConfig
+
+        core = {k: v for k, v in _policy_kwargs(TASKS[task], agent).items() if k in CoreConfig.__dataclass_fields__}
+        described["core"] = CoreConfig(**core).as_dict()
+    return described
+
+
+def measure_throughput(task: str, agent: str, steps: int, overrides: dict[str, Any] | None = None) -> float:
+    """Env steps per second of ``agent`` training on ``task`` (rollouts and updates, one thread), after
+    one warm-up rollout: the suite times every agent this way back to back, so that wall-time ratios
+    do not depend on what else the machine ran during the long training runs."""
+    import torch
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    import neuromod_rl  # noqa: F401
+
+    torch.set_num_threads(1)
+    t = TASKS[task]
+    env = make_vec_env(t.env_id, n_envs=t.n_envs, seed=0)
+    if t.normalize:
+        env = VecNormalize(env, gamma=t.hyperparameters.get("gamma", 0.99))
+    model = build(t, agent, 0, env, overrides)
+    rollout = model.n_steps * t.n_envs
+    model.learn(rollout)
+    start, before = time.perf_counter(), model.num_timesteps
+    model.learn(max(steps, rollout), reset_num_timesteps=False)
+    return (model.num_timesteps - before) / (time.perf_counter() - start)
+
+
+def time_all(s: Settings) -> dict[str, dict[str, float]]:
+    """Throughput of every agent on every task, each in a fresh process, one after another."""
+    out: dict[str, dict[str, float]] = {}
+    for task in s.tasks:
+        out[task] = {}
+        for agent in s.agents:
+            code = ("import json,sys; from neuromod_rl.experiment.reproduce.pomdp import measure_throughput as m; "
+                    f"print(m({task!r}, {agent!r}, {s.timing_steps}, {dict(s.overrides)!r}))")
+            if s.jobs == 0:
+                out[task][agent] = measure_throughput(task, agent, s.timing_steps, dict(s.overrides))
+                continue
+            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"timing {task}/{agent} failed:\n{proc.stderr[-3000:]}")
+            out[task][agent] = float(proc.stdout.strip().splitlines()[-1])
+    return out
 
 
 def steps_to(curve: list[tuple[int, float]], level: float) -> float:
@@ -236,29 +283,30 @@ def steps_to(curve: list[tuple[int, float]], level: float) -> float:
 
 def _fmt_steps(values: list[float]) -> str:
     reached = [v for v in values if math.isfinite(v)]
-    if len(reached) < len(values) / 2:
+    if len(reached) <= len(values) / 2:
         return f"not reached ({len(reached)}/{len(values)})"
-    med = float(np.median(values))
-    return f"{med / 1000:.0f}k ({len(reached)}/{len(values)})"
+    return f"{float(np.median(values)) / 1000:.0f}k ({len(reached)}/{len(values)})"
 
 
-def summarise(results: list[dict[str, Any]], s: Settings) -> dict[str, Any]:
+def summarise(results: dict, s: Settings, seeds: list[int], speed: dict) -> dict[str, Any]:
     """Per task and agent: final return (median, IQR), steps to the threshold and to RecurrentPPO's
-    final return (its lower quartile), wall time; and the targets' verdicts."""
+    final return (its lower quartile), wall time (measured, and at the timed throughput)."""
     out: dict[str, Any] = {}
     for task in s.tasks:
-        runs = {a: [r for r in results if r["task"] == task and r["agent"] == a] for a in AGENTS}
-        anchor = _quartiles([r["final_return"] for r in runs["recurrent_ppo"]])
+        runs = {a: [results[(f"{task}/{a}", k)] for k in seeds if (f"{task}/{a}", k) in results] for a in s.agents}
+        anchor = multiseed.median_iqr([r["final_return"] for r in runs.get("recurrent_ppo", [])])
         rows = {}
         for agent, rs in runs.items():
             if not rs:
                 continue
+            to_anchor = [steps_to(r["curve"], anchor[1]) for r in rs]
             rows[agent] = {
-                "final": _quartiles([r["final_return"] for r in rs]),
+                "final": multiseed.median_iqr([r["final_return"] for r in rs]),
                 "to_threshold": [steps_to(r["curve"], TASKS[task].threshold) for r in rs],
-                "to_anchor": [steps_to(r["curve"], anchor[1]) for r in rs],
+                "to_anchor": to_anchor,
                 "seconds": float(np.median([r["train_seconds"] for r in rs])),
-                "steps_per_second": float(np.median([r["steps_per_second"] for r in rs])),
+                "steps_per_second": speed[task][agent],
+                "seconds_to_anchor": float(np.median(to_anchor)) / speed[task][agent],
             }
         out[task] = {"anchor": anchor, "rows": rows}
     return out
@@ -272,62 +320,61 @@ def _verdicts(summary: dict[str, Any], agent: str) -> list[tuple[str, bool, str]
             continue
         mine, anchor = rows[agent], rows["recurrent_ppo"]
         q1 = data["anchor"][1]
-        return_ok = mine["final"][0] >= q1
-        steps_ok = np.median(mine["to_anchor"]) <= np.median(anchor["to_anchor"])
-        time_ratio = mine["seconds"] / max(anchor["seconds"], 1e-9)
+        reached = mine["final"][0] >= q1
+        fewer_steps = np.median(mine["to_anchor"]) <= np.median(anchor["to_anchor"])
+        ratio = mine["seconds_to_anchor"] / anchor["seconds_to_anchor"] if math.isfinite(
+            anchor["seconds_to_anchor"]) else math.nan  # fmt: skip
         claims.append((
-            f"{task}: {LABELS[agent]} reaches RecurrentPPO's final return (its lower quartile {q1:.1f}) in no more "
-            "steps, in <= 0.5x its wall time",
-            bool(return_ok and steps_ok and time_ratio <= 0.5),
-            f"final median {mine['final'][0]:.1f} vs {data['anchor'][0]:.1f}; steps to {q1:.1f}: "
-            f"{_fmt_steps(mine['to_anchor'])} vs {_fmt_steps(anchor['to_anchor'])}; wall time {time_ratio:.2f}x",
+            f"{task}: {LABELS[agent]} reaches RecurrentPPO's final return (its lower quartile, {q1:.1f}) in no more "
+            "env steps and in <= 0.5x its wall time",
+            bool(reached and fewer_steps and ratio <= 0.5),
+            f"final median {mine['final'][0]:.1f} vs RecurrentPPO {data['anchor'][0]:.1f}; steps to {q1:.1f}: "
+            f"{_fmt_steps(mine['to_anchor'])} vs {_fmt_steps(anchor['to_anchor'])}; wall time to it "
+            f"{ratio:.2f}x (env-steps/s {mine['steps_per_second']:.0f} vs {anchor['steps_per_second']:.0f})",
         ))  # fmt: skip
     return claims
 
 
-def _plot(results: list[dict[str, Any]], s: Settings, out: Path) -> str:
+def _plot(results: dict, s: Settings, seeds: list[int], out: Path) -> str:
     fig, axes = new_figure(ncols=len(s.tasks), width=4.6)
     for ax, task in zip(axes, s.tasks):
-        for agent in AGENTS:
-            curves = [r["curve"] for r in results if r["task"] == task and r["agent"] == agent]
-            if not curves:
-                continue
-            n = min(len(c) for c in curves)
-            steps = np.array([c[i][0] for i in range(n) for c in curves[:1]])
-            values = np.array([[c[i][1] for i in range(n)] for c in curves])
-            q1, med, q3 = np.percentile(values, [25, 50, 75], axis=0)
-            ax.plot(steps, med, label=LABELS[agent])
-            ax.fill_between(steps, q1, q3, alpha=0.2)
+        curves, steps = {}, None
+        for agent in s.agents:
+            rs = [results[(f"{task}/{agent}", k)] for k in seeds if (f"{task}/{agent}", k) in results]
+            if rs:
+                curves[LABELS[agent]] = [[v for _, v in r["curve"]] for r in rs]
+                steps = np.asarray([x for x, _ in rs[0]["curve"]], dtype=float)
+        multiseed.plot_bands(ax, steps, curves, "evaluation return", "env steps")
         ax.axhline(TASKS[task].threshold, color="grey", ls=":", lw=1)
         ax.set_title(task, fontsize=9)
-        ax.set_xlabel("env steps")
-    axes[0].set_ylabel("evaluation return (median, IQR)")
-    axes[0].legend(fontsize=7)
     return save_figure(fig, out, "pomdp_curves.png")
 
 
-def run(scale: str, seed: int, out: Path, command: str) -> Path:
+def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | None = None) -> Path:
+    options = options or StudyOptions()
     s = SCALES[scale]
-    settings = {**{k: v for k, v in s.__dict__.items()}, "tasks (zoo settings)": {k: TASKS[k] for k in s.tasks}}
-    report = Report("pomdp", "Memory suite: plastic policies against RecurrentPPO on velocity-masked tasks",
-                    command, seed, scale, settings)  # fmt: skip
-    store = out / ("pomdp_runs.json" if scale != "smoke" else "pomdp_runs.smoke.json")
-    results = _run_all(s, store)
-    summary = summarise(results, s)
-    for agent in ("plastic", "plastic_lstm"):
-        for claim in _verdicts(summary, agent):
-            report.claim(*claim)
+    seeds = multiseed.seed_list(seed, options.seeds or s.seeds)
+    settings = {**s.__dict__, "tasks (rl-zoo3 settings)": {k: TASKS[k] for k in s.tasks}}
+    report = Report(NAME, "Memory suite: plastic policies against RecurrentPPO on velocity-masked tasks",
+                    command, seed, scale, settings, seeds=seeds)  # fmt: skip
+    results = train_all(s, seeds, out, scale, options)
+    speed = time_all(s)
+    summary = summarise(results, s, seeds, speed)
+    for agent in s.agents:
+        if agent.startswith("plastic"):
+            for claim in _verdicts(summary, agent):
+                report.claim(*claim)
     rows = []
     for task, data in summary.items():
         for agent, r in data["rows"].items():
             med, q1, q3 = r["final"]
             rows.append([task, LABELS[agent], f"{med:.1f} [{q1:.1f}, {q3:.1f}]", _fmt_steps(r["to_threshold"]),
-                         _fmt_steps(r["to_anchor"]), f"{r['seconds']:.0f}", f"{r['steps_per_second']:.0f}"])
+                         _fmt_steps(r["to_anchor"]), f"{r['steps_per_second']:.0f}", f"{r['seconds']:.0f}"])
     header = ["task", "agent", "final return, median [IQR]", "steps to threshold", "steps to RecurrentPPO's final",
-              "train s (median)", "env-steps/s"]  # fmt: skip
+              "env-steps/s (timed)", "train s (median, as run)"]  # fmt: skip
     report.add("## Results\n\n" + markdown_table(header, rows))
     thresholds = "\n".join(f"- {t}: {TASKS[t].threshold:g} ({TASKS[t].threshold_source})" for t in s.tasks)
-    report.add(f"## Thresholds\n\n{thresholds}\n\n{_plot(results, s, out)}")
+    report.add(f"## Thresholds\n\n{thresholds}\n\n{_plot(results, s, seeds, out)}")
     return report.write(out)
 
 
