@@ -218,14 +218,14 @@ class PlasticOffPolicyPolicyMixin:
         sb3_keys = set(inspect.signature(self._sb3_policy.__init__).parameters) - {
             "self", "observation_space", "action_space", "lr_schedule"
         }
+        if kwargs.pop("use_sde", False):
+            raise ValueError("use_sde=True is not supported by plastic policies; drop use_sde")
         config, sb3_kwargs = split_policy_kwargs(kwargs, sb3_keys)
         if config.modulation_source == "td_error":
             raise ValueError(
                 "modulation_source='td_error' reads a state-value head, which SAC / TD3 policies do not have; "
                 "use modulation_source='hidden' or 'reward'"
             )
-        if sb3_kwargs.get("use_sde", False):
-            raise ValueError("use_sde=True is not supported by plastic policies; drop use_sde")
         shared = sb3_kwargs.get("share_features_extractor")
         if shared is not None and bool(shared) != config.shared_core:
             raise ValueError(
