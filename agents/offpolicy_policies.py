@@ -163,11 +163,24 @@ class PlasticEncoder(BaseFeaturesExtractor):
         rest = scan(self.core, x[K:], burn.state.detach(), starts[K:], None if signal is None else signal[K:])
         return th.cat([burn.y, rest.y])
 
+    def _sequence_cached(self, sample: SequenceSample) -> th.Tensor:
+        """:meth:`sequence`, computed once per sample and parameter values: SAC reads the actor's outputs
+        at the trained steps (with gradient) and then at their next observations (without), from
+        one pass. A request without gradient reuses a pass made with unchanged parameters (an
+        optimizer step bumps their version counters); a request with gradient always runs anew."""
+        versions = tuple(p._version for p in self.parameters())
+        hit = sample.cache.get(id(self))
+        if hit is not None and hit[0] == versions and not th.is_grad_enabled():
+            return hit[1].detach()
+        y = self.sequence(sample)
+        sample.cache[id(self)] = (versions, y)
+        return y
+
     def forward(self, obs) -> th.Tensor:  # type: ignore[override]
         if isinstance(obs, CoreOutput):
             return obs.latent
         if isinstance(obs, SequenceView):
-            y = self.sequence(obs.sample)
+            y = self._sequence_cached(obs.sample)
             n = y.shape[1]
             return y[obs.positions, th.arange(n, device=y.device)].reshape(-1, y.shape[-1])
         raise TypeError(_NEEDS_STATE)
@@ -190,7 +203,19 @@ class PlasticTD3Actor(_EncoderFeatures, TD3Actor):
 
 
 class PlasticContinuousCritic(_EncoderFeatures, ContinuousCritic):
-    """SB3's twin Q critic on a :class:`PlasticEncoder`: ``Q_i(h_t, a_t)``."""
+    """SB3's twin Q critic on a :class:`PlasticEncoder`: ``Q_i(h_t, a_t)``.
+
+    When the actions carry a gradient (the actor loss ``Q(s, pi(s))``), the core's sequence pass runs
+    without autograd: only the actor learns from that loss (SB3 zeroes the critic's gradients before
+    every critic step), so the actor's update is unchanged and a backward pass through the core is
+    saved. The critic loss uses the buffer's actions, which carry none.
+    """
+
+    def forward(self, obs, actions: th.Tensor) -> tuple[th.Tensor, ...]:  # type: ignore[override]
+        if actions.requires_grad and isinstance(obs, SequenceView):
+            with th.no_grad():
+                obs = CoreOutput(self.features_extractor(obs))
+        return super().forward(obs, actions)
 
 
 class PlasticOffPolicyPolicyMixin:

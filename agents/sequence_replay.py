@@ -33,7 +33,7 @@ next-observation latent is then one position after its own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -66,6 +66,8 @@ class SequenceSample:
     burn_in: int
     current: th.Tensor
     next: th.Tensor
+    #: core outputs already computed for this sample, by network (see ``PlasticEncoder.forward``)
+    cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def seq_len(self) -> int:

@@ -79,12 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("envs", help="table of the registered tasks")
 
-    p = sub.add_parser("bench", help="benchmarks: core, sb3, envs")
+    p = sub.add_parser("bench", help="benchmarks: core, sb3, envs, offpolicy")
     p.add_argument("name", choices=sorted(BENCHES))
     p.add_argument("args", nargs=argparse.REMAINDER, help="passed on to the benchmark")
 
-    p = sub.add_parser("reproduce", help="paper reproductions: gregor, blur, l2l")
-    p.add_argument("args", nargs=argparse.REMAINDER, metavar="{gregor,blur,l2l} [OPTIONS]")
+    p = sub.add_parser("reproduce", help="paper reproductions and studies: gregor, blur, l2l, offpolicy")
+    p.add_argument("args", nargs=argparse.REMAINDER, metavar="{gregor,blur,l2l,offpolicy} [OPTIONS]")
 
     p = sub.add_parser("demo", help="a short demonstration of the plastic core")
     p.add_argument("args", nargs=argparse.REMAINDER)

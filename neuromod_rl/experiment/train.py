@@ -221,6 +221,9 @@ def snapshot(model, monitor) -> tuple[bytes, bytes]:
             "python": random.getstate(),
         },
         "venv": venv_bytes,
+        # off-policy algorithms: SB3's zip leaves the replay buffer out, and a resumed run must not
+        # start from an empty one (its plastic states at sequence starts included)
+        "replay_buffer": pickle.dumps(model.replay_buffer) if getattr(model, "replay_buffer", None) else None,
         # where the next rollout starts (observation, episode starts, recurrent state): SB3 saves these
         # in the zip, but some algorithms rebuild them on load (RecurrentPPO zeroes its LSTM state)
         "last": _picklable({k: v for k, v in vars(model).items() if k.startswith("_last_")}),
@@ -404,6 +407,9 @@ def resume(run_dir: str | Path, overrides: list[str], opts: TrainOptions) -> Tra
             f"checkpoint {model_path} cannot be loaded ({type(err).__name__}: {err}). If it is damaged, delete it, "
             f"{state_path.name} and checkpoints/latest.json to resume from the previous checkpoint."
         ) from None
+    if state.get("replay_buffer") is not None:
+        model.replay_buffer = pickle.loads(state["replay_buffer"])
+        model.replay_buffer.device = model.device
     if state["venv"] is None:
         model._last_obs = None  # the rebuilt envs must be reset by learn()
         venv.seed(cfg.seed + step)

@@ -309,3 +309,48 @@ def test_sequence_buffer_is_used():
     model = PlasticSAC("MlpPlasticPolicy", make_vec_env(CueRecall, 1, seed=0), **fast())
     assert type(model.replay_buffer) is SequenceReplayBuffer
     assert model.replay_buffer.sequence_length == 4
+
+
+def test_sequence_passes_are_shared_only_while_parameters_are_unchanged():
+    """SAC reads the actor's outputs at the trained steps and at their next observations from one pass;
+    after an optimizer step a new pass runs. The critic in the actor loss skips autograd through its
+    core, and the actor's gradient is the same as with it."""
+    model = PlasticSAC("MlpPlasticPolicy", make_vec_env(pendulum, 2, seed=0), **fast(seed=0)).learn(40)
+    data = model.replay_buffer.sample(16)
+    actor, critic = model.actor, model.critic
+    encoder = actor.features_extractor
+    _, log_prob = actor.action_log_prob(data.observations)
+    with torch.no_grad():
+        shared = encoder(data.next_observations)
+        assert len(data.observations.sample.cache) == 1
+        fresh = encoder.sequence(data.observations.sample)
+    n = fresh.shape[1]
+    torch.testing.assert_close(shared, fresh[data.next_observations.positions, torch.arange(n)].reshape(-1, 4))
+    # an optimizer step changes the parameters: the next request runs a new pass
+    actor.optimizer.zero_grad()
+    log_prob.mean().backward()
+    actor.optimizer.step()
+    with torch.no_grad():
+        after = encoder(data.next_observations)
+    assert not torch.allclose(after, shared)
+
+    def actor_grads(skip_core_autograd: bool) -> list[torch.Tensor]:
+        actor.optimizer.zero_grad()
+        critic.optimizer.zero_grad()
+        torch.manual_seed(0)  # the same sampled actions both times
+        actions_pi, _ = actor.action_log_prob(data.observations)
+        obs = data.observations if skip_core_autograd else CoreOutputWithGrad(critic, data.observations)
+        q = torch.cat(critic(obs, actions_pi), dim=1).min(dim=1).values.mean()
+        (-q).backward()
+        return [p.grad.clone() for p in actor.parameters() if p.grad is not None]
+
+    fast_grads, full_grads = actor_grads(True), actor_grads(False)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(fast_grads, full_grads))
+    assert critic.features_extractor.core.w.grad is not None  # the full path did reach the critic core
+
+
+def CoreOutputWithGrad(critic, view):  # noqa: N802  (reads like the type it returns)
+    """The critic core's outputs computed with autograd, as SB3's own critic would compute them."""
+    from neuromod_rl.agents.offpolicy_policies import CoreOutput
+
+    return CoreOutput(critic.features_extractor(view))

@@ -18,6 +18,7 @@ REPRODUCTIONS = {
     "gregor": "neuromod_rl.experiment.reproduce.gregor",
     "blur": "neuromod_rl.experiment.reproduce.blur",
     "l2l": "neuromod_rl.experiment.reproduce.l2l",
+    "offpolicy": "neuromod_rl.experiment.reproduce.offpolicy",
 }
 SCALES = ("smoke", "default", "paper")
 
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="neuromod-rl reproduce",
         description="Reproduce a source paper's claim and write docs/results/<name>.md with plots.",
     )
-    p.add_argument("name", choices=sorted(REPRODUCTIONS), help="which paper: gregor | blur | l2l")
+    p.add_argument("name", choices=sorted(REPRODUCTIONS), help="which study: gregor | blur | l2l | offpolicy")
     p.add_argument(
         "--scale", choices=SCALES, default="default", help="smoke: seconds (tests); default: minutes on 2 cores"
     )
