@@ -27,7 +27,8 @@ from neuromod_rl.agents import diagnostics
 from neuromod_rl.agents.offpolicy_policies import PlasticOffPolicyPolicyMixin
 from neuromod_rl.agents.plastic_algorithm import PlasticAlgorithmMixin
 from neuromod_rl.agents.sequence_replay import SequenceDictReplayBuffer, SequenceReplayBuffer, check_sequence_settings
-from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.noise import ActionNoise, NormalActionNoise
+from stable_baselines3.common.preprocessing import get_action_dim
 from stable_baselines3.common.utils import obs_as_tensor
 
 from neuromod_rl.plasticity import PlasticState
@@ -46,6 +47,9 @@ class PlasticOffPolicyMixin(PlasticAlgorithmMixin):
       gradient (R2D2). Sequences then span ``K + L`` buffer steps.
     * ``start_state`` -- ``"stored"``: a sequence starts from the state the agent had when it
       collected it; ``"zero"``: from the episode-start state (nothing stored; pair it with a burn-in).
+
+    ``action_noise`` may also be a number: Gaussian exploration noise of that standard deviation (in the
+    scaled action space, as SB3's ``NormalActionNoise``), which is what a YAML config can express.
 
     ``learning_starts`` is raised to at least ``(burn_in + sequence_length) * n_envs``: training needs
     one whole sequence per env.
@@ -79,6 +83,10 @@ class PlasticOffPolicyMixin(PlasticAlgorithmMixin):
                 "optimize_memory_usage=True is not supported: the sequence replay buffer keeps every next observation "
                 "(episodes end inside sequences); drop it"
             )
+        if isinstance(self.action_noise, int | float) and not isinstance(self.action_noise, bool):
+            # a number is Gaussian exploration noise of that scale (what a YAML config can say)
+            dim = get_action_dim(self.action_space)
+            self.action_noise = NormalActionNoise(np.zeros(dim), float(self.action_noise) * np.ones(dim))
         self.replay_buffer_class = _BUFFERS[1] if isinstance(self.observation_space, spaces.Dict) else _BUFFERS[0]
         self.replay_buffer_kwargs = {
             **(self.replay_buffer_kwargs or {}),
