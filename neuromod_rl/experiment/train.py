@@ -2,8 +2,8 @@
 
 Exact resume. A checkpoint is taken at the start of a rollout (after the previous update), and
 holds everything the next rollout depends on: the SB3 model zip (weights, optimizer, counters,
-``_last_obs``, recurrent state), the torch / numpy / Python RNG states, and the in-process VecEnv
-itself (pickled with its envs' generators and mid-episode state). Resuming restores all of it, so
+``_last_obs``, recurrent state), the replay buffer of off-policy algorithms (the zip leaves it out),
+the torch / numpy / Python RNG states, and the in-process VecEnv itself (pickled with its envs' generators and mid-episode state). Resuming restores all of it, so
 a resumed run computes the same updates as an uninterrupted one with the same seed. Where an env
 cannot be pickled (MuJoCo bodies), the envs are rebuilt and reseeded: training continues correctly
 but not bit-identically, and a warning says so.

@@ -354,3 +354,10 @@ def CoreOutputWithGrad(critic, view):  # noqa: N802  (reads like the type it ret
     from neuromod_rl.agents.offpolicy_policies import CoreOutput
 
     return CoreOutput(critic.features_extractor(view))
+
+
+def test_action_noise_can_be_a_number():
+    """A YAML config cannot build an ActionNoise object; a number means Gaussian noise of that scale."""
+    model = PlasticTD3("MlpPlasticPolicy", make_vec_env(pendulum, 1, seed=0), action_noise=0.2, **fast())
+    assert isinstance(model.action_noise, NormalActionNoise)
+    np.testing.assert_array_equal(model.action_noise._sigma, [0.2])
