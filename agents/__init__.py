@@ -10,13 +10,29 @@ by that name (nothing is installed as a top-level ``agents``).
 
 The same policy classes train under ``sb3_contrib.RecurrentPPO`` (see
 :mod:`neuromod_rl.agents.recurrent_adapter`).
+
+Off-policy: ``PlasticSAC`` / ``PlasticTD3`` (SB3's SAC / TD3 with plastic actor and critic cores and a
+sequence replay buffer):
+
+>>> from neuromod_rl.agents import PlasticSAC
+>>> model = PlasticSAC("MlpPlasticPolicy", "neuromod_rl/PendulumNoVel-v1", policy_kwargs=dict(hidden_size=32))
+>>> model.learn(10_000)
 """
 
 import neuromod_rl  # noqa: F401  (registers the neuromod_rl/... env ids)
 from neuromod_rl.agents.buffers import SequenceBatch, SequenceDictRolloutBuffer, SequenceRolloutBuffer
 from neuromod_rl.agents.core_factory import CORES, MODULATION_SOURCES, PLASTIC_KEYS, CoreConfig, build_core
+from neuromod_rl.agents.offpolicy_policies import (
+    MultiInputPlasticSACPolicy,
+    MultiInputPlasticTD3Policy,
+    PlasticSACPolicy,
+    PlasticTD3Policy,
+    freeze_plasticity,
+)
 from neuromod_rl.agents.plastic_a2c import PlasticA2C
 from neuromod_rl.agents.plastic_ppo import PLASTIC_POLICY_ALIASES, PlasticPPO
+from neuromod_rl.agents.plastic_sac import PlasticSAC
+from neuromod_rl.agents.plastic_td3 import PlasticTD3
 from neuromod_rl.agents.policies import (
     CnnPlasticPolicy,
     MlpPlasticPolicy,
@@ -24,6 +40,7 @@ from neuromod_rl.agents.policies import (
     PlasticActorCriticPolicy,
 )
 from neuromod_rl.agents.recurrent_adapter import RecurrentPPOAdapterMixin, register_with_recurrent_ppo
+from neuromod_rl.agents.sequence_replay import SequenceDictReplayBuffer, SequenceReplayBuffer
 
 register_with_recurrent_ppo(PlasticActorCriticPolicy)
 
@@ -36,13 +53,22 @@ __all__ = [
     "CoreConfig",
     "MlpPlasticPolicy",
     "MultiInputPlasticPolicy",
+    "MultiInputPlasticSACPolicy",
+    "MultiInputPlasticTD3Policy",
     "PlasticA2C",
     "PlasticActorCriticPolicy",
     "PlasticPPO",
+    "PlasticSAC",
+    "PlasticSACPolicy",
+    "PlasticTD3",
+    "PlasticTD3Policy",
     "RecurrentPPOAdapterMixin",
     "SequenceBatch",
+    "SequenceDictReplayBuffer",
     "SequenceDictRolloutBuffer",
+    "SequenceReplayBuffer",
     "SequenceRolloutBuffer",
     "build_core",
+    "freeze_plasticity",
     "register_with_recurrent_ppo",
 ]

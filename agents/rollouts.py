@@ -26,6 +26,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from neuromod_rl.agents import diagnostics
 from neuromod_rl.agents.buffers import SequenceDictRolloutBuffer, SequenceRolloutBuffer
 from neuromod_rl.agents.finite import check_transition
+from neuromod_rl.agents.plastic_algorithm import PlasticAlgorithmMixin
 from neuromod_rl.agents.policies import PlasticActorCriticPolicy
 from neuromod_rl.plasticity import PlasticState
 
@@ -41,7 +42,7 @@ def check_bptt_length(bptt_length: Any) -> int | str:
     return int(bptt_length)
 
 
-class PlasticOnPolicyMixin:
+class PlasticOnPolicyMixin(PlasticAlgorithmMixin):
     """Recurrent rollout collection for plastic policies (see the module docstring).
 
     ``bptt_length``: ``"episode"`` -- each env's whole rollout is one training sequence; episodes
@@ -52,7 +53,6 @@ class PlasticOnPolicyMixin:
     started from the state stored when the rollout reached it.
     """
 
-    plastic_config: dict[str, Any] | None
     _last_plastic_state: PlasticState | None
 
     def _init_plastic(self, bptt_length: int | str) -> None:
@@ -78,27 +78,6 @@ class PlasticOnPolicyMixin:
                 "stable_baselines3.PPO / A2C"
             )
         self._check_plastic_config()
-
-    def _get_policy_from_name(self, policy_name: str) -> type:
-        if policy_name not in self.policy_aliases:
-            raise ValueError(
-                f"unknown policy {policy_name!r} for {type(self).__name__}; valid choices: "
-                f"{sorted(self.policy_aliases)} (for SB3's feed-forward policies use stable_baselines3.PPO / A2C)"
-            )
-        return self.policy_aliases[policy_name]
-
-    def _check_plastic_config(self) -> None:
-        """A loaded model must be rebuilt with the configuration it was saved with."""
-        current = self.policy.core_config.as_dict()
-        saved = self.plastic_config
-        if saved is not None and saved != current:
-            diff = {k: (saved.get(k), current.get(k)) for k in current if saved.get(k) != current.get(k)}
-            raise ValueError(
-                "the saved model's plastic policy configuration does not match the one requested "
-                f"(key: (saved, requested)): {diff}. Load without overriding policy_kwargs / custom_objects, "
-                "or train a new model with the new configuration"
-            )
-        self.plastic_config = current
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_last_plastic_state"]

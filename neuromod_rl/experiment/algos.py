@@ -1,6 +1,6 @@
 """Algorithm registry: config name -> SB3-compatible algorithm class, imported only when used.
 
-Every entry is an SB3 ``OnPolicyAlgorithm`` with the same API (learn, predict with ``state`` and
+Every entry is an SB3 algorithm (on- or off-policy) with the same API (learn, predict with ``state`` and
 ``episode_start``, save/load), so the rest of the workflow treats them alike; recurrent ones
 simply return a non-``None`` state from ``predict``. Imports are lazy so that ``import
 neuromod_rl`` and config validation of unrelated keys stay light.
@@ -16,6 +16,8 @@ from neuromod_rl.experiment.errors import UserError
 ALGOS: dict[str, tuple[str, str]] = {
     "plastic_ppo": ("neuromod_rl.agents", "PlasticPPO"),
     "plastic_a2c": ("neuromod_rl.agents", "PlasticA2C"),
+    "plastic_sac": ("neuromod_rl.agents", "PlasticSAC"),
+    "plastic_td3": ("neuromod_rl.agents", "PlasticTD3"),
     "ppo": ("stable_baselines3", "PPO"),
     "a2c": ("stable_baselines3", "A2C"),
     "recurrent_ppo": ("sb3_contrib", "RecurrentPPO"),

@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("envs", help="table of the registered tasks")
 
-    p = sub.add_parser("bench", help="benchmarks: core, sb3, envs")
+    p = sub.add_parser("bench", help="benchmarks: core, sb3, envs, offpolicy")
     p.add_argument("name", choices=sorted(BENCHES))
     p.add_argument("args", nargs=argparse.REMAINDER, help="passed on to the benchmark")
 

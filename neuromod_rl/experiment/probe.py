@@ -56,6 +56,8 @@ def plastic_trace(model, cfg: ExperimentConfig, task: Any = None, seed: int = 0,
                 m = out.modulation
                 M.append(np.nan if m is None else m[0].cpu().numpy().reshape(-1))
                 action = out.actions.cpu().numpy()[0]
+                if getattr(policy, "squash_output", False):  # SAC / TD3 policies act in [-1, 1]
+                    action = policy.unscale_action(action)
                 if isinstance(env.action_space, spaces.Box):
                     action = np.clip(action, env.action_space.low, env.action_space.high)
                 obs, r, term, trunc, _ = env.step(action)

@@ -2,11 +2,12 @@
 
 Exact resume. A checkpoint is taken at the start of a rollout (after the previous update), and
 holds everything the next rollout depends on: the SB3 model zip (weights, optimizer, counters,
-``_last_obs``, recurrent state), the torch / numpy / Python RNG states, and the in-process VecEnv
-itself (pickled with its envs' generators and mid-episode state). Resuming restores all of it, so
-a resumed run computes the same updates as an uninterrupted one with the same seed. Where an env
-cannot be pickled (MuJoCo bodies), the envs are rebuilt and reseeded: training continues correctly
-but not bit-identically, and a warning says so.
+``_last_obs``, recurrent state), the replay buffer of off-policy algorithms (the zip leaves it out),
+the torch / numpy / Python RNG states, and the in-process VecEnv itself (pickled with its envs'
+generators and mid-episode state). Resuming restores all of it, so a resumed run computes the same
+updates as an uninterrupted one with the same seed. Where an env cannot be pickled (MuJoCo bodies),
+the envs are rebuilt and reseeded: training continues correctly but not bit-identically, and a
+warning says so.
 
 Ctrl-C or SIGTERM sets a flag (:class:`~neuromod_rl.experiment.runs.InterruptGuard`); training runs
 to the next rollout start (a fraction of a second to a few seconds), saves a checkpoint there and stops.
@@ -250,6 +251,9 @@ def snapshot(model, env) -> tuple[bytes, bytes]:
         },
         "venv": venv_bytes,
         "normalize": None if vn is None else normalize.to_bytes(vn),
+        # off-policy algorithms: SB3's zip leaves the replay buffer out, and a resumed run must not
+        # start from an empty one (its plastic states at sequence starts included)
+        "replay_buffer": pickle.dumps(model.replay_buffer) if getattr(model, "replay_buffer", None) else None,
         # where the next rollout starts (observation, episode starts, recurrent state): SB3 saves these
         # in the zip, but some algorithms rebuild them on load (RecurrentPPO zeroes its LSTM state)
         "last": _picklable({k: v for k, v in vars(model).items() if k.startswith("_last_")}),
@@ -477,6 +481,7 @@ def _resume(run: Run, overrides: list[str], opts: TrainOptions) -> TrainResult:
     torch.set_num_threads(cfg.torch_threads)  # as in build_model
     try:
         model = algo_class(cfg.algo).load(model_path, device=cfg.device)
+        replay = None if state.get("replay_buffer") is None else pickle.loads(state["replay_buffer"])
     except Exception as err:  # noqa: BLE001
         venv.close()
         raise UserError(
@@ -492,6 +497,9 @@ def _resume(run: Run, overrides: list[str], opts: TrainOptions) -> TrainResult:
         monitor.episode_lengths = state["monitor"]["episode_lengths"]
         monitor.episode_count = state["monitor"]["episode_count"]
     model.set_env(normalize.restore(cfg, monitor, stats), force_reset=False)
+    if replay is not None:
+        model.replay_buffer = replay
+        model.replay_buffer.device = model.device
     if state["venv"] is None:
         model._last_obs = None  # the rebuilt envs must be reset by learn()
         venv.seed(cfg.seed + step)

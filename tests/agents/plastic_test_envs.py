@@ -71,3 +71,38 @@ class TinyMultiDiscrete(gym.Env):
 
 def cue_env(delay: int = 2, **kw) -> gym.Env:
     return DelayedCue(delay=delay, **kw)
+
+
+class CueRecall(gym.Env):
+    """Continuous memory task: a cue of +1 or -1 is shown on the first step only, and every step pays
+    ``-|action - cue|``. A memoryless policy sees ``[0, 0]`` after the first step and can do no better
+    than action 0 (return ``-(length - 1)``); an agent that remembers the cue scores near 0."""
+
+    observation_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def __init__(self, length: int = 6):
+        self.length = length
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._t, self._cue = 0, float(self.np_random.choice([-1.0, 1.0]))
+        return np.array([self._cue, 1.0], np.float32), {}
+
+    def step(self, action):
+        reward = -abs(float(np.asarray(action).reshape(-1)[0]) - self._cue)
+        self._t += 1
+        return np.zeros(2, np.float32), reward, self._t >= self.length, False, {}
+
+
+class DictCueRecall(gym.ObservationWrapper):
+    """CueRecall with a Dict observation: the cue and the first-step flag under separate keys."""
+
+    def __init__(self, env: gym.Env | None = None):
+        super().__init__(env or CueRecall())
+        self.observation_space = spaces.Dict(
+            {"cue": spaces.Box(-1.0, 1.0, (1,), np.float32), "first": spaces.Box(0.0, 1.0, (1,), np.float32)}
+        )
+
+    def observation(self, obs):
+        return {"cue": obs[:1], "first": obs[1:]}

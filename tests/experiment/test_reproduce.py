@@ -19,6 +19,7 @@ PLOTS = {
     "gregor": ["gregor_recall.png"],
     "blur": ["blur_accuracy.png", "blur_meta_training.png"],
     "l2l": ["l2l_quadratics.png", "l2l_digits_mlp.png"],
+    "offpolicy": ["offpolicy_pendulum.png", "offpolicy_cheetah.png"],
 }
 
 

@@ -45,6 +45,11 @@ ALGOS = {
                               "hyperparameters": {"n_steps": 8, "batch_size": 16, "n_epochs": 2, "gamma": 0.9}},
     # RecurrentPPO rebuilds its LSTM state on load and uses orthogonal init (thread-count dependent)
     "recurrent_ppo": {"algo": "recurrent_ppo", "policy": "MlpLstmPolicy", "policy_kwargs": {"lstm_hidden_size": 8}},
+    # off-policy: the replay buffer (with its stored plastic states) and the plastic state are resumed
+    "plastic_sac": {"algo": "plastic_sac", "env": "neuromod_rl/PendulumNoVel-v1",
+                    "env_kwargs": {"max_episode_steps": 12}, "policy_kwargs": {"hidden_size": 4, "net_arch": [8]},
+                    "hyperparameters": {"sequence_length": 4, "burn_in": 1, "batch_size": 8, "learning_starts": 10,
+                                        "buffer_size": 1000}},
 }
 
 
@@ -57,7 +62,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, algo, cap
     assert not cut.finished and cut.num_timesteps < cfg.n_timesteps
     assert not (cut.run.path / "model.zip").exists()
     step = json.loads((cut.run.checkpoints / "latest.json").read_text())["step"]
-    assert step == {"plastic_ppo_mid_episode": 42, "plastic_ppo_normalize": 32}.get(algo, 40)
+    assert step == {"plastic_ppo_mid_episode": 42, "plastic_ppo_normalize": 32, "plastic_sac": 30}.get(algo, 40)
     assert "Resume with: neuromod-rl train --resume" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is given back
 

@@ -31,6 +31,7 @@ REPRODUCTIONS = {
     "bandit": "neuromod_rl.experiment.reproduce.bandit",
     "cue": "neuromod_rl.experiment.reproduce.cue",
     "maze": "neuromod_rl.experiment.reproduce.maze",
+    "offpolicy": "neuromod_rl.experiment.reproduce.offpolicy",
 }
 SCALES = ("smoke", "default", "paper")
 #: the studies that train RL agents (they take --budget)

@@ -1,0 +1,53 @@
+"""PlasticSAC: SB3's SAC (Haarnoja et al. 2018) with plastic actor and critic cores trained on sequences."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from stable_baselines3 import SAC
+from stable_baselines3.common.policies import BasePolicy
+
+from neuromod_rl.agents.offpolicy_policies import (
+    CnnPlasticSACPolicy,
+    MultiInputPlasticSACPolicy,
+    PlasticSACPolicy,
+)
+from neuromod_rl.agents.offpolicy_rollouts import PlasticOffPolicyMixin
+
+
+class PlasticSAC(PlasticOffPolicyMixin, SAC):
+    """SAC whose actor and critics adapt within an episode through plastic, neuromodulated synapses.
+
+    Every argument of :class:`stable_baselines3.SAC` is accepted unchanged (``n_steps`` must stay 1,
+    ``optimize_memory_usage`` False, ``use_sde`` False), plus the sequence settings
+    ``sequence_length`` (default 32), ``burn_in`` (0) and ``start_state`` (``"stored"`` or ``"zero"``);
+    see :class:`~neuromod_rl.agents.offpolicy_rollouts.PlasticOffPolicyMixin`. A gradient step
+    samples ``batch_size // sequence_length`` whole sequences from the
+    :class:`~neuromod_rl.agents.sequence_replay.SequenceReplayBuffer`; SAC's losses, entropy tuning and
+    target updates are SB3's ``SAC.train``, untouched. ``policy_kwargs`` take the plastic keys
+    (``rule``, ``core``, ``hidden_size``, ``shared_core``, ``freeze_plasticity``, ...; see
+    :class:`~neuromod_rl.agents.offpolicy_policies.PlasticOffPolicyPolicyMixin`).
+
+    Example:
+        >>> model = PlasticSAC("MlpPlasticPolicy", "neuromod_rl/PendulumNoVel-v1", sequence_length=16,
+        ...                    policy_kwargs=dict(hidden_size=32))
+        >>> model.learn(10_000)
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPlasticPolicy": PlasticSACPolicy,
+        "CnnPlasticPolicy": CnnPlasticSACPolicy,
+        "MultiInputPlasticPolicy": MultiInputPlasticSACPolicy,
+    }
+
+    def __init__(
+        self,
+        policy: str | type[PlasticSACPolicy],
+        env,
+        sequence_length: int = 32,
+        burn_in: int = 0,
+        start_state: str = "stored",
+        **kwargs: Any,
+    ):
+        self._init_plastic(sequence_length, burn_in, start_state)
+        super().__init__(policy, env, **kwargs)
