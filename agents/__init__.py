@@ -11,6 +11,7 @@ The same policy classes train under ``sb3_contrib.RecurrentPPO`` (see
 
 from neuromod_rl.agents.buffers import SequenceBatch, SequenceDictRolloutBuffer, SequenceRolloutBuffer
 from neuromod_rl.agents.core_factory import CORES, MODULATION_SOURCES, PLASTIC_KEYS, CoreConfig, build_core
+from neuromod_rl.agents.es import ESTrainer
 from neuromod_rl.agents.plastic_a2c import PlasticA2C
 from neuromod_rl.agents.plastic_ppo import PLASTIC_POLICY_ALIASES, PlasticPPO
 from neuromod_rl.agents.policies import (
@@ -32,6 +33,7 @@ __all__ = [
     "PLASTIC_POLICY_ALIASES",
     "CnnPlasticPolicy",
     "CoreConfig",
+    "ESTrainer",
     "MlpPlasticPolicy",
     "MultiInputPlasticPolicy",
     "PlasticA2C",
