@@ -39,7 +39,8 @@ TASKS: dict[str, dict[str, Any]] = {
         "env": "neuromod_rl/CrippledAnt-v0", "env_kwargs": {"include_cfrc_ext_in_observation": False,
                                                             "max_episode_steps": 100},
         "policy_kwargs": {"rule": "abcd", "core": "mlp", "hidden_size": 64, "alpha_shape": "none",
-                          "rule_kwargs": {"slow_weights": False, "bias": False}, "ortho_init": False},
+                          "rule_kwargs": {"slow_weights": False, "bias": False, "max_norm": True},
+                          "ortho_init": False},
         "params": "rule", "redraw": True,
     },
 }  # fmt: skip

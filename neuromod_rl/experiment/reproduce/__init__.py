@@ -18,6 +18,7 @@ REPRODUCTIONS = {
     "gregor": "neuromod_rl.experiment.reproduce.gregor",
     "blur": "neuromod_rl.experiment.reproduce.blur",
     "l2l": "neuromod_rl.experiment.reproduce.l2l",
+    "es-ant": "neuromod_rl.experiment.reproduce.es_ant",
 }
 SCALES = ("smoke", "default", "paper")
 
