@@ -71,7 +71,7 @@ def split_vector(policy: nn.Module, names: Sequence[str], vector: torch.Tensor) 
         raise ValueError(f"the parameter vector has {vector.shape[-1]} entries; the selection needs {sum(sizes)}")
     lead = vector.shape[:-1]
     pieces = torch.split(vector, sizes, dim=-1)
-    return {n: p.reshape(*lead, *named[n].shape) for n, p in zip(names, pieces)}
+    return {n: p.reshape(tuple(lead) + tuple(named[n].shape)) for n, p in zip(names, pieces)}
 
 
 def set_vector(policy: nn.Module, names: Sequence[str], vector: torch.Tensor) -> None:

@@ -72,6 +72,7 @@ def test_same_seed_same_search_other_seed_another():
     "env_id, policy_kwargs, redraw",
     [("neuromod_rl/DelayedCue-v0", dict(rule="neuromod", hidden_size=8), False),
      ("Pendulum-v1", ABCD_MLP, True),
+     ("Pendulum-v1", dict(rule="retroactive", core="lstm", hidden_size=8, modulation="fanout"), False),
      ("neuromod_rl/TwoArmedBanditDependent-v0", dict(rule="neuromod", hidden_size=8, modulation_source="reward",
                                                      reward_index=2), False)],
 )  # fmt: skip
