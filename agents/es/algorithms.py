@@ -88,7 +88,7 @@ def make_searcher(problem, center, settings: dict[str, Any], algorithm_kwargs: d
     from neuromod_rl.agents.es.openai_es import OpenAIES
 
     name, extra = settings["algorithm"], dict(algorithm_kwargs or {})
-    common = {"popsize": settings["popsize"], "center_init": center}
+    common = {"popsize": settings["popsize"], "center_init": center.detach().cpu().numpy()}  # numpy: evotorch copies
     try:
         if name == "openai_es":
             return OpenAIES(problem, sigma=settings["sigma"], lr=settings["lr"], sigma_decay=settings["sigma_decay"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
 
 def quiet_evotorch() -> None:
@@ -45,8 +46,11 @@ def connect(address: str | None = None) -> None:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING)
         return
     try:
+        if address != "auto":  # Ray itself retries an unanswered address for minutes
+            host, _, port = address.rpartition(":")
+            socket.create_connection((host, int(port)), timeout=10).close()
         ray.init(address=address, logging_level=logging.WARNING)
-    except (ConnectionError, RuntimeError) as err:
+    except (OSError, RuntimeError) as err:  # ConnectionError is an OSError
         raise ConnectionError(
             f"cannot join the Ray cluster at ray_address={address!r} ({err}). Start it first (`ray start --head "
             "--port=6379` on the head node, `ray start --address=HEAD:6379` on the others), or leave ray_address "

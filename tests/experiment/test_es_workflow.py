@@ -112,3 +112,18 @@ def test_bad_es_settings_are_user_errors(tmp_path, capsys, override, message):
     cfg = write(tmp_path / "es.yaml")
     assert main(["train", str(cfg), "--set", override, "--runs-dir", str(tmp_path / "runs"), "--no-progress"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_an_unreachable_ray_cluster_is_a_user_error(tmp_path):
+    """In a fresh interpreter (a Ray already running in this test session would be used as it is)."""
+    import subprocess
+    import sys
+
+    cfg = write(tmp_path / "es.yaml")
+    args = ["train", str(cfg), "--set", "hyperparameters.num_actors=1", "--set",
+            "hyperparameters.ray_address=127.0.0.1:1", "--runs-dir", str(tmp_path / "runs"), "--no-progress"]
+    proc = subprocess.run([sys.executable, "-m", "neuromod_rl.experiment.cli", *args], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot join the Ray cluster at ray_address='127.0.0.1:1'" in proc.stderr
+    assert "ray start --head" in proc.stderr and "Traceback" not in proc.stderr
