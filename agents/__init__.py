@@ -22,6 +22,7 @@ sequence replay buffer):
 import neuromod_rl  # noqa: F401  (registers the neuromod_rl/... env ids)
 from neuromod_rl.agents.buffers import SequenceBatch, SequenceDictRolloutBuffer, SequenceRolloutBuffer
 from neuromod_rl.agents.core_factory import CORES, MODULATION_SOURCES, PLASTIC_KEYS, CoreConfig, build_core
+from neuromod_rl.agents.es import ESTrainer
 from neuromod_rl.agents.offpolicy_policies import (
     MultiInputPlasticSACPolicy,
     MultiInputPlasticTD3Policy,
@@ -51,6 +52,7 @@ __all__ = [
     "PLASTIC_POLICY_ALIASES",
     "CnnPlasticPolicy",
     "CoreConfig",
+    "ESTrainer",
     "MlpPlasticPolicy",
     "MultiInputPlasticPolicy",
     "MultiInputPlasticSACPolicy",

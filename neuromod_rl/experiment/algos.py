@@ -21,6 +21,8 @@ ALGOS: dict[str, tuple[str, str]] = {
     "ppo": ("stable_baselines3", "PPO"),
     "a2c": ("stable_baselines3", "A2C"),
     "recurrent_ppo": ("sb3_contrib", "RecurrentPPO"),
+    # evolution strategies: an SB3 BaseAlgorithm with the same save/load/predict (docs/es.md)
+    "es": ("neuromod_rl.agents", "ESTrainer"),
 }
 
 

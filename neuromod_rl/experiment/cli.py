@@ -23,8 +23,8 @@ EXIT_INTERRUPTED = 130
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.ENOTDIR,
                  errno.EISDIR, errno.ENAMETOOLONG}
 #: packages of the optional extras (pyproject.toml) -> the extra that installs them
-_EXTRAS = {"sklearn": "benchmarks", "evotorch": "benchmarks", "onnx": "export", "onnxruntime": "export",
-           "onnxscript": "export", "triton": "gpu"}
+_EXTRAS = {"sklearn": "benchmarks", "onnx": "export", "onnxruntime": "export", "onnxscript": "export",
+           "triton": "gpu", "optuna": "sweep"}
 PICKLE_WARNING = (
     "Checkpoints and model.zip are SB3 .zip files holding pickles: loading one runs code stored in it, so use "
     "only runs from trusted sources. To share a policy, use `neuromod-rl export` (safetensors or ONNX: loading "
@@ -103,7 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("envs", help="table of the registered tasks")
 
-    p = sub.add_parser("bench", help="benchmarks: core, sb3, envs, offpolicy")
+    p = sub.add_parser("sweep", help="a config over seeds and a hyperparameter space (Ray Tune, Optuna, ASHA)")
+    _add_sweep_arguments(p)
+    _add_wandb(p)
+
+    p = sub.add_parser("bench", help="benchmarks: core, sb3, envs, offpolicy, es")
     p.add_argument("name", choices=sorted(BENCHES))
     p.add_argument("args", nargs=argparse.REMAINDER, help="passed on to the benchmark")
 
@@ -200,6 +204,18 @@ def cmd_check(args) -> int:
     return 0
 
 
+def _add_sweep_arguments(p: argparse.ArgumentParser) -> None:
+    from neuromod_rl.experiment.sweep import add_arguments  # the module imports its heavy parts when it runs
+
+    add_arguments(p)
+
+
+def cmd_sweep(args) -> int:
+    from neuromod_rl.experiment.sweep import cmd_sweep as run
+
+    return run(args, _wandb_settings(args))
+
+
 def cmd_envs(args) -> int:
     from neuromod_rl.experiment.listing import env_table
 
@@ -236,6 +252,7 @@ def cmd_demo(args) -> int:
 COMMANDS = {
     "train": cmd_train, "eval": cmd_eval, "report": cmd_report, "compare": cmd_compare, "export": cmd_export,
     "check": cmd_check, "envs": cmd_envs, "bench": cmd_bench, "reproduce": cmd_reproduce, "demo": cmd_demo,
+    "sweep": cmd_sweep,
 }
 
 
@@ -250,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except SystemExit as exc:  # a benchmark's or reproduction's own argparse (--help, bad options)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USER_ERROR)
-    except (UserError, FloatingPointError) as err:  # FloatingPointError: a NaN/inf, with its source named
+    except (UserError, FloatingPointError, ConnectionError) as err:  # a NaN/inf with its source named; a Ray
+        # cluster address nobody answers
         print(f"neuromod-rl {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
     except ModuleNotFoundError as err:

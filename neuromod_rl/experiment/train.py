@@ -471,12 +471,13 @@ def _resume(run: Run, overrides: list[str], opts: TrainOptions) -> TrainResult:
     if state["venv"] is not None:
         venv = cloudpickle.loads(state["venv"])
     else:
-        warnings.warn(
-            f"the envs of {cfg.env} cannot be saved in a checkpoint, so they are rebuilt and reseeded: the resumed run "
-            "continues correctly but is not bit-identical to an uninterrupted one",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+        if getattr(algo_class(cfg.algo), "resume_needs_env_state", True):
+            warnings.warn(
+                f"the envs of {cfg.env} cannot be saved in a checkpoint, so they are rebuilt and reseeded: the resumed "
+                "run continues correctly but is not bit-identical to an uninterrupted one",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         venv = build_vec_env(cfg)
     torch.set_num_threads(cfg.torch_threads)  # as in build_model
     try:

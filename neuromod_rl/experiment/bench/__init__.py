@@ -8,4 +8,4 @@ the test suite.
 from __future__ import annotations
 
 #: ``neuromod-rl bench NAME`` -> module in this package (each has ``main(argv) -> int``)
-BENCHES = {"core": "core", "sb3": "sb3", "envs": "envs", "offpolicy": "offpolicy"}
+BENCHES = {"core": "core", "sb3": "sb3", "envs": "envs", "offpolicy": "offpolicy", "es": "es"}

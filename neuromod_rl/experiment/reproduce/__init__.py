@@ -32,6 +32,7 @@ REPRODUCTIONS = {
     "cue": "neuromod_rl.experiment.reproduce.cue",
     "maze": "neuromod_rl.experiment.reproduce.maze",
     "offpolicy": "neuromod_rl.experiment.reproduce.offpolicy",
+    "es-ant": "neuromod_rl.experiment.reproduce.es_ant",
 }
 SCALES = ("smoke", "default", "paper")
 #: the studies that train RL agents (they take --budget)
