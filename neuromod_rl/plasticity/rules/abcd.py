@@ -20,6 +20,10 @@ class ABCD(PlasticityRule):
     ``U[-init_scale, init_scale]`` -- here one fixed draw per module (a buffer, so the run stays
     deterministic; :meth:`redraw_initial_weights` draws again). ``max_norm=True`` divides the layer
     by its max ``|F|`` after every update, as the paper optionally does.
+
+    Sequence engine: the ``fused`` backend runs this rule (with or without modulation) in every cell;
+    with ``max_norm=True`` it runs on ``reference`` (the division by the layer's largest ``|F|`` couples
+    all synapses of a sequence within a step).
     """
 
     modulation = "optional"
