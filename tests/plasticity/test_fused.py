@@ -11,7 +11,14 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from neuromod_rl.plasticity import PlasticLSTMCell, PlasticMLPCell, PlasticRNNCell, available_backends, scan
+from neuromod_rl.plasticity import (
+    PlasticLSTMCell,
+    PlasticMLPCell,
+    PlasticRNNCell,
+    available_backends,
+    cell_step,
+    scan,
+)
 from neuromod_rl.plasticity.fused import cpu as fused_cpu
 from neuromod_rl.plasticity.rules import PlasticityRule
 from neuromod_rl.plasticity.rules.neuromod import Neuromodulated
@@ -235,3 +242,55 @@ def test_gradient_flows_through_chained_chunks(kind):
 def test_property_matches_reference_over_shapes(T, B, N, cfg, seed):
     ref, fus = _compare(*cfg, torch.float64, T=T, B=B, N=N, seed=seed)
     _assert_match(ref, fus, torch.float64)
+
+
+@pytest.mark.parametrize("path", ["kernel", "torch"])
+@pytest.mark.parametrize("kind,rule,mod,src,alpha", CONFIGS, ids=map(_config_id, CONFIGS))
+def test_inference_step_matches_cell_step(monkeypatch, path, kind, rule, mod, src, alpha):
+    """cell_step (rollouts, predict) under no_grad == the cell's own step, from a non-trivial state."""
+    if path == "torch":
+        monkeypatch.setattr(fused_cpu, "available", lambda: False)
+    torch.manual_seed(0)
+    cell = make_cell(kind, rule, mod, src, alpha, 5, 6)
+    B = 3
+    state = cell.initial_state(B, dtype=torch.float64)
+    state = state.replace(**{k: v + 0.3 * torch.randn_like(v) for k, v in state.items()})
+    with torch.no_grad():
+        for _ in range(3):
+            xp = cell.project_input(torch.randn(B, 5, dtype=torch.float64))
+            ext = torch.randn(B, dtype=torch.float64) if src == "external" else None
+            y_ref, m_ref, s_ref = cell.step(xp, state, ext)
+            y, m, s = cell_step(cell, xp, state, ext)
+            torch.testing.assert_close(y, y_ref, atol=1e-12, rtol=0)
+            assert (m is None) == (m_ref is None) and (m is None or torch.allclose(m, m_ref, atol=1e-12, rtol=0))
+            assert s.keys() == s_ref.keys()
+            for k in s_ref:
+                torch.testing.assert_close(s[k], s_ref[k], atol=1e-12, rtol=0)
+            state = s_ref
+
+
+def test_inference_step_follows_parameter_updates():
+    """The kernel's cached step config reads the parameters as they are now: in-place updates (optimizer
+    steps), the scalar rate and a scalar alpha held by value, and a replaced parameter."""
+    torch.manual_seed(0)
+    cell = make_cell("rnn", "retroactive", "scalar", "hidden", "scalar", 4, 5)
+    state = cell.initial_state(2, dtype=torch.float64)
+    state = state.replace(**{k: v + 0.3 * torch.randn_like(v) for k, v in state.items()})
+    xp = cell.project_input(torch.randn(2, 4, dtype=torch.float64))
+
+    def check():
+        with torch.no_grad():
+            y_ref, _, s_ref = cell.step(xp, state)
+            y, _, s = cell_step(cell, xp, state)
+        torch.testing.assert_close(y, y_ref, atol=1e-12, rtol=0)
+        torch.testing.assert_close(s.E, s_ref.E, atol=1e-12, rtol=0)
+
+    check()
+    with torch.no_grad():
+        cell.rule.eta_e.fill_(0.7)
+        cell.rule.alpha.mul_(3.0)
+        cell.w.add_(0.5)
+        cell.modulator.to_scalar.bias.fill_(0.9)
+    check()
+    cell.w = torch.nn.Parameter(torch.randn_like(cell.w))
+    check()

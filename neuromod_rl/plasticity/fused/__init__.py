@@ -31,25 +31,19 @@ reference (values and gradients) and ``tests/plasticity/test_gradcheck.py`` to `
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from neuromod_rl.plasticity.backends import ScanResult, register_backend
 from neuromod_rl.plasticity.cells import PlasticCell
 from neuromod_rl.plasticity.fused import cpu
-from neuromod_rl.plasticity.fused.spec import config_for, params_for, supports, trace_fields
+from neuromod_rl.plasticity.fused.spec import config_for, params_for, side_by_side, split_traces, supports
+from neuromod_rl.plasticity.fused.step import inference_step
 from neuromod_rl.plasticity.fused.torch_ops import FusedPlasticTorch
 from neuromod_rl.plasticity.state import PlasticState
 
-__all__ = ["fused_scan", "supports", "kernel_available"]
+__all__ = ["fused_scan", "inference_step", "supports", "kernel_available"]
 
 kernel_available = cpu.available
-
-
-def _side_by_side(tensors: list[Tensor], batch: int) -> Tensor:
-    """Every layer's trace of a sequence in one row (a view when there is one layer)."""
-    flat = [t.reshape(batch, -1) for t in tensors]
-    return flat[0] if len(flat) == 1 else torch.cat(flat, dim=1)
 
 
 @register_backend("fused", supports=supports)
@@ -59,22 +53,16 @@ def fused_scan(
     T, B = x.shape[:2]
     xp = cell.project_input(x)
     cfg = config_for(cell, T)
-    fields = trace_fields(cfg)
-    F0 = _side_by_side([state[f] for f, _ in fields], B)
-    E0 = _side_by_side([state[e] for _, e in fields], B) if cfg.eligibility else None
+    F0, E0 = side_by_side(cfg, state, B)
     h0 = state.h if cfg.cell != "mlp" else None
     c0 = state.c if cfg.cell == "lstm" else None
     mod_params, layer_params, F_init = params_for(cell, xp)
     flat = [t for p in layer_params for t in p]
     fn = cpu.FusedPlasticCPU if xp.device.type == "cpu" and cpu.available() else FusedPlasticTorch
     H, hT, cT, FT, ET, M = fn.apply(cfg, episode_starts, xp, modulation, h0, c0, F0, E0, F_init, *mod_params, *flat)
-    new: dict[str, Tensor] = {}
+    new = split_traces(cfg, FT, ET, B)
     if h0 is not None:
         new["h"] = hT
     if c0 is not None:
         new["c"] = cT
-    for (f, e), layer, at in zip(fields, cfg.layers, cfg.trace_offsets()):
-        new[f] = FT[:, at : at + layer.size].view(B, layer.n_pre, layer.n_post)
-        if e is not None:
-            new[e] = ET[:, at : at + layer.size].view(B, layer.n_pre, layer.n_post)
     return ScanResult(H, state.replace(**new), M if cfg.modulation else None, "fused")

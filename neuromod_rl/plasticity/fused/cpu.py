@@ -142,6 +142,116 @@ def _kernel_config(cfg: FusedConfig, T: int, B: int, X: int, nthreads: int, mp: 
     return config, keep
 
 
+def run_forward(cfg: FusedConfig, starts, xp, ext, h0, c0, F0, E0, F_init, mp: ModParams, lps: list[LayerParams]):
+    """The forward kernel over ``xp [T, B, X]``: ``(H, AUX, MS, MF, F_ck, E_ck, F_T, E_T, starts_u8, nthreads)``
+    (``None`` for what the cell does not have). No autograd: :class:`FusedPlasticCPU` wraps it for training,
+    :func:`neuromod_rl.plasticity.fused.step.inference_step` calls it with ``T = 1`` for rollouts."""
+    dtype = xp.dtype
+    lib, _, _, FwdIO, _ = _interface(dtype)
+    T, B, X = xp.shape
+    N, S = cfg.hidden, cfg.trace_size
+    xp = xp.contiguous()
+    h0 = None if h0 is None else h0.contiguous()
+    c0 = None if c0 is None else c0.contiguous()
+    starts_u8 = None if starts is None else starts.to(torch.uint8).contiguous()
+    ext = None if ext is None else ext.contiguous()
+    F = F0.detach().clone(memory_format=torch.contiguous_format)
+    E = None if E0 is None else E0.detach().clone(memory_format=torch.contiguous_format)
+    H, AUX, MS, MF, F_ck, E_ck = allocate_outputs(xp, cfg, with_eligibility=E is not None)
+    nthreads = max(1, min(torch.get_num_threads(), B))
+    config, keep = _kernel_config(cfg, T, B, X, nthreads, mp, lps, F_init, dtype)
+    nck, A = F_ck.shape[0], 0 if AUX is None else AUX.shape[2]
+    io = FwdIO(
+        _pointer("xp", xp, dtype, (T, B, cfg.input_width)),
+        _pointer("modulation", ext, dtype, (T, B)),
+        _pointer("state.h", h0, dtype, (B, N)),
+        _pointer("state.c", c0, dtype, (B, N)),
+        _pointer("episode_starts", starts_u8, torch.uint8, (T, B)),
+        _pointer("traces F", F, dtype, (B, S)),
+        _pointer("traces E", E, dtype, (B, S)),
+        _pointer("H", H, dtype, (T, B, N)),
+        _pointer("AUX", AUX, dtype, (T, B, A)),
+        _pointer("M", MS, dtype, (T, B)),
+        _pointer("M fan-out", MF, dtype, (T, B, N)),
+        _pointer("F checkpoints", F_ck, dtype, (nck, B, S)),
+        _pointer("E checkpoints", E_ck, dtype, (nck, B, S)),
+    )
+    _check_status(lib.plastic_forward(ctypes.byref(config), ctypes.byref(io)), "forward", S, cfg.segment)
+    del keep
+    return H, AUX, MS, MF, F_ck, E_ck, F, E, starts_u8, nthreads
+
+
+def _step_key(mp: ModParams, lps: list[LayerParams], B: int, X: int) -> tuple:
+    """What a cached step config depends on: every parameter's storage, dtype and shape, and the sizes."""
+    tensors = [t for t in (*mp, *(t for p in lps for t in p)) if t is not None]
+    return B, X, *((t.data_ptr(), t.dtype, t.shape) for t in tensors)
+
+
+class StepKernel:
+    """The forward kernel for one step (``T = 1``) of one cell, its ``config`` struct built once.
+
+    Rollouts and ``predict`` run a cell one step at a time, where building the struct (and checking every
+    parameter's pointer) would cost more than the step itself. The struct points at the parameters'
+    storage, so it stays right while they are updated in place (optimizer steps, ``load_state_dict``);
+    :func:`neuromod_rl.plasticity.fused.step.inference_step` rebuilds it when a parameter is replaced (a new
+    storage, dtype or shape: :meth:`matches`). What the struct holds by value -- the scalar rates, the
+    modulator bias, a scalar ``alpha`` expanded per neuron -- is re-read on every call.
+    """
+
+    def __init__(self, cfg: FusedConfig, mp: ModParams, lps: list[LayerParams], B: int, X: int, dtype: torch.dtype):
+        self.cfg, self.dtype, self.B, self.X = cfg, dtype, B, X
+        self.key = _step_key(mp, lps, B, X)
+        # a scalar alpha is expanded per neuron into a tensor owned here (refreshed each call)
+        self.expanded = {
+            k: p.alpha.reshape(-1).expand(L.n_post).clone()
+            for k, (L, p) in enumerate(zip(cfg.layers, lps))
+            if L.alpha != "full" and p.alpha.numel() == 1 and L.n_post > 1
+        }
+        lps = [p._replace(alpha=self.expanded[k]) if k in self.expanded else p for k, p in enumerate(lps)]
+        self.config, self.keep = _kernel_config(cfg, 1, B, X, 1, mp, lps, None, dtype)
+
+    def matches(self, mp: ModParams, lps: list[LayerParams], B: int, X: int) -> bool:
+        return self.key == _step_key(mp, lps, B, X)
+
+    def __call__(self, mp: ModParams, lps: list[LayerParams], xp: Tensor, ext, h0, c0, F0: Tensor, E0):
+        """One step: ``(H [1, B, N], AUX, MS, MF, F, E)`` from ``xp [B, X]`` and the state before it."""
+        cfg, dtype, B = self.cfg, self.dtype, self.B
+        lib, _, _, FwdIO, _ = _interface(dtype)
+        N, S = cfg.hidden, cfg.trace_size
+        for k, p in enumerate(lps):  # the values the struct holds by value
+            if p.eta is not None:
+                self.config.layers[k].eta = float(p.eta)
+            if k in self.expanded:
+                self.expanded[k].copy_(p.alpha.reshape(-1).expand_as(self.expanded[k]))
+        if mp.bm is not None:
+            self.config.bm = float(mp.bm)
+        xp = xp.contiguous()
+        h0 = None if h0 is None else h0.contiguous()
+        c0 = None if c0 is None else c0.contiguous()
+        ext = None if ext is None else ext.contiguous()
+        F = F0.detach().clone(memory_format=torch.contiguous_format)
+        E = None if E0 is None else E0.detach().clone(memory_format=torch.contiguous_format)
+        H, AUX, MS, MF, _, _ = allocate_outputs(xp.unsqueeze(0), cfg, with_eligibility=False, checkpoints=False)
+        A = 0 if AUX is None else AUX.shape[2]
+        io = FwdIO(
+            _pointer("xp", xp, dtype, (B, self.X)),
+            _pointer("modulation", ext, dtype, (B,)),
+            _pointer("state.h", h0, dtype, (B, N)),
+            _pointer("state.c", c0, dtype, (B, N)),
+            None,
+            _pointer("traces F", F, dtype, (B, S)),
+            _pointer("traces E", E, dtype, (B, S)),
+            _pointer("H", H, dtype, (1, B, N)),
+            _pointer("AUX", AUX, dtype, (1, B, A)),
+            _pointer("M", MS, dtype, (1, B)),
+            _pointer("M fan-out", MF, dtype, (1, B, N)),
+            None,
+            None,
+        )
+        _check_status(lib.plastic_forward(ctypes.byref(self.config), ctypes.byref(io)), "step", S, 1)
+        return H, AUX, MS, MF, F, E
+
+
 class FusedPlasticCPU(torch.autograd.Function):
     """Same contract as :class:`~neuromod_rl.plasticity.fused.torch_ops.FusedPlasticTorch`; the loops run
     in C. Inputs ``(cfg, starts, xp, ext, h0, c0, F0, E0, F_init, wm, bm, wf, bf, *layer params)``;
@@ -149,47 +259,18 @@ class FusedPlasticCPU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, cfg, starts, xp, ext, h0, c0, F0, E0, F_init, wm, bm, wf, bf, *flat):
-        dtype = xp.dtype
-        lib, _, _, FwdIO, _ = _interface(dtype)
-        T, B, X = xp.shape
-        N, S = cfg.hidden, cfg.trace_size
-        mp, lps = ModParams(wm, bm, wf, bf), _layer_params(flat)
-        xp = xp.contiguous()
-        h0 = None if h0 is None else h0.contiguous()
-        c0 = None if c0 is None else c0.contiguous()
-        starts_u8 = None if starts is None else starts.to(torch.uint8).contiguous()
-        ext = None if ext is None else ext.contiguous()
-        F = F0.detach().clone(memory_format=torch.contiguous_format)
-        E = None if E0 is None else E0.detach().clone(memory_format=torch.contiguous_format)
-        H, AUX, MS, MF, F_ck, E_ck = allocate_outputs(xp, cfg, with_eligibility=E is not None)
-        nthreads = max(1, min(torch.get_num_threads(), B))
-        config, keep = _kernel_config(cfg, T, B, X, nthreads, mp, lps, F_init, dtype)
-        nck, A = F_ck.shape[0], 0 if AUX is None else AUX.shape[2]
-        io = FwdIO(
-            _pointer("xp", xp, dtype, (T, B, cfg.input_width)),
-            _pointer("modulation", ext, dtype, (T, B)),
-            _pointer("state.h", h0, dtype, (B, N)),
-            _pointer("state.c", c0, dtype, (B, N)),
-            _pointer("episode_starts", starts_u8, torch.uint8, (T, B)),
-            _pointer("traces F", F, dtype, (B, S)),
-            _pointer("traces E", E, dtype, (B, S)),
-            _pointer("H", H, dtype, (T, B, N)),
-            _pointer("AUX", AUX, dtype, (T, B, A)),
-            _pointer("M", MS, dtype, (T, B)),
-            _pointer("M fan-out", MF, dtype, (T, B, N)),
-            _pointer("F checkpoints", F_ck, dtype, (nck, B, S)),
-            _pointer("E checkpoints", E_ck, dtype, (nck, B, S)),
+        H, AUX, MS, MF, F_ck, E_ck, F, E, starts_u8, nthreads = run_forward(
+            cfg, starts, xp, ext, h0, c0, F0, E0, F_init, ModParams(wm, bm, wf, bf), _layer_params(flat)
         )
-        _check_status(lib.plastic_forward(ctypes.byref(config), ctypes.byref(io)), "forward", S, cfg.segment)
-        del keep
         ctx.cfg, ctx.nthreads = cfg, nthreads
-        ctx.save_for_backward(starts_u8, xp if cfg.cell == "mlp" else None, h0, c0, H, AUX, MS, F_ck, E_ck, F_init,
-                              wm, bm, wf, bf, *flat)
+        h0, c0 = (None if t is None else t.contiguous() for t in (h0, c0))
+        ctx.save_for_backward(starts_u8, xp.contiguous() if cfg.cell == "mlp" else None, h0, c0, H, AUX, MS, F_ck,
+                              E_ck, F_init, wm, bm, wf, bf, *flat)
         M = MF if MF is not None else MS
         ctx.mark_non_differentiable(*([M] if M is not None else []))
         empty = xp.new_empty(0)
         hT = H[-1].clone() if cfg.cell != "mlp" else empty
-        cT = AUX[-1, :, :N].clone() if cfg.cell == "lstm" else empty
+        cT = AUX[-1, :, : cfg.hidden].clone() if cfg.cell == "lstm" else empty
         return H, hT, cT, F, E if E is not None else empty, M if M is not None else empty
 
     @staticmethod

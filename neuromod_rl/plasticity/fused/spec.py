@@ -250,9 +250,8 @@ def _layer_params(rule: PlasticityRule, w: Tensor | None, b: Tensor | None, like
     )
 
 
-def params_for(cell: PlasticCell, like: Tensor) -> tuple[ModParams, list[LayerParams], Tensor | None]:
-    """``(modulator params, per-layer params, F_init)``: ``F_init [S]`` holds every layer's trace at an
-    episode start side by side (``None`` when all of them restart at zero)."""
+def layer_params(cell: PlasticCell, like: Tensor) -> tuple[ModParams, list[LayerParams]]:
+    """``(modulator params, per-layer params)`` of a cell the fused engine runs."""
     mod = cell.modulator
     scalar = mod.to_scalar if mod is not None else None
     fanout = mod.fanout if mod is not None else None
@@ -264,11 +263,15 @@ def params_for(cell: PlasticCell, like: Tensor) -> tuple[ModParams, list[LayerPa
     )
     layers = plastic_layers(cell)
     if layers is None:
-        lps = [_layer_params(cell.rule, cell.w, None, like)]
-        rules = [cell.rule]
-    else:
-        lps = [_layer_params(layer.rule, layer.w, layer.b, like) for layer in layers]
-        rules = [layer.rule for layer in layers]
+        return mp, [_layer_params(cell.rule, cell.w, None, like)]
+    return mp, [_layer_params(layer.rule, layer.w, layer.b, like) for layer in layers]
+
+
+def params_for(cell: PlasticCell, like: Tensor) -> tuple[ModParams, list[LayerParams], Tensor | None]:
+    """``(modulator params, per-layer params, F_init)``: ``F_init [S]`` holds every layer's trace at an
+    episode start side by side (``None`` when all of them restart at zero)."""
+    mp, lps = layer_params(cell, like)
+    rules = _rules(cell)
     F_init = None
     if any(type(rule) is ABCD for rule in rules):
         F_init = torch.cat(
@@ -287,3 +290,24 @@ def trace_fields(cfg: FusedConfig) -> list[tuple[str, str | None]]:
     if cfg.cell != "mlp":
         return [("F", "E" if cfg.layers[0].eligibility else None)]
     return [(f"F{l}", f"E{l}" if layer.eligibility else None) for l, layer in enumerate(cfg.layers)]
+
+
+def side_by_side(cfg: FusedConfig, state, batch: int) -> tuple[Tensor, Tensor | None]:
+    """Every layer's ``F`` (and ``E``) of a sequence in one row, ``[B, S]`` (a view for one layer)."""
+
+    def flat(names):
+        rows = [state[k].reshape(batch, -1) for k in names]
+        return rows[0] if len(rows) == 1 else torch.cat(rows, dim=1)
+
+    fields = trace_fields(cfg)
+    return flat([f for f, _ in fields]), flat([e for _, e in fields]) if cfg.eligibility else None
+
+
+def split_traces(cfg: FusedConfig, F: Tensor, E: Tensor | None, batch: int) -> dict[str, Tensor]:
+    """The state fields of :func:`side_by_side`'s rows: each layer's ``[B, n_pre, n_post]`` view."""
+    out = {}
+    for (f, e), layer, at in zip(trace_fields(cfg), cfg.layers, cfg.trace_offsets()):
+        out[f] = F[:, at : at + layer.size].view(batch, layer.n_pre, layer.n_post)
+        if e is not None:
+            out[e] = E[:, at : at + layer.size].view(batch, layer.n_pre, layer.n_post)
+    return out

@@ -320,11 +320,11 @@ def _layer_params(flat) -> list[LayerParams]:
     return [LayerParams(*flat[k : k + N_LAYER_PARAMS]) for k in range(0, len(flat), N_LAYER_PARAMS)]
 
 
-def allocate_outputs(xp: Tensor, cfg: FusedConfig, with_eligibility: bool):
+def allocate_outputs(xp: Tensor, cfg: FusedConfig, with_eligibility: bool, checkpoints: bool = True):
     """What a fused forward writes: ``H [T, B, N]``, ``AUX [T, B, aux]`` (LSTM: c, i, f, g, o; MLP: the
     layers below the last; ``None`` for the RNN), the scalar modulation ``MS [T, B]`` and its fan-out
     ``MF [T, B, N]`` (when used), and the trace checkpoints ``[ceil(T/K), B, S]`` (``F`` and, for the
-    eligibility rule, ``E``) taken before steps 0, K, 2K, ..."""
+    eligibility rule, ``E``) taken before steps 0, K, 2K, ... (``None`` without ``checkpoints``)."""
     T, B = xp.shape[:2]
     N = cfg.hidden
     nck = (T + cfg.segment - 1) // cfg.segment
@@ -334,6 +334,6 @@ def allocate_outputs(xp: Tensor, cfg: FusedConfig, with_eligibility: bool):
         xp.new_empty(T, B, aux) if aux else None,
         xp.new_empty(T, B) if cfg.modulation else None,
         xp.new_empty(T, B, N) if cfg.modulation == "fanout" else None,
-        xp.new_empty(nck, B, cfg.trace_size),
-        xp.new_empty(nck, B, cfg.trace_size) if with_eligibility else None,
+        xp.new_empty(nck, B, cfg.trace_size) if checkpoints else None,
+        xp.new_empty(nck, B, cfg.trace_size) if with_eligibility and checkpoints else None,
     )

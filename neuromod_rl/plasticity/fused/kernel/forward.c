@@ -47,8 +47,8 @@ ALWAYS_INLINE void forward_sequence(const config *c, const int N, int b, const f
         if (t % K == 0) {
             if (pending) apply_pending(c, N, &s, t - 1, b, pm, Fb, Eb, scratch);
             pending = 0;
-            memcpy(io->F_ck + ((size_t)(t / K) * B + b) * S, Fb, S * sizeof(real));
-            if (Eb) memcpy(io->E_ck + ((size_t)(t / K) * B + b) * S, Eb, S * sizeof(real));
+            if (io->F_ck) memcpy(io->F_ck + ((size_t)(t / K) * B + b) * S, Fb, S * sizeof(real));
+            if (Eb && io->E_ck) memcpy(io->E_ck + ((size_t)(t / K) * B + b) * S, Eb, S * sizeof(real));
         }
         const real ms = cell_forward(c, N, &s, io, t, b, Fb, Eb, a, m, pending, pm);
         if (io->MS) io->MS[tb] = ms;

@@ -50,7 +50,8 @@ typedef struct {
 } config;
 
 /* Forward. In: xp, starts (or NULL), ext [T,B] (or NULL), h0 [B,N], c0 [B,N] (LSTM); in/out: F, E [B,S]
- * (E NULL unless the eligibility rule); out: H, AUX, MS [T,B], MF [T,B,N], F_ck/E_ck [ceil(T/K),B,S]. */
+ * (E NULL unless the eligibility rule); out: H, AUX, MS [T,B], MF [T,B,N], F_ck/E_ck [ceil(T/K),B,S] (NULL
+ * for a forward pass without backward, e.g. one inference step). */
 typedef struct {
     const real *xp, *ext, *h0, *c0;
     const uint8_t *starts;
