@@ -70,9 +70,10 @@ def test_lstm_cell(rule, mod, backend):
     _gradcheck(PlasticLSTMCell(3, 4, rule=rule, modulation=mod, alpha_shape="neuron"), backend)
 
 
+@pytest.mark.parametrize("backend", ["reference", "fused"])
 @pytest.mark.parametrize("mod", [None, "scalar"])
-def test_mlp_cell_abcd(mod):
-    _gradcheck(PlasticMLPCell(3, 4, rule="abcd", modulation=mod, max_norm=True))
+def test_mlp_cell_abcd(mod, backend):
+    _gradcheck(PlasticMLPCell(3, 4, rule="abcd", modulation=mod, max_norm=True), backend)
 
 
 @pytest.mark.parametrize("rule,mod", [("abcd", "scalar"), ("oja", None)])

@@ -3,8 +3,8 @@
 What it runs (exact classes; anything else runs on ``reference``): :class:`PlasticRNNCell`,
 :class:`PlasticLSTMCell` and :class:`PlasticMLPCell` with the rules ``neuromod``, ``retroactive``,
 ``clipped``, ``hebbian``, ``oja`` and ``abcd``; modulation scalar or fan-out, from the cell's head or
-from the caller; ``alpha_shape`` full, neuron, scalar or none. Not fused: the soft clip, ABCD's
-``max_norm``, and the rules with networks inside (``metanet``, ``blur``, ``l2l``).
+from the caller; ``alpha_shape`` full, neuron, scalar or none; ABCD's ``max_norm``. Not fused (they run
+on ``reference``): the soft clip, and the rules with networks inside (``metanet``, ``blur``, ``l2l``).
 
 Where the speed comes from:
 

@@ -36,7 +36,7 @@ def _interface(dtype: torch.dtype):
 
     class Layer(ctypes.Structure):
         _fields_ = [
-            *((name, ctypes.c_int) for name in ("n_pre", "n_post", "rule", "alpha_full", "act")),
+            *((name, ctypes.c_int) for name in ("n_pre", "n_post", "rule", "alpha_full", "act", "max_norm")),
             *((name, real) for name in ("clip", "eta")),
             *((name, i64) for name in ("f_off", "g_off", "w_cols")),
             *((name, ptr) for name in ("w", "b", "alpha", "A", "Bc", "C", "D", "etas")),
@@ -119,7 +119,7 @@ def _kernel_config(cfg: FusedConfig, T: int, B: int, X: int, nthreads: int, mp: 
         alpha = p.alpha if full else p.alpha.reshape(-1).expand(L.n_post)
         w_cols = 0 if p.w is None else p.w.shape[1]
         layers[k] = Layer(
-            L.n_pre, L.n_post, L.rule_code, int(full), ACTIVATION_CODES[L.activation][0],
+            L.n_pre, L.n_post, L.rule_code, int(full), ACTIVATION_CODES[L.activation][0], int(L.max_norm),
             L.clip if L.clip != float("inf") else 0.0,
             0.0 if p.eta is None else float(p.eta),
             f_off, g_off, w_cols,

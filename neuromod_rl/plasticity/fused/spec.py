@@ -84,6 +84,7 @@ class LayerSpec(NamedTuple):
     bias: bool  # has its own bias (MLP layers; the recurrent cells' bias is in the input projection)
     init: bool  # the trace restarts from the rule's F0 (ABCD) instead of zero
     eligibility: bool  # keeps an eligibility trace E (retroactive)
+    max_norm: bool  # ABCD's division of the layer by its largest |F| after every update
 
     @property
     def size(self) -> int:
@@ -138,13 +139,8 @@ def _rules(cell: PlasticCell) -> list[PlasticityRule]:
 
 
 def _rule_supported(rule: PlasticityRule) -> bool:
-    # Not fused (they run on reference): the soft clip, and ABCD's max_norm, whose division by the
-    # layer's largest |F| couples every synapse of a sequence within a step.
-    return (
-        type(rule) in RULE_CODES
-        and not getattr(rule, "soft_clip", False)
-        and not (type(rule) is ABCD and rule.max_norm)
-    )
+    # Not fused (it runs on reference): the soft clip.
+    return type(rule) in RULE_CODES and not getattr(rule, "soft_clip", False)
 
 
 def supports(cell: PlasticCell) -> bool:
@@ -188,6 +184,7 @@ def _layer_spec(rule: PlasticityRule, activation: str, slow: bool, bias: bool) -
         bias=bias,
         init=type(rule) is ABCD,
         eligibility="E" in rule.trace_names,
+        max_norm=type(rule) is ABCD and bool(rule.max_norm),
     )
 
 

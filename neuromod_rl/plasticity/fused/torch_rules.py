@@ -51,9 +51,25 @@ def update_(L: LayerSpec, p: LayerParams, F: Tensor, E: Tensor | None, x: Tensor
     elif L.rule == "oja":  # F + eta y (x - F y)
         yr = y.unsqueeze(1)
         F.addcmul_(x.unsqueeze(2) - F * yr, p.eta * yr)
-    else:  # abcd: F + m eta (A x y + B x + C y + D)
+    else:  # abcd: F + m eta (A x y + B x + C y + D), then optionally F / max|F|
         delta = p.etas * abcd_term(p, x, y)
         F.add_(delta if m is None else _col(m) * delta)
+        if L.max_norm:
+            F.div_(_max_norm_divisor(F))
+
+
+def _max_norm_divisor(G: Tensor) -> Tensor:
+    """ABCD's ``max_norm`` divisor per sequence, ``max(max |G|, 1e-8)``, shaped ``[B, 1, 1]``."""
+    return G.abs().amax(dim=(1, 2), keepdim=True).clamp_min(1e-8)
+
+
+def _max_norm_backward(G: Tensor, dF: Tensor) -> Tensor:
+    """Gradient w.r.t. ``G`` of ``G / max(max |G|, 1e-8)`` given the gradient ``dF`` of the result (through
+    torch's own ops, so ties at the max share the gradient as the reference's do)."""
+    with torch.enable_grad():
+        G = G.detach().requires_grad_()
+        (dG,) = torch.autograd.grad(G / _max_norm_divisor(G), G, dF)
+    return dG
 
 
 def update_backward(L: LayerSpec, p: LayerParams, g: LayerParams, x, y, m, Fb, Eb, dF, dE, dx, dy, tmp):
@@ -96,6 +112,9 @@ def update_backward(L: LayerSpec, p: LayerParams, g: LayerParams, x, y, m, Fb, E
         dF.mul_(1 - ey * yr)
     else:  # abcd
         s = abcd_term(p, x, y)
+        if L.max_norm:  # dF becomes the gradient of the trace before the division
+            delta = p.etas * s
+            dF.copy_(_max_norm_backward(Fb + (delta if m is None else _col(m) * delta), dF))
         q = dF if m is None else dF * _col(m)
         qe = q * p.etas
         xc, yr = x.unsqueeze(2), y.unsqueeze(1)

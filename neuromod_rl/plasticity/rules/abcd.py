@@ -21,9 +21,8 @@ class ABCD(PlasticityRule):
     deterministic; :meth:`redraw_initial_weights` draws again). ``max_norm=True`` divides the layer
     by its max ``|F|`` after every update, as the paper optionally does.
 
-    Sequence engine: the ``fused`` backend runs this rule (with or without modulation) in every cell;
-    with ``max_norm=True`` it runs on ``reference`` (the division by the layer's largest ``|F|`` couples
-    all synapses of a sequence within a step).
+    Sequence engine: the ``fused`` backend runs this rule in every cell, with or without modulation and
+    ``max_norm``.
     """
 
     modulation = "optional"

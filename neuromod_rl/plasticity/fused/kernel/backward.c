@@ -27,6 +27,7 @@ ALWAYS_INLINE void backward_sequence(const config *c, const int N, int b, const 
                     trace_update_to(c, L, NI, N, pre_of(c, N, &s, l, t - 1, b), post_of(c, N, &s, l, t - 1, b), v->m,
                                     Fs - S + L->f_off, Es ? Es - S + L->f_off : NULL, Fs + L->f_off,
                                     Es ? Es + L->f_off : NULL);
+                    if (L->max_norm) normalize_max((size_t)L->n_pre * L->n_post, Fs + L->f_off, Fs + L->f_off);
                     NI = N;
                 }
             }

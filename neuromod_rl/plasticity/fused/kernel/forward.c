@@ -23,7 +23,8 @@ ALWAYS_INLINE void apply_pending(const config *c, const int N, const seqs *s, in
         real *Fl = F + L->f_off, *El = E ? E + L->f_off : NULL;
         trace_update_to(c, L, NI, N, pre_of(c, N, s, l, tp, b), post_of(c, N, s, l, tp, b), pm, Fl, El, scratch,
                         El ? scratch + n : NULL);
-        memcpy(Fl, scratch, n * sizeof(real));
+        if (L->max_norm) normalize_max(n, scratch, Fl);
+        else memcpy(Fl, scratch, n * sizeof(real));
         if (El) memcpy(El, scratch + n, n * sizeof(real));
         NI = N;
     }
@@ -37,6 +38,7 @@ ALWAYS_INLINE void forward_sequence(const config *c, const int N, int b, const f
     /* this step's modulation and the pending previous step's */
     real *a = buf + (c->X > N ? c->X : N), *m = a + 4 * N, *pm = m + N;
     real *Fb = io->F + b * S, *Eb = io->E ? io->E + b * S : NULL;
+    const int defer = !any_max_norm(c); /* apply each update in the next step's pass, where possible */
     int pending = 0;
     for (int t = 0; t < T; t++) {
         const size_t tb = (size_t)t * B + b;
@@ -57,6 +59,10 @@ ALWAYS_INLINE void forward_sequence(const config *c, const int N, int b, const f
         pm = m;
         m = swap;
         pending = 1;
+        if (!defer) {
+            apply_pending(c, N, &s, t, b, pm, Fb, Eb, scratch);
+            pending = 0;
+        }
     }
     if (pending) apply_pending(c, N, &s, T - 1, b, pm, Fb, Eb, scratch);
 }

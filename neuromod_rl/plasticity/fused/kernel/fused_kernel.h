@@ -33,9 +33,10 @@ typedef REAL real;
 /* -- the C interface (mirrored by cpu.py) -------------------------------------------------------- */
 /* One plastic layer. Its gradients sit at g_off in a thread's block of G numbers: alpha (n_pre*n_post,
  * or n_post for a per-neuron vector), the scalar rate (1), then ABCD's A, B, C, D, eta (n_pre*n_post
- * each). w's row i starts at w + i*w_cols (the LSTM's w holds the gate blocks i, f, g, o). */
+ * each). w's row i starts at w + i*w_cols (the LSTM's w holds the gate blocks i, f, g, o). max_norm: the
+ * layer is divided by its largest |F| after every update (ABCD). */
 typedef struct {
-    int n_pre, n_post, rule, alpha_full, act;
+    int n_pre, n_post, rule, alpha_full, act, max_norm;
     real clip, eta;
     int64_t f_off, g_off, w_cols;
     const real *w, *b, *alpha, *A, *Bc, *C, *D, *etas;
@@ -115,6 +116,29 @@ ALWAYS_INLINE const real *post_of(const config *c, const int N, const seqs *s, i
 ALWAYS_INLINE const real *prev_cell(const config *c, const int N, const seqs *s, int t, int b) {
     if (is_start(c, s, t, b)) return s->zeros;
     return t == 0 ? s->c0 + (size_t)b * N : s->AUX + ((size_t)(t - 1) * c->B + b) * 5 * N + LSTM_C * N;
+}
+
+/* Whether some layer renormalises its trace after every update (then no update can wait for the next
+ * step's pass: the whole tile must be updated before the division). */
+ALWAYS_INLINE int any_max_norm(const config *c) {
+    for (int l = 0; l < c->n_layers; l++)
+        if (c->layers[l].max_norm) return 1;
+    return 0;
+}
+
+/* The smallest divisor of max_norm (as the reference's clamp_min). */
+#define MAX_NORM_FLOOR ((real)1e-8)
+
+/* Divide a layer's n trace entries by their largest magnitude (at least MAX_NORM_FLOOR), from src into
+ * dst (which may be src). */
+ALWAYS_INLINE void normalize_max(size_t n, const real *src, real *dst) {
+    real top = 0;
+    for (size_t k = 0; k < n; k++) {
+        const real v = fabs(src[k]);
+        top = v > top ? v : top;
+    }
+    const real s = top < MAX_NORM_FLOOR ? MAX_NORM_FLOOR : top;
+    for (size_t k = 0; k < n; k++) dst[k] = src[k] / s;
 }
 
 /* The traces at an episode start. */

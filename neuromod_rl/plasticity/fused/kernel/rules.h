@@ -173,6 +173,31 @@ ALWAYS_INLINE void trace_backward(const config *c, const layer *L, const int NI,
     real *restrict geta = grad + L->g_off + NA;
     real gsum = 0, xv = 0;
     memset(u, 0, NO * sizeof(real));
+    /* ABCD with max_norm: F' = G / s, s = max(max|G|, floor), G the updated trace. dF becomes dG =
+     * dF'/s - (sum dF' G / s^2) ds/dG, ds/dG = sign(G) shared equally by the entries at the max. */
+    real norm = 1, kick = 0, top = 0;
+    if (rule == R_ABCD && L->max_norm) {
+        real dot = 0;
+        int count = 0;
+        for (int pass = 0; pass < 2; pass++) {
+            for (int i = 0; i < NI; i++) {
+                const size_t o = (size_t)i * NO;
+                const real *restrict Fi = Fb + o, *restrict dFi = dF + o;
+                for (int j = 0; j < NO; j++) {
+                    const real g = P_ABCD(Fi[j], m[j], L->etas[o + j], L->A[o + j], L->Bc[o + j], L->C[o + j], L->D[o + j],
+                                          x[i], y[j]);
+                    if (pass == 0) {
+                        top = fabs(g) > top ? fabs(g) : top;
+                        dot += dFi[j] * g;
+                    } else {
+                        count += fabs(g) == top;
+                    }
+                }
+            }
+        }
+        norm = top < MAX_NORM_FLOOR ? MAX_NORM_FLOOR : top;
+        kick = top < MAX_NORM_FLOOR ? 0 : -dot / (norm * norm) / count;
+    }
     for (int i = 0; i < NI; i++) {
         const real xi = x[i];
         const real *restrict Fi = Fb + (size_t)i * NO;
@@ -223,6 +248,12 @@ ALWAYS_INLINE void trace_backward(const config *c, const layer *L, const int NI,
             const real *restrict e = L->etas + o;
             real *restrict gA = grad + L->g_off + NA + 1 + o;
             real *restrict gB = gA + NN, *restrict gC = gA + 2 * NN, *restrict gD = gA + 3 * NN, *restrict ge = gA + 4 * NN;
+            if (L->max_norm) {
+                for (int j = 0; j < NO; j++) {
+                    const real g = P_ABCD(Fi[j], m[j], e[j], A[j], Bc[j], C[j], D[j], xi, y[j]);
+                    dFi[j] = dFi[j] / norm + (fabs(g) == top ? (g > 0 ? kick : -kick) : 0);
+                }
+            }
 #pragma omp simd reduction(+ : vi)
             for (int j = 0; j < NO; j++) {
                 const real d = dFi[j], yj = y[j], s = ABCD_TERM(A[j], Bc[j], C[j], D[j], xi, yj);
