@@ -16,7 +16,7 @@ supports the cell on the input's device; the environment variable ``NEUROMOD_RL_
 for every such call. The result says which one ran (``result.backend``).
 
 ``cell_step`` is the one-step counterpart for rollouts and ``predict``: ``cell.step``, or under
-``torch.no_grad`` the fused engine's op-lean step where it runs the cell.
+``torch.no_grad`` the fused engine's one-step path where it runs the cell.
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ def default_backend(cell: PlasticCell, device: torch.device | str | None = None)
 def cell_step(cell: PlasticCell, xp: Tensor, state: PlasticState, modulation: Tensor | None = None):
     """One recurrent step, ``cell.step(xp, state, modulation) -> (y_t, M(t) or None, next state)``, for
     the hot path of rollouts and ``predict``: under ``torch.no_grad``, where the fused backend runs the
-    cell (and ``$NEUROMOD_RL_BACKEND`` does not force ``reference``), the same equation in about half the
-    tensor ops (:func:`neuromod_rl.plasticity.fused.step.inference_step`); otherwise ``cell.step``.
+    cell (and ``$NEUROMOD_RL_BACKEND`` does not force ``reference``), the same equation as one call of the
+    fused kernel (:func:`neuromod_rl.plasticity.fused.step.inference_step`); otherwise ``cell.step``.
     ``xp`` is ``cell.project_input`` of one step's input, ``[B, ...]``. No argument checks: this is
     ``cell.step``'s contract."""
     if not torch.is_grad_enabled() and os.environ.get(BACKEND_ENV) != "reference" and SUPPORTS["fused"](cell):
