@@ -67,8 +67,15 @@ def cell_step(cell: PlasticCell, xp: Tensor, state: PlasticState, modulation: Te
     cell (and ``$NEUROMOD_RL_BACKEND`` does not force ``reference``), the same equation as one call of the
     fused kernel (:func:`neuromod_rl.plasticity.fused.step.inference_step`); otherwise ``cell.step``.
     ``xp`` is ``cell.project_input`` of one step's input, ``[B, ...]``. No argument checks: this is
-    ``cell.step``'s contract."""
-    if not torch.is_grad_enabled() and os.environ.get(BACKEND_ENV) != "reference" and SUPPORTS["fused"](cell):
+    ``cell.step``'s contract. While torch traces or compiles the step (ONNX export, ``torch.compile``) it
+    is ``cell.step``: a kernel call is invisible to a tracer."""
+    if (
+        not torch.is_grad_enabled()
+        and not torch.jit.is_tracing()
+        and not torch.compiler.is_compiling()
+        and os.environ.get(BACKEND_ENV) != "reference"
+        and SUPPORTS["fused"](cell)
+    ):
         return fused.inference_step(cell, xp, state, modulation)
     return cell.step(xp, state, modulation)
 
