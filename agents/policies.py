@@ -11,7 +11,7 @@ Two ways of running the same parameters:
   and :meth:`predict` (``cell.step``: no sequence machinery on the hot path);
 * :meth:`PlasticActorCriticPolicy.evaluate_actions` on a :class:`~neuromod_rl.agents.buffers.SequenceBatch`
   -- whole training sequences ``[T, n_seq]`` through :func:`neuromod_rl.plasticity.scan` (the fused
-  engine for ``core="rnn"``), no per-step Python loop here.
+  engine for every core), no per-step Python loop here.
 
 ``modulation_source`` (where ``M(t)`` comes from):
 
@@ -42,7 +42,7 @@ from neuromod_rl.agents.buffers import SequenceBatch
 from neuromod_rl.agents.core_factory import CoreConfig, build_core, split_policy_kwargs
 from neuromod_rl.agents.finite import non_finite_source
 from neuromod_rl.agents.recurrent_adapter import RecurrentPPOAdapterMixin
-from neuromod_rl.plasticity import PlasticState, scan
+from neuromod_rl.plasticity import PlasticState, cell_step, scan
 
 _SB3_KEYS = set(inspect.signature(ActorCriticPolicy.__init__).parameters) - {
     "self",
@@ -237,11 +237,14 @@ class PlasticActorCriticPolicy(RecurrentPPOAdapterMixin, ActorCriticPolicy):
         return previous_reward(obs, self.core_config.reward_index)
 
     def _cores_step(self, pi_f, vf_f, state: PlasticState, signal):
-        y, m, pi_new = self.core.step(self.core.project_input(pi_f), _part(state, "pi"), signal)
+        # cell_step: the cell's own step, or under no_grad (rollouts, predict) the fused engine's lean one
+        y, m, pi_new = cell_step(self.core, self.core.project_input(pi_f), _part(state, "pi"), signal)
         fields = _prefixed(pi_new, "pi")
         y_vf = y
         if self.critic_core is not None:
-            y_vf, _, vf_new = self.critic_core.step(self.critic_core.project_input(vf_f), _part(state, "vf"), signal)
+            y_vf, _, vf_new = cell_step(
+                self.critic_core, self.critic_core.project_input(vf_f), _part(state, "vf"), signal
+            )
             fields.update(_prefixed(vf_new, "vf"))
         if "td.v" in state:
             fields["td.v"] = state["td.v"]

@@ -14,7 +14,7 @@ from neuromod_rl.plasticity.cells import (
     PlasticMLPCell,
     PlasticRNNCell,
 )
-from neuromod_rl.plasticity.engine import ScanResult, available_backends, default_backend, scan
+from neuromod_rl.plasticity.engine import ScanResult, available_backends, cell_step, default_backend, scan
 from neuromod_rl.plasticity.rules import PlasticityRule, available_rules, make_rule, register_rule
 from neuromod_rl.plasticity.state import PlasticState
 
@@ -30,6 +30,7 @@ __all__ = [
     "ScanResult",
     "available_backends",
     "available_rules",
+    "cell_step",
     "default_backend",
     "make_rule",
     "register_rule",

@@ -14,6 +14,9 @@ NaN/inf) and hands them to one backend:
 ``backend=None`` picks, in the order ``triton``, ``fused``, ``reference``, the first backend that
 supports the cell on the input's device; the environment variable ``NEUROMOD_RL_BACKEND`` forces one
 for every such call. The result says which one ran (``result.backend``).
+
+``cell_step`` is the one-step counterpart for rollouts and ``predict``: ``cell.step``, or under
+``torch.no_grad`` the fused engine's one-step path where it runs the cell.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import os
 import torch
 from torch import Tensor
 
-from neuromod_rl.plasticity import fused  # noqa: F401  (registers "fused")
+from neuromod_rl.plasticity import fused  # (importing it registers "fused")
 from neuromod_rl.plasticity.backends import AUTO_DEVICES, BACKENDS, PREFERENCE, SUPPORTS, ScanResult
 from neuromod_rl.plasticity.cells import PlasticCell
 from neuromod_rl.plasticity.state import PlasticState
@@ -56,6 +59,25 @@ def default_backend(cell: PlasticCell, device: torch.device | str | None = None)
         if name in BACKENDS and kind in AUTO_DEVICES[name] and SUPPORTS[name](cell):
             return name
     return "reference"
+
+
+def cell_step(cell: PlasticCell, xp: Tensor, state: PlasticState, modulation: Tensor | None = None):
+    """One recurrent step, ``cell.step(xp, state, modulation) -> (y_t, M(t) or None, next state)``, for
+    the hot path of rollouts and ``predict``: under ``torch.no_grad``, where the fused backend runs the
+    cell (and ``$NEUROMOD_RL_BACKEND`` does not force ``reference``), the same equation as one call of the
+    fused kernel (:func:`neuromod_rl.plasticity.fused.step.inference_step`); otherwise ``cell.step``.
+    ``xp`` is ``cell.project_input`` of one step's input, ``[B, ...]``. No argument checks: this is
+    ``cell.step``'s contract. While torch traces or compiles the step (ONNX export, ``torch.compile``) it
+    is ``cell.step``: a kernel call is invisible to a tracer."""
+    if (
+        not torch.is_grad_enabled()
+        and not torch.jit.is_tracing()
+        and not torch.compiler.is_compiling()
+        and os.environ.get(BACKEND_ENV) != "reference"
+        and SUPPORTS["fused"](cell)
+    ):
+        return fused.inference_step(cell, xp, state, modulation)
+    return cell.step(xp, state, modulation)
 
 
 def scan(

@@ -30,6 +30,9 @@ def test_bench_core_writes_ratios(tmp_path):
     out = tmp_path / "core.json"
     assert bench_core.main(["--quick", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert {r["backend"] for r in result["rows"]} == {"reference", "fused"}
+    assert {(r["core"], r["backend"]) for r in result["rows"]} == {
+        (core, backend) for core in ("rnn", "lstm") for backend in ("reference", "fused")
+    }
+    assert {q["core"] for q in result["ratios"]} == {"rnn", "lstm"}
     for q in result["ratios"]:
         assert q["speedup_fused_over_reference"] > 0 and q["N"] == 32

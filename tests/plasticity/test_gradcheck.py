@@ -53,7 +53,7 @@ def _gradcheck(cell, backend="reference", T=4, B=2, I=3, external=False):
 
 @pytest.mark.parametrize(
     "rule,mod,alpha,backend",
-    [(*c, "reference") for c in RNN_CONFIGS] + [(*c, "fused") for c in RNN_CONFIGS if c[0] != "oja"],
+    [(*c, backend) for c in RNN_CONFIGS for backend in ("reference", "fused")],
 )
 def test_rnn_cell(rule, mod, alpha, backend):
     _gradcheck(PlasticRNNCell(3, 4, rule=rule, modulation=mod, alpha_shape=alpha), backend)
@@ -64,11 +64,18 @@ def test_rnn_cell_external_modulation(backend):
     _gradcheck(PlasticRNNCell(3, 4, rule="neuromod", modulation_source="external"), backend, external=True)
 
 
+@pytest.mark.parametrize("backend", ["reference", "fused"])
 @pytest.mark.parametrize("rule,mod", [("neuromod", "fanout"), ("retroactive", "scalar"), ("hebbian", None)])
-def test_lstm_cell(rule, mod):
-    _gradcheck(PlasticLSTMCell(3, 4, rule=rule, modulation=mod, alpha_shape="neuron"))
+def test_lstm_cell(rule, mod, backend):
+    _gradcheck(PlasticLSTMCell(3, 4, rule=rule, modulation=mod, alpha_shape="neuron"), backend)
 
 
+@pytest.mark.parametrize("backend", ["reference", "fused"])
 @pytest.mark.parametrize("mod", [None, "scalar"])
-def test_mlp_cell_abcd(mod):
-    _gradcheck(PlasticMLPCell(3, 4, rule="abcd", modulation=mod, max_norm=True))
+def test_mlp_cell_abcd(mod, backend):
+    _gradcheck(PlasticMLPCell(3, 4, rule="abcd", modulation=mod, max_norm=True), backend)
+
+
+@pytest.mark.parametrize("rule,mod", [("abcd", "scalar"), ("oja", None)])
+def test_mlp_cell_fused(rule, mod):
+    _gradcheck(PlasticMLPCell(3, 4, rule=rule, modulation=mod), "fused")

@@ -88,8 +88,8 @@ def test_bad_inputs_name_the_argument():
         scan(PlasticRNNCell(4, 6, modulation_source="external"), torch.randn(3, 2, 4))
     with pytest.raises(ValueError, match="unknown backend 'cuda'"):
         scan(cell, torch.randn(3, 2, 4), backend="cuda")
-    with pytest.raises(ValueError, match="backend 'fused' does not support PlasticLSTMCell"):
-        scan(PlasticLSTMCell(4, 6), torch.randn(3, 2, 4), backend="fused")
+    with pytest.raises(ValueError, match="backend 'fused' does not support PlasticLSTMCell with rule MetaNetRule"):
+        scan(PlasticLSTMCell(4, 6, rule="metanet"), torch.randn(3, 2, 4), backend="fused")
 
 
 def test_cell_configuration_errors():
@@ -126,4 +126,5 @@ def test_nan_in_trace_raises_naming_rule_and_step(backend):
 def test_backends_are_listed_per_cell():
     triton = ["triton"] if importlib.util.find_spec("triton") else []  # registered only where it imports
     assert available_backends(PlasticRNNCell(2, 3)) == ["reference", "fused", *triton]
-    assert available_backends(PlasticLSTMCell(2, 3)) == ["reference"]
+    assert available_backends(PlasticLSTMCell(2, 3)) == ["reference", "fused"]
+    assert available_backends(PlasticLSTMCell(2, 3, rule="metanet")) == ["reference"]

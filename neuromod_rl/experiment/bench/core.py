@@ -1,16 +1,17 @@
 """``neuromod-rl bench core``: forward+backward throughput and peak memory of the sequence engine.
 
-Plastic RNN (T=128; N=64 at B=64, N=256 at B=32; rules ``neuromod`` and ``retroactive``), backends
-``reference`` (the per-step autograd specification) and ``fused``, measured in the same run. Each
-configuration runs in a fresh subprocess, so its peak memory (peak RSS minus the RSS before the
-first pass) is its own; the bytes autograd keeps for backward are counted exactly as well. N=256
-runs at B=32 because the reference's autograd graph alone would take 11-17 GB at B=64; both
-memories scale with B, so their ratio does not depend on it. Prints steps/s (time steps of the
-whole batch per second), the fused/reference speed ratio and the reference/fused memory ratios;
-writes JSON.
+Plastic RNN and plastic LSTM cores (T=128; N=64 at B=64, N=256 at B=32; rules ``neuromod`` and
+``retroactive``), backends ``reference`` (the per-step autograd specification) and ``fused``, measured
+in the same run. Each configuration runs in a fresh subprocess, so its peak memory (peak RSS minus the
+RSS before the first pass) is its own; the bytes autograd keeps for backward are counted exactly as
+well. N=256 runs at B=32 because the reference's autograd graph alone would take 11-17 GB at B=64;
+both memories scale with B, so their ratio does not depend on it. Prints, per configuration, the
+backend that ran (``ScanResult.backend``), steps/s (time steps of the whole batch per second), the
+fused/reference speed ratio and the reference/fused memory ratios; writes JSON.
 
     neuromod-rl bench core                 # or: python -m neuromod_rl.experiment.bench.core
     neuromod-rl bench core --quick         # smaller sizes, a smoke run
+    neuromod-rl bench core --cores lstm    # one core only
 """
 
 from __future__ import annotations
@@ -36,22 +37,31 @@ def _rss_kib() -> int:
     return 0
 
 
-def measure(rule: str, backend: str, B: int, T: int, N: int, repeats: int, input_size: int = 32) -> dict:
+#: ``core`` name -> cell class name in :mod:`neuromod_rl.plasticity` (the policies' ``core`` values)
+CORES = {"rnn": "PlasticRNNCell", "lstm": "PlasticLSTMCell"}
+
+
+def measure(
+    rule: str, backend: str, B: int, T: int, N: int, repeats: int, input_size: int = 32, core: str = "rnn"
+) -> dict:
     """Time ``repeats`` forward+backward passes of one configuration in this process."""
     import torch
 
-    from neuromod_rl.plasticity import PlasticRNNCell, scan
+    from neuromod_rl import plasticity
+    from neuromod_rl.plasticity import scan
 
     torch.manual_seed(0)
-    cell = PlasticRNNCell(input_size, N, rule=rule)
+    cell = getattr(plasticity, CORES[core])(input_size, N, rule=rule)
     x = torch.randn(T, B, input_size)
     starts = torch.zeros(T, B, dtype=torch.bool)
     starts[T // 2, : B // 4] = True  # some episodes end mid-sequence, as in a rollout
+    ran = []
 
     def step() -> None:
         cell.zero_grad(set_to_none=True)
-        y, state, _ = scan(cell, x, episode_starts=starts, backend=backend)
-        (y.sum() + state.F.sum()).backward()
+        result = scan(cell, x, episode_starts=starts, backend=backend)
+        ran.append(result.backend)
+        (result.y.sum() + result.state.F.sum()).backward()
 
     # Memory first: RSS before the first pass (glibc keeps freed blocks after it, so a later baseline
     # would hide the peak), and the bytes autograd saves for backward, counted exactly by a hook.
@@ -73,8 +83,9 @@ def measure(rule: str, backend: str, B: int, T: int, N: int, repeats: int, input
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     best = min(times)
     return {
+        "core": core,
         "rule": rule,
-        "backend": backend,
+        "backend": ran[-1],  # the backend that ran, as scan reports it
         "B": B,
         "T": T,
         "N": N,
@@ -87,13 +98,15 @@ def measure(rule: str, backend: str, B: int, T: int, N: int, repeats: int, input
     }
 
 
-def _run_worker(rule: str, backend: str, B: int, T: int, N: int, repeats: int, threads: int | None) -> dict:
-    cmd = [sys.executable, "-m", "neuromod_rl.experiment.bench.core", "--worker", rule, backend, str(B), str(T),
-           str(N), str(repeats)]
+def _run_worker(
+    core: str, rule: str, backend: str, B: int, T: int, N: int, repeats: int, threads: int | None
+) -> dict:
+    cmd = [sys.executable, "-m", "neuromod_rl.experiment.bench.core", "--worker", core, rule, backend, str(B),
+           str(T), str(N), str(repeats)]
     env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
-        raise RuntimeError(f"benchmark worker {rule}/{backend}/N={N} failed:\n{proc.stderr[-2000:]}")
+        raise RuntimeError(f"benchmark worker {core}/{rule}/{backend}/N={N} failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -106,32 +119,37 @@ def bench_core(
     large_B: int = 32,
     threads: int | None = None,
     json_path: str | None = DEFAULT_JSON,
+    cores: tuple[str, ...] = tuple(CORES),
 ) -> dict:
     """Run every configuration, print the table with ratios, write JSON; returns the results."""
     from tqdm import tqdm
 
-    configs = [(r, n, be) for n in sizes for r in rules for be in ("reference", "fused")]
+    unknown = set(cores) - set(CORES)
+    if unknown:
+        raise ValueError(f"unknown cores {sorted(unknown)}; valid choices: {list(CORES)}")
+    configs = [(c, r, n, be) for c in cores for n in sizes for r in rules for be in ("reference", "fused")]
     rows = []
-    for rule, N, backend in tqdm(configs, desc="bench core", unit="config"):
+    for core, rule, N, backend in tqdm(configs, desc="bench core", unit="config"):
         reps = 1 if backend == "reference" and N >= 256 else repeats
-        rows.append(_run_worker(rule, backend, large_B if N >= 256 else B, T, N, reps, threads))
+        rows.append(_run_worker(core, rule, backend, large_B if N >= 256 else B, T, N, reps, threads))
     ratios = []
-    for rule in rules:
-        for N in sizes:
-            ref = next(r for r in rows if r["rule"] == rule and r["N"] == N and r["backend"] == "reference")
-            fus = next(r for r in rows if r["rule"] == rule and r["N"] == N and r["backend"] == "fused")
-            ratios.append(
-                {
-                    "rule": rule,
-                    "N": N,
-                    "speedup_fused_over_reference": fus["steps_per_s"] / ref["steps_per_s"],
-                    "memory_reference_over_fused": ref["peak_mem_mib"] / max(fus["peak_mem_mib"], 1e-3),
-                    "saved_reference_over_fused": ref["autograd_saved_mib"] / max(fus["autograd_saved_mib"], 1e-6),
-                }
-            )
+    for core, rule, N in dict.fromkeys((c, r, n) for c, r, n, _ in configs):
+        same = [r for r in rows if (r["core"], r["rule"], r["N"]) == (core, rule, N)]
+        ref = next(r for r in same if r["backend"] == "reference")
+        fus = next(r for r in same if r["backend"] == "fused")
+        ratios.append(
+            {
+                "core": core,
+                "rule": rule,
+                "N": N,
+                "speedup_fused_over_reference": fus["steps_per_s"] / ref["steps_per_s"],
+                "memory_reference_over_fused": ref["peak_mem_mib"] / max(fus["peak_mem_mib"], 1e-3),
+                "saved_reference_over_fused": ref["autograd_saved_mib"] / max(fus["autograd_saved_mib"], 1e-6),
+            }
+        )
     result = {
         "benchmark": "core",
-        "what": "plastic RNN forward+backward through scan, one batch of sequences per pass",
+        "what": "plastic RNN and LSTM forward+backward through scan, one batch of sequences per pass",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "rows": rows,
         "ratios": ratios,
@@ -145,20 +163,23 @@ def bench_core(
 
 
 def _print(result: dict, T: int) -> None:
-    print(f"\nplastic RNN forward+backward, T={T}, {result['rows'][0]['threads']} torch threads")
+    print(f"\nplastic cores forward+backward, T={T}, {result['rows'][0]['threads']} torch threads")
     print(
-        f"{'rule':<12}{'N':>5}{'B':>5}  {'backend':<10}{'steps/s':>10}{'samples/s':>12}{'peak MiB':>10}"
-        f"{'saved MiB':>11}"
+        f"{'core':<6}{'rule':<12}{'N':>5}{'B':>5}  {'backend ran':<12}{'steps/s':>10}{'samples/s':>12}"
+        f"{'peak MiB':>10}{'saved MiB':>11}"
     )
     for r in result["rows"]:
         print(
-            f"{r['rule']:<12}{r['N']:>5}{r['B']:>5}  {r['backend']:<10}{r['steps_per_s']:>10.0f}"
+            f"{r['core']:<6}{r['rule']:<12}{r['N']:>5}{r['B']:>5}  {r['backend']:<12}{r['steps_per_s']:>10.0f}"
             f"{r['samples_per_s']:>12.0f}{r['peak_mem_mib']:>10.1f}{r['autograd_saved_mib']:>11.1f}"
         )
-    print(f"\n{'rule':<12}{'N':>5}  {'speed fused/ref':>16}{'peak memory ref/fused':>23}{'saved ref/fused':>17}")
+    print(
+        f"\n{'core':<6}{'rule':<12}{'N':>5}  {'speed fused/ref':>16}{'peak memory ref/fused':>23}"
+        f"{'saved ref/fused':>17}"
+    )
     for q in result["ratios"]:
         print(
-            f"{q['rule']:<12}{q['N']:>5}  {q['speedup_fused_over_reference']:>15.1f}x"
+            f"{q['core']:<6}{q['rule']:<12}{q['N']:>5}  {q['speedup_fused_over_reference']:>15.1f}x"
             f"{q['memory_reference_over_fused']:>22.1f}x{q['saved_reference_over_fused']:>16.1f}x"
         )
 
@@ -169,8 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per configuration (best is kept)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: all cores)")
     parser.add_argument("--json", default=DEFAULT_JSON, help=f"where to write the results (default {DEFAULT_JSON})")
+    parser.add_argument("--cores", nargs="+", choices=list(CORES), default=list(CORES), help="cores to measure")
     parser.add_argument(
-        "--worker", nargs=6, metavar=("RULE", "BACKEND", "B", "T", "N", "REPEATS"), help=argparse.SUPPRESS
+        "--worker", nargs=7, metavar=("CORE", "RULE", "BACKEND", "B", "T", "N", "REPEATS"), help=argparse.SUPPRESS
     )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="cuda: the GPU benchmark of reference, fused and triton (bench/core_gpu.py)")
@@ -180,13 +202,15 @@ def main(argv: list[str] | None = None) -> int:
 
         return core_gpu.run(args.quick, args.repeats, core_gpu.DEFAULT_JSON if args.json == DEFAULT_JSON else args.json)
     if args.worker:
-        rule, backend, B, T, N, reps = args.worker
-        print(json.dumps(measure(rule, backend, int(B), int(T), int(N), int(reps))))
+        core, rule, backend, B, T, N, reps = args.worker
+        print(json.dumps(measure(rule, backend, int(B), int(T), int(N), int(reps), core=core)))
         return 0
-    if args.quick:
-        bench_core(sizes=(32,), B=8, T=32, repeats=1, large_B=8, threads=args.threads, json_path=args.json)
+    cores = tuple(args.cores)
+    if args.quick:  # one rule per core: a smoke run of every code path
+        bench_core(sizes=(32,), rules=("neuromod",), B=8, T=32, repeats=1, large_B=8, threads=args.threads,
+                   json_path=args.json, cores=cores)
     else:
-        bench_core(repeats=args.repeats, threads=args.threads, json_path=args.json)
+        bench_core(repeats=args.repeats, threads=args.threads, json_path=args.json, cores=cores)
     return 0
 
 

@@ -3,10 +3,15 @@
 HalfCheetah-v5, 8 envs (``DummyVecEnv``), identical PPO hyperparameters (:data:`PPO_HPARAMS`), in
 one run. Each algorithm trains in a fresh child process (so its peak RSS is its own) for the same
 number of env steps; throughput is env-steps/s over ``learn`` (rollouts *and* updates). Prints a
-table with the ratios Plastic/PPO and Plastic/RecurrentPPO and writes JSON.
+table with the ratios against PPO and RecurrentPPO, and writes JSON. The plastic rows: PlasticPPO with
+the default core (whatever ``MlpPlasticPolicy`` builds without ``policy_kwargs``), and with
+``core="lstm"`` at RecurrentPPO's hidden size (64). The default budget, 65,536 steps per algorithm,
+is long enough for the ratios to settle (at 8,192 steps two runs of the same code read 0.75x and
+0.52x against PPO).
 
-Targets (issue 4): PlasticPPO >= 0.5x PPO ``MlpPolicy``, >= 10x RecurrentPPO ``MlpLstmPolicy``.
-Run: ``python -m neuromod_rl.experiment.bench.sb3 --timesteps 8192``.
+Targets: PlasticPPO (default core) >= 0.85x PPO ``MlpPolicy``; PlasticPPO ``core="lstm"`` >= 3x
+RecurrentPPO ``MlpLstmPolicy`` at equal hidden size.
+Run: ``neuromod-rl bench sb3`` (or ``python -m neuromod_rl.experiment.bench.sb3 --timesteps 65536``).
 """
 
 from __future__ import annotations
@@ -31,11 +36,19 @@ ALGORITHMS: dict[str, dict[str, Any]] = {
     "recurrent_ppo_lstm": dict(
         label="RecurrentPPO MlpLstmPolicy (64)", policy_kwargs=dict(lstm_hidden_size=64)
     ),
-    "plastic_ppo": dict(
-        label="PlasticPPO MlpPlasticPolicy (neuromod, 64)",
-        policy_kwargs=dict(rule="neuromod", hidden_size=64),
+    "plastic_ppo": dict(label="PlasticPPO MlpPlasticPolicy (default core)", policy_kwargs={}),
+    "plastic_ppo_lstm": dict(
+        label="PlasticPPO MlpPlasticPolicy (lstm, 64)", policy_kwargs=dict(core="lstm", hidden_size=64)
     ),
 }
+#: ratio name -> (numerator, denominator) among :data:`ALGORITHMS`
+RATIOS = {
+    "plastic_over_ppo": ("plastic_ppo", "ppo_mlp"),
+    "plastic_over_recurrent_ppo": ("plastic_ppo", "recurrent_ppo_lstm"),
+    "plastic_lstm_over_ppo": ("plastic_ppo_lstm", "ppo_mlp"),
+    "plastic_lstm_over_recurrent_ppo": ("plastic_ppo_lstm", "recurrent_ppo_lstm"),
+}
+DEFAULT_TIMESTEPS = 65_536
 
 
 def _peak_rss_mb() -> float:
@@ -66,6 +79,8 @@ def _run_one(name: str, total_timesteps: int, n_envs: int, threads: int) -> dict
         from neuromod_rl.agents import PlasticPPO
 
         model = PlasticPPO("MlpPlasticPolicy", env, policy_kwargs=spec["policy_kwargs"], **PPO_HPARAMS)
+        core = model.policy.core_config
+        spec = dict(spec, label=f"{spec['label']}: {core.core} {core.rule} {core.hidden_size}")
     start = time.perf_counter()
     model.learn(total_timesteps)
     seconds = time.perf_counter() - start
@@ -82,6 +97,7 @@ def _run_one(name: str, total_timesteps: int, n_envs: int, threads: int) -> dict
     env.close()
     return dict(
         label=spec["label"],
+        scan_backend=_scan_backend(model),
         env_steps=model.num_timesteps,
         seconds=seconds,
         steps_per_s=model.num_timesteps / seconds,
@@ -90,8 +106,18 @@ def _run_one(name: str, total_timesteps: int, n_envs: int, threads: int) -> dict
     )
 
 
+def _scan_backend(model) -> str | None:
+    """The backend ``scan`` runs the plastic core on in training (``None`` for the SB3 peers)."""
+    core = getattr(model.policy, "core", None)
+    if core is None:
+        return None
+    from neuromod_rl.plasticity import default_backend
+
+    return default_backend(core)
+
+
 def bench_sb3(
-    total_timesteps: int = 8192,
+    total_timesteps: int = DEFAULT_TIMESTEPS,
     n_envs: int = 8,
     json_path: str | None = "benchmarks/results/sb3.json",
     threads: int = 1,
@@ -116,13 +142,11 @@ def bench_sb3(
     for name in algorithms:
         with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
             results[name] = pool.submit(_run_one, name, total_timesteps, n_envs, threads).result()
-    ratios = {}
-    if "plastic_ppo" in results:
-        plastic = results["plastic_ppo"]["steps_per_s"]
-        if "ppo_mlp" in results:
-            ratios["plastic_over_ppo"] = plastic / results["ppo_mlp"]["steps_per_s"]
-        if "recurrent_ppo_lstm" in results:
-            ratios["plastic_over_recurrent_ppo"] = plastic / results["recurrent_ppo_lstm"]["steps_per_s"]
+    ratios = {
+        name: results[a]["steps_per_s"] / results[b]["steps_per_s"]
+        for name, (a, b) in RATIOS.items()
+        if a in results and b in results
+    }
     report = dict(
         env=ENV_ID,
         n_envs=n_envs,
@@ -147,11 +171,11 @@ def _print_table(report: dict[str, Any]) -> None:
         f"{report['env']}, {report['n_envs']} envs, {report['total_timesteps']} steps each, "
         f"hyperparameters {report['hyperparameters']}"
     )
-    print(f"{'algorithm':45s} {'env-steps/s':>12s} {'peak RSS MB':>12s} {'state in buffer':>16s}")
+    print(f"{'algorithm':62s} {'env-steps/s':>12s} {'peak RSS MB':>12s} {'state in buffer':>16s}  scan backend")
     for r in report["results"].values():
         print(
-            f"{r['label']:45s} {r['steps_per_s']:12.0f} {r['peak_rss_mb']:12.0f} "
-            f"{r['buffer_state_bytes'] / 1024:13.0f} kB"
+            f"{r['label']:62s} {r['steps_per_s']:12.0f} {r['peak_rss_mb']:12.0f} "
+            f"{r['buffer_state_bytes'] / 1024:13.0f} kB  {r['scan_backend'] or '-'}"
         )
     for k, v in report["ratios"].items():
         print(f"{k}: {v:.2f}x")
@@ -159,7 +183,7 @@ def _print_table(report: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="neuromod-rl bench sb3", description=__doc__.splitlines()[0])
-    parser.add_argument("--timesteps", type=int, default=8192, help="env steps per algorithm")
+    parser.add_argument("--timesteps", type=int, default=DEFAULT_TIMESTEPS, help="env steps per algorithm")
     parser.add_argument("--n-envs", type=int, default=8)
     parser.add_argument("--json", default="benchmarks/results/sb3.json", help="output path ('' to skip)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per algorithm")

@@ -30,7 +30,7 @@ from neuromod_rl.plasticity.fused.spec import kernel_defines
 
 _KERNEL = Path(__file__).parent / "kernel"
 _SOURCES = [_KERNEL / "forward.c", _KERNEL / "backward.c"]
-_HEADERS = [_KERNEL / "fused_kernel.h"]
+_HEADERS = [_KERNEL / "fused_kernel.h", _KERNEL / "rules.h", _KERNEL / "cells.h"]
 # -ffp-contract=off: the backward replay must round exactly as the forward did (clip masks agree).
 _FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fopenmp-simd", "-pthread"]
 _FLAGS += ["-shared", "-fPIC", "-std=c99", *kernel_defines()]

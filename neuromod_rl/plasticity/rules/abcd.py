@@ -20,6 +20,9 @@ class ABCD(PlasticityRule):
     ``U[-init_scale, init_scale]`` -- here one fixed draw per module (a buffer, so the run stays
     deterministic; :meth:`redraw_initial_weights` draws again). ``max_norm=True`` divides the layer
     by its max ``|F|`` after every update, as the paper optionally does.
+
+    Sequence engine: the ``fused`` backend runs this rule in every cell, with or without modulation and
+    ``max_norm``.
     """
 
     modulation = "optional"

@@ -37,6 +37,9 @@ class BlurRule(PlasticityRule):
     ``noise`` -- with it, ``ΔW_ij = x_i m_j``, a reward-modulated presynaptic rule.
 
     Traces: ``F`` (forward block) and ``V`` (backward block), ``[B, n_pre, n_post, k]``.
+
+    Sequence engine: this rule runs on the ``reference`` backend only (it has networks inside, which the
+    fused engine does not implement); ``scan`` picks ``reference`` for it by itself.
     """
 
     modulation = "required"

@@ -14,7 +14,8 @@ class ClippedHebbian(PlasticityRule):
 
     A purely additive trace diverges, so it is clipped to ``[-clip, clip]`` (default 1). With
     ``soft_clip=True`` the paper's soft bound ``F + relu(eta D)(c - F) + min(eta D, 0)(F + c)``
-    replaces the hard clip. ``eta`` is one learned scalar (init 0.01).
+    replaces the hard clip (on the ``reference`` backend; the ``fused`` one runs the hard clip). ``eta`` is
+    one learned scalar (init 0.01).
     """
 
     modulation = "never"

@@ -32,6 +32,9 @@ class L2LRule(PlasticityRule):
       paper's 0.01 suits parameters trained for thousands of steps, fast weights live for one episode);
     * ``F`` is clipped at ``±clip`` (default 1) like the Backpropamine traces, since the LSTM does not
       see ``F`` and cannot decay it.
+
+    Sequence engine: this rule runs on the ``reference`` backend only (it has networks inside, which the
+    fused engine does not implement); ``scan`` picks ``reference`` for it by itself.
     """
 
     modulation = "optional"

@@ -56,6 +56,9 @@ class MetaNetRule(PlasticityRule):
     Traces: ``S [B, n_pre, n_post, synapse_size]``, ``A [B, n_pre, neuron_size]``,
     ``Bn [B, n_post, neuron_size]``. Memory per step grows as ``B n_pre n_post meta_hidden``: keep the
     sizes small (defaults 4, 4, 16).
+
+    Sequence engine: this rule runs on the ``reference`` backend only (it has networks inside, which the
+    fused engine does not implement); ``scan`` picks ``reference`` for it by itself.
     """
 
     modulation = "optional"

@@ -15,7 +15,8 @@ class Neuromodulated(PlasticityRule):
     ``M(t)`` is computed by the network itself each step -- ``tanh(Linear_{N->1}(h_t))`` -- or
     supplied by the caller (reward, TD error). It arrives as ``[B]`` (one scalar per sequence) or
     ``[B, n_post]`` (the fan-out variant, one signed rate per postsynaptic neuron; the paper clips
-    that variant at 2: pass ``clip=2``). ``soft_clip=True`` uses the paper's soft bound.
+    that variant at 2: pass ``clip=2``). ``soft_clip=True`` uses the paper's soft bound (on the
+    ``reference`` backend; the ``fused`` one runs the hard clip).
     """
 
     modulation = "required"

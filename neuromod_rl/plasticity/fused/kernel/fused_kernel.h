@@ -1,229 +1,154 @@
 /*
- * Shared pieces of the fused plastic-RNN CPU kernel (forward.c, backward.c; the Python side is
- * neuromod_rl/plasticity/fused/cpu.py). The interface structs below are the one declaration of the
- * C interface; cpu.py mirrors them field by field as ctypes Structures. Everything else here is
- * static inline: each file gets its own copy, specialised by the compiler.
+ * The C interface of the fused plastic-cell CPU kernel (forward.c, backward.c; the Python side is
+ * neuromod_rl/plasticity/fused/cpu.py). The structs below are the one declaration of that interface;
+ * cpu.py mirrors them field by field as ctypes Structures. The helpers here and in rules.h and
+ * cells.h are static inline: each file gets its own copy, specialised by the compiler.
+ *
+ * A cell is a list of plastic layers (one plastic matrix and its rule each): the recurrent matrix of
+ * the RNN and of the LSTM's candidate (one layer), or the stacked layers of the MLP cell. Layouts
+ * (row-major, contiguous): xp [T,B,X] (the input projection, X = N for the RNN, 4N for the LSTM with
+ * gate blocks i, f, g, o, the raw input for the MLP); H [T,B,N] the cell's output; AUX [T,B,aux] what
+ * else a step keeps (LSTM: c, i, f, g, o; MLP: the outputs of the layers below the last); starts
+ * [T,B] (uint8); a sequence's traces of all layers side by side in S numbers, layer l's [n_pre,n_post]
+ * at f_off (F[b, f_off + i*n_post + j], i presynaptic, j postsynaptic), the same for E.
  */
 #ifndef NEUROMOD_RL_FUSED_KERNEL_H
 #define NEUROMOD_RL_FUSED_KERNEL_H
 
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <pthread.h>
 
 typedef REAL real;
 
-/* Rule and modulation codes come from the one table in fused/spec.py, as -D flags. */
-#if !defined(R_NEUROMOD) || !defined(R_CLIPPED) || !defined(R_HEBBIAN) || !defined(R_RETRO) || !defined(M_NONE) || \
-    !defined(M_SCALAR) || !defined(M_FANOUT)
-#error "compile with the rule and modulation codes of neuromod_rl/plasticity/fused/spec.py (kernel_defines())"
+/* Rule, modulation, cell and activation codes come from the one table in fused/spec.py, as -D flags. */
+#if !defined(R_NEUROMOD) || !defined(R_CLIPPED) || !defined(R_HEBBIAN) || !defined(R_RETRO) || !defined(R_OJA) || \
+    !defined(R_ABCD) || !defined(M_NONE) || !defined(M_SCALAR) || !defined(M_FANOUT) || !defined(C_RNN) ||        \
+    !defined(C_LSTM) || !defined(C_MLP) || !defined(A_TANH) || !defined(A_RELU) || !defined(A_IDENTITY)
+#error "compile with the codes of neuromod_rl/plasticity/fused/spec.py (kernel_defines())"
 #endif
 
 /* -- the C interface (mirrored by cpu.py) -------------------------------------------------------- */
+/* One plastic layer. Its gradients sit at g_off in a thread's block of G numbers: alpha (n_pre*n_post,
+ * or n_post for a per-neuron vector), the scalar rate (1), then ABCD's A, B, C, D, eta (n_pre*n_post
+ * each). w's row i starts at w + i*w_cols (the LSTM's w holds the gate blocks i, f, g, o). max_norm: the
+ * layer is divided by its largest |F| after every update (ABCD). */
 typedef struct {
-    int T, B, N, rule, alpha_full, mod, external, K, nthreads;
-    real clip, eta, bm;
-    const real *w, *alpha, *wm, *wf, *bf;
+    int n_pre, n_post, rule, alpha_full, act, max_norm;
+    real clip, eta;
+    int64_t f_off, g_off, w_cols;
+    const real *w, *b, *alpha, *A, *Bc, *C, *D, *etas;
+} layer;
+
+typedef struct {
+    int T, B, N, X, cell, mod, external, K, nthreads, n_layers;
+    int64_t S, G;
+    real bm;
+    const real *wm, *wf, *bf, *F_init; /* F_init [S]: the traces at an episode start (NULL: zero) */
+    const layer *layers;
 } config;
 
-/* Forward. In: xp [T,B,N], starts [T,B] (or NULL), ext [T,B] (or NULL), h0 [B,N]; in/out: F, E [B,N,N]
- * (E NULL unless the eligibility rule); out: H [T,B,N], MS [T,B], MF [T,B,N], F_ck/E_ck [ceil(T/K),B,N,N]. */
+/* Forward. In: xp, starts (or NULL), ext [T,B] (or NULL), h0 [B,N], c0 [B,N] (LSTM); in/out: F, E [B,S]
+ * (E NULL unless the eligibility rule); out: H, AUX, MS [T,B], MF [T,B,N], F_ck/E_ck [ceil(T/K),B,S] (NULL
+ * for a forward pass without backward, e.g. one inference step). */
 typedef struct {
-    const real *xp, *ext, *h0;
+    const real *xp, *ext, *h0, *c0;
     const uint8_t *starts;
-    real *F, *E, *H, *MS, *MF, *F_ck, *E_ck;
+    real *F, *E, *H, *AUX, *MS, *MF, *F_ck, *E_ck;
 } fwd_io;
 
-/* Backward. In: gH [T,B,N] (or NULL), dh [B,N] = dL/dh_T, dF/dE [B,N,N] = dL/dF_T, dL/dE_T.
- * Out (in place): dh = dL/dh0, dF = dL/dF0, dE = dL/dE0; gxp [T,B,N] = dL/d(pre-activation);
- * gms [T,B] = dL/dM(t) (external) or dL/dz (learned head, z the pre-tanh of M); gmf [T,B,N] = dL/dm
- * (fan-out); galpha [nthreads, N*N or N] and geta [B] partial sums, reduced by the caller. */
+/* Backward. In: gH [T,B,N] (or NULL), dh, dc [B,N] = dL/dh_T, dL/dc_T, dF/dE [B,S] = dL/dF_T, dL/dE_T.
+ * Out (in place): dh = dL/dh0, dc = dL/dc0, dF = dL/dF0, dE = dL/dE0; gxp [T,B,X] = dL/dxp; gA [T,B,L*N]
+ * = dL/d(pre-activation) of each MLP layer; gms [T,B] = dL/dM(t) (external) or dL/dz (learned head, z the
+ * pre-tanh of M); gmf [T,B,N] = dL/dm (fan-out); grad [nthreads, G] per-thread sums, reduced by the caller. */
 typedef struct {
     const uint8_t *starts;
-    const real *h0, *H, *MS, *F_ck, *E_ck, *gH;
-    real *dh, *dF, *dE, *gxp, *gms, *gmf, *galpha, *geta;
+    const real *xp, *h0, *c0, *H, *AUX, *MS, *F_ck, *E_ck, *gH;
+    real *dh, *dc, *dF, *dE, *gxp, *gA, *gms, *gmf, *grad;
 } bwd_io;
 
 /* Both return 0, or 1 when scratch memory could not be allocated (the outputs are then incomplete). */
-int plastic_rnn_forward(const config *c, const fwd_io *io);
-int plastic_rnn_backward(const config *c, const bwd_io *io);
+int plastic_forward(const config *c, const fwd_io *io);
+int plastic_backward(const config *c, const bwd_io *io);
 
-static inline real clampr(real x, real c) { return x < -c ? -c : (x > c ? c : x); }
+/* -- what a step reads: where the pre- and postsynaptic activity of a layer sit ------------------ */
+typedef struct {
+    const real *xp, *h0, *c0, *H, *AUX;
+    const uint8_t *starts;
+    const real *zeros; /* max(N, X) zeros */
+} seqs;
 
-#ifdef FAST_TANH
-/* tanh without libm calls, so the loop over neurons vectorises: with a = exp(2x) - 1,
- * tanh x = a / (a + 2). a comes from a degree-8 Taylor series of exp(2x/32) - 1 and five
- * squarings, each (1 + a)^2 - 1 = a (2 + a), which never subtracts nearby numbers.
- * Max abs error 3e-7 over all floats (|x| > 9 saturates). */
-static inline real tanhr(real x) {
-    x = x < -9 ? -9 : (x > 9 ? 9 : x);
-    const real y = x * (real)(2.0 / 32.0);
-    real p = (real)(1.0 / 40320);
-    p = p * y + (real)(1.0 / 5040);
-    p = p * y + (real)(1.0 / 720);
-    p = p * y + (real)(1.0 / 120);
-    p = p * y + (real)(1.0 / 24);
-    p = p * y + (real)(1.0 / 6);
-    p = p * y + (real)(1.0 / 2);
-    p = p * y + 1;
-    real a = p * y;
-    for (int k = 0; k < 5; k++) a = a * (2 + a);
-    return a / (a + 2);
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+#define LSTM_C 0 /* blocks of an LSTM step's AUX row */
+#define LSTM_I 1
+#define LSTM_F 2
+#define LSTM_G 3
+#define LSTM_O 4
+
+ALWAYS_INLINE int aux_width(const config *c) {
+    return c->cell == C_LSTM ? 5 * c->N : (c->cell == C_MLP ? (c->n_layers - 1) * c->N : 0);
 }
-#else
-static inline real tanhr(real x) { return TANH(x); }
-#endif
 
-/* Presynaptic activity entering step t of sequence b (zero at an episode start). */
-static inline __attribute__((always_inline)) void pre_activity(const config *c, const int N, int t, int b, const real *h0, const real *H, const uint8_t *starts,
-                         real *hp) {
-    if (starts && starts[(size_t)t * c->B + b]) {
-        memset(hp, 0, N * sizeof(real));
-        return;
+ALWAYS_INLINE int is_start(const config *c, const seqs *s, int t, int b) {
+    return s->starts && s->starts[(size_t)t * c->B + b];
+}
+
+/* The presynaptic activity of layer l at step t: the previous hidden state of the recurrent cells
+ * (zero at an episode start), or the layer's input in the MLP. */
+ALWAYS_INLINE const real *pre_of(const config *c, const int N, const seqs *s, int l, int t, int b) {
+    const size_t tb = (size_t)t * c->B + b;
+    if (c->cell == C_MLP) return l == 0 ? s->xp + tb * c->X : s->AUX + tb * aux_width(c) + (size_t)(l - 1) * N;
+    if (is_start(c, s, t, b)) return s->zeros;
+    return t == 0 ? s->h0 + (size_t)b * N : s->H + (tb - c->B) * N;
+}
+
+/* The postsynaptic activity of layer l at step t: h (RNN), the candidate g (LSTM), the layer's output (MLP). */
+ALWAYS_INLINE const real *post_of(const config *c, const int N, const seqs *s, int l, int t, int b) {
+    const size_t tb = (size_t)t * c->B + b;
+    if (c->cell == C_LSTM) return s->AUX + tb * 5 * N + LSTM_G * N;
+    if (c->cell == C_MLP && l < c->n_layers - 1) return s->AUX + tb * aux_width(c) + (size_t)l * N;
+    return s->H + tb * N;
+}
+
+/* The LSTM's previous cell state c_{t-1} (zero at an episode start). */
+ALWAYS_INLINE const real *prev_cell(const config *c, const int N, const seqs *s, int t, int b) {
+    if (is_start(c, s, t, b)) return s->zeros;
+    return t == 0 ? s->c0 + (size_t)b * N : s->AUX + ((size_t)(t - 1) * c->B + b) * 5 * N + LSTM_C * N;
+}
+
+/* Whether some layer renormalises its trace after every update (then no update can wait for the next
+ * step's pass: the whole tile must be updated before the division). */
+ALWAYS_INLINE int any_max_norm(const config *c) {
+    for (int l = 0; l < c->n_layers; l++)
+        if (c->layers[l].max_norm) return 1;
+    return 0;
+}
+
+/* The smallest divisor of max_norm (as the reference's clamp_min). */
+#define MAX_NORM_FLOOR ((real)1e-8)
+
+/* Divide a layer's n trace entries by their largest magnitude (at least MAX_NORM_FLOOR), from src into
+ * dst (which may be src). */
+ALWAYS_INLINE void normalize_max(size_t n, const real *src, real *dst) {
+    real top = 0;
+    for (size_t k = 0; k < n; k++) {
+        const real v = fabs(src[k]);
+        top = v > top ? v : top;
     }
-    memcpy(hp, t == 0 ? h0 + (size_t)b * N : H + ((size_t)(t - 1) * c->B + b) * N, N * sizeof(real));
+    const real s = top < MAX_NORM_FLOOR ? MAX_NORM_FLOOR : top;
+    for (size_t k = 0; k < n; k++) dst[k] = src[k] / s;
 }
 
-/* The effective modulation m[j] of postsynaptic neuron j from the scalar M(t). */
-static inline __attribute__((always_inline)) void fan_out(const config *c, const int N, real ms, real *m) {
-    for (int j = 0; j < N; j++) m[j] = c->mod == M_FANOUT ? ms * c->wf[j] + c->bf[j] : ms;
+/* The traces at an episode start. */
+ALWAYS_INLINE void reset_traces(const config *c, real *F, real *E) {
+    if (c->F_init) memcpy(F, c->F_init, c->S * sizeof(real));
+    else memset(F, 0, c->S * sizeof(real));
+    if (E) memset(E, 0, c->S * sizeof(real));
 }
 
-/* Pre-clip values of F[i][j], written once so that the update and the backward clip mask round
- * identically: u = hp[i] * M(t) (neuromod, scalar), hp[i] * eta (clipped, hebbian, retroactive's E). */
-#define P_SCALED(F, u, hj) ((F) + (u) * (hj))
-#define P_FANOUT(F, hi, mj, hj) ((F) + (hi) * ((mj) * (hj)))
-#define P_RETRO(F, E, mj) ((F) + (E) * (mj))
-#define P_HEBB(F, keep, u, hj) ((F) * (keep) + (u) * (hj))
-
-/* h = tanh(a), then M(t) from the head (or the caller) and its fan-out. */
-static inline __attribute__((always_inline)) real finish_step(const config *c, const int N, real ext_t,
-                                                              const real *restrict a, real *restrict h,
-                                                              real *restrict m) {
-#pragma omp simd
-    for (int j = 0; j < N; j++) h[j] = tanhr(a[j]);
-    real ms = 0;
-    if (c->mod != M_NONE) {
-        if (c->external) {
-            ms = ext_t;
-        } else {
-            real z = c->bm;
-            const real *restrict wm = c->wm;
-#pragma omp simd reduction(+ : z)
-            for (int j = 0; j < N; j++) z += h[j] * wm[j];
-            ms = tanhr(z);
-        }
-    }
-    fan_out(c, N, ms, m);
-    return ms;
-}
-
-static inline __attribute__((always_inline)) real step_forward(const config *c, const int N, const real *restrict xp_t, real ext_t, const real *restrict hp,
-                         const real *restrict F, real *restrict a, real *restrict h, real *restrict m) {
-    memcpy(a, xp_t, N * sizeof(real));
-    for (int i = 0; i < N; i++) {
-        const real hi = hp[i];
-        const real *restrict wi = c->w + (size_t)i * N, *restrict Fi = F + (size_t)i * N;
-        const real *restrict ai = c->alpha_full ? c->alpha + (size_t)i * N : c->alpha;
-        for (int j = 0; j < N; j++) a[j] += hi * (wi[j] + ai[j] * Fi[j]);
-    }
-    return finish_step(c, N, ext_t, a, h, m);
-}
-
-/* The trace update of one step, out of place: Fout = update(Fin) (equations:
- * neuromod_rl/plasticity/rules). The backward replay writes each step's trace straight into its slot;
- * the forward applies it in place through a scratch copy (see apply_pending). */
-static inline __attribute__((always_inline)) void trace_update_to(const config *c, const int N,
-                                                                  const real *restrict hp, const real *restrict h,
-                                                                  const real *restrict m, const real *restrict Fin,
-                                                                  const real *restrict Ein, real *restrict Fout,
-                                                                  real *restrict Eout) {
-    const int rule = c->rule, fan = c->mod == M_FANOUT;
-    const real clip = c->clip, eta = c->eta, keep = 1 - c->eta;
-    for (int i = 0; i < N; i++) {
-        const real *restrict Fi = Fin + (size_t)i * N;
-        real *restrict Fo = Fout + (size_t)i * N;
-        const real hi = hp[i];
-        if (rule == R_HEBBIAN) {
-            const real u = hi * eta;
-            for (int j = 0; j < N; j++) Fo[j] = P_HEBB(Fi[j], keep, u, h[j]);
-        } else if (rule == R_RETRO) {
-            const real *restrict Ei = Ein + (size_t)i * N;
-            real *restrict Eo = Eout + (size_t)i * N;
-            const real u = hi * eta;
-            for (int j = 0; j < N; j++) {
-                Fo[j] = clampr(P_RETRO(Fi[j], Ei[j], m[j]), clip);
-                Eo[j] = Ei[j] * keep + u * h[j];
-            }
-        } else if (rule == R_NEUROMOD && fan) {
-            for (int j = 0; j < N; j++) Fo[j] = clampr(P_FANOUT(Fi[j], hi, m[j], h[j]), clip);
-        } else {
-            const real u = hi * (rule == R_NEUROMOD ? m[0] : eta);
-            for (int j = 0; j < N; j++) Fo[j] = clampr(P_SCALED(Fi[j], u, h[j]), clip);
-        }
-    }
-}
-
-/* Apply a pending trace update in place (at a checkpoint and after the last step only: rare). */
-static inline __attribute__((always_inline)) void apply_pending(const config *c, const int N, const real *hp,
-                                                                const real *h, const real *m, real *F, real *E,
-                                                                real *scratch) {
-    const size_t NN = (size_t)N * N;
-    trace_update_to(c, N, hp, h, m, F, E, scratch, E ? scratch + NN : NULL);
-    memcpy(F, scratch, NN * sizeof(real));
-    if (E) memcpy(E, scratch + NN, NN * sizeof(real));
-}
-
-/* One pass per row: apply the previous step's pending trace update to row i (same expressions as
- * trace_update, so the same rounding), then add row i's drive. The row is read once. */
-static inline __attribute__((always_inline)) real step_forward_pending(
-    const config *c, const int N, const real *restrict xp_t, real ext_t, const real *restrict hp, real *restrict F,
-    real *restrict E, real *restrict a, real *restrict h, real *restrict m, const real *restrict php,
-    const real *restrict ph, const real *restrict pm) {
-    const int rule = c->rule, fan = c->mod == M_FANOUT;
-    const real clip = c->clip, eta = c->eta, keep = 1 - c->eta;
-    memcpy(a, xp_t, N * sizeof(real));
-    for (int i = 0; i < N; i++) {
-        const real hi = hp[i], pi = php[i];
-        const real *restrict wi = c->w + (size_t)i * N;
-        const real *restrict ai = c->alpha_full ? c->alpha + (size_t)i * N : c->alpha;
-        real *restrict Fi = F + (size_t)i * N;
-        if (rule == R_HEBBIAN) {
-            const real u = pi * eta;
-            for (int j = 0; j < N; j++) {
-                const real f = P_HEBB(Fi[j], keep, u, ph[j]);
-                Fi[j] = f;
-                a[j] += hi * (wi[j] + ai[j] * f);
-            }
-        } else if (rule == R_RETRO) {
-            real *restrict Ei = E + (size_t)i * N;
-            const real u = pi * eta;
-            for (int j = 0; j < N; j++) {
-                const real f = clampr(P_RETRO(Fi[j], Ei[j], pm[j]), clip);
-                Fi[j] = f;
-                Ei[j] = Ei[j] * keep + u * ph[j];
-                a[j] += hi * (wi[j] + ai[j] * f);
-            }
-        } else if (rule == R_NEUROMOD && fan) {
-            for (int j = 0; j < N; j++) {
-                const real f = clampr(P_FANOUT(Fi[j], pi, pm[j], ph[j]), clip);
-                Fi[j] = f;
-                a[j] += hi * (wi[j] + ai[j] * f);
-            }
-        } else {
-            const real u = pi * (rule == R_NEUROMOD ? pm[0] : eta);
-            for (int j = 0; j < N; j++) {
-                const real f = clampr(P_SCALED(Fi[j], u, ph[j]), clip);
-                Fi[j] = f;
-                a[j] += hi * (wi[j] + ai[j] * f);
-            }
-        }
-    }
-    return finish_step(c, N, ext_t, a, h, m);
-}
-
+/* -- threads ------------------------------------------------------------------------------------- */
 /* Run body(ctx, begin, end, tid) over static chunks of [0, n) on up to nthreads threads. */
 typedef void (*chunk_fn)(void *ctx, int begin, int end, int tid);
 typedef struct {
@@ -259,13 +184,13 @@ static void parallel_for(int n, int nthreads, chunk_fn fn, void *ctx) {
 
 /* Sizes get a specialised copy of the per-sequence bodies (constant trip counts: no alias checks,
  * peeling or epilogues in the short inner loops); other sizes run the generic copy. */
-#define DISPATCH_N(N, CALL)              \
-    switch (N) {                         \
-        case 32: CALL(32); break;        \
-        case 64: CALL(64); break;        \
-        case 128: CALL(128); break;      \
-        case 256: CALL(256); break;      \
-        default: CALL(N); break;         \
+#define DISPATCH_N(N, CALL)         \
+    switch (N) {                    \
+        case 32: CALL(32); break;   \
+        case 64: CALL(64); break;   \
+        case 128: CALL(128); break; \
+        case 256: CALL(256); break; \
+        default: CALL(N); break;    \
     }
 
 #endif
