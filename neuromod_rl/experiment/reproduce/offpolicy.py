@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from neuromod_rl.experiment.reproduce.common import Report, markdown_table, new_figure, save_figure, settings_dict
+from neuromod_rl.experiment.reproduce.multiseed import seed_list
 
 PENDULUM, PENDULUM_FULL, CHEETAH = "neuromod_rl/PendulumNoVel-v1", "Pendulum-v1", "neuromod_rl/CrippledHalfCheetah-v0"
 LABELS = {
@@ -203,8 +204,7 @@ def run_job(job: Job, s: Settings, threads: int | None = 1) -> dict[str, Any]:
 # -- the study ----------------------------------------------------------------------------------------
 def jobs_for(s: Settings, seed: int) -> list[Job]:
     jobs = []
-    for k in range(s.seeds):
-        sd = seed * 100 + k
+    for sd in seed_list(seed, s.seeds):
         methods = [("sac_full", s.sac_full_steps), ("sac", s.pendulum_steps), ("plastic_sac", s.pendulum_steps),
                    ("recurrent_ppo", s.pendulum_rppo_steps)] + [("plastic_sac_frozen", s.pendulum_steps)] * s.ablation
         for method, steps in methods:
@@ -357,9 +357,11 @@ def _cheetah_section(report: Report, results, s: Settings, out: Path) -> None:
 
 def run(scale: str, seed: int, out: Path, command: str, settings: Settings | None = None) -> Path:
     s = settings or SCALES[scale]
+    jobs = jobs_for(s, seed)
     report = Report("offpolicy", "Off-policy plastic agents: PlasticSAC vs SAC vs RecurrentPPO", command, seed, scale,
-                    {**settings_dict(s), "pendulum_steps": s.pendulum_steps})  # fmt: skip
-    results = run_all(jobs_for(s, seed), s)
+                    {**settings_dict(s), "pendulum_steps": s.pendulum_steps},
+                    seeds=sorted({job.seed for job in jobs}))  # fmt: skip
+    results = run_all(jobs, s)
     _pendulum_section(report, results, s, out)
     _cheetah_section(report, results, s, out)
     seconds = sorted(((r["job"]["task"], r["job"]["method"]), r["seconds"]) for r in results)
