@@ -6,9 +6,9 @@ for the task (rollout size, epochs, learning rate, gamma, gSDE, observation and 
 the heads ``net_arch``) and the zoo's budget; only the policy differs:
 
 * ``recurrent_ppo`` -- the anchor, unchanged: ``RecurrentPPO("MlpLstmPolicy")`` with the zoo's LSTM;
-* ``plastic`` -- ``PlasticPPO("MlpPlasticPolicy")`` with the library's default core (no plastic
-  ``policy_kwargs`` at all: what a user gets);
-* ``plastic_lstm`` -- the same with ``core="lstm"``;
+* ``plastic_rnn``, ``plastic_lstm`` -- ``PlasticPPO("MlpPlasticPolicy")`` with ``core="rnn"`` and
+  ``core="lstm"``; the library's default core runs with no plastic ``policy_kwargs`` at all (what a
+  user gets) and is marked "(default)";
 * ``ppo`` -- SB3 ``PPO("MlpPolicy")``, the memoryless floor.
 
 Each (task, agent, seed) trains in its own process with one torch thread; it is evaluated
@@ -79,13 +79,21 @@ TASKS: dict[str, Task] = {
         dict(n_steps=16, gae_lambda=0.98, gamma=0.99, n_epochs=4, ent_coef=0.0),
     ),
 }  # fmt: skip
-AGENTS = ("recurrent_ppo", "plastic", "plastic_lstm", "ppo")
+AGENTS = ("recurrent_ppo", "plastic_rnn", "plastic_lstm", "ppo")
 LABELS = {
     "recurrent_ppo": "RecurrentPPO (LSTM, zoo)",
-    "plastic": "PlasticPPO (default core)",
+    "plastic_rnn": "PlasticPPO core=rnn",
     "plastic_lstm": "PlasticPPO core=lstm",
     "ppo": "PPO MlpPolicy (no memory)",
 }
+
+
+def label(agent: str) -> str:
+    """The agent's name in tables and plots; the library's default core is marked."""
+    from neuromod_rl.agents.core_factory import CoreConfig
+
+    default = agent.startswith("plastic") and agent.split("_")[1] == CoreConfig().core
+    return LABELS[agent] + (" (default)" if default else "")
 
 
 @dataclass(frozen=True)
@@ -128,8 +136,12 @@ def _policy_kwargs(task: Task, agent: str) -> dict[str, Any]:
         kwargs["activation_fn"] = torch.nn.ReLU
     if agent == "recurrent_ppo":
         kwargs.update(task.lstm)
-    elif agent == "plastic_lstm":
-        kwargs["core"] = "lstm"
+    elif agent.startswith("plastic"):
+        from neuromod_rl.agents.core_factory import CoreConfig
+
+        core = agent.split("_")[1]
+        if core != CoreConfig().core:  # the default core gets no plastic key at all
+            kwargs["core"] = core
     return kwargs
 
 
@@ -142,7 +154,7 @@ def build(task: Task, agent: str, seed: int, env, overrides: dict[str, Any] | No
 
     cls, policy = {
         "recurrent_ppo": (RecurrentPPO, "MlpLstmPolicy"),
-        "plastic": (PlasticPPO, "MlpPlasticPolicy"),
+        "plastic_rnn": (PlasticPPO, "MlpPlasticPolicy"),
         "plastic_lstm": (PlasticPPO, "MlpPlasticPolicy"),
         "ppo": (PPO, "MlpPolicy"),
     }[agent]
@@ -325,7 +337,7 @@ def _verdicts(summary: dict[str, Any], agent: str) -> list[tuple[str, bool, str]
         ratio = mine["seconds_to_anchor"] / anchor["seconds_to_anchor"] if math.isfinite(
             anchor["seconds_to_anchor"]) else math.nan  # fmt: skip
         claims.append((
-            f"{task}: {LABELS[agent]} reaches RecurrentPPO's final return (its lower quartile, {q1:.1f}) in no more "
+            f"{task}: {label(agent)} reaches RecurrentPPO's final return (its lower quartile, {q1:.1f}) in no more "
             "env steps and in <= 0.5x its wall time",
             bool(reached and fewer_steps and ratio <= 0.5),
             f"final median {mine['final'][0]:.1f} vs RecurrentPPO {data['anchor'][0]:.1f}; steps to {q1:.1f}: "
@@ -342,7 +354,7 @@ def _plot(results: dict, s: Settings, seeds: list[int], out: Path) -> str:
         for agent in s.agents:
             rs = [results[(f"{task}/{agent}", k)] for k in seeds if (f"{task}/{agent}", k) in results]
             if rs:
-                curves[LABELS[agent]] = [[v for _, v in r["curve"]] for r in rs]
+                curves[label(agent)] = [[v for _, v in r["curve"]] for r in rs]
                 steps = np.asarray([x for x, _ in rs[0]["curve"]], dtype=float)
         multiseed.plot_bands(ax, steps, curves, "evaluation return", "env steps")
         ax.axhline(TASKS[task].threshold, color="grey", ls=":", lw=1)
@@ -368,7 +380,7 @@ def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | 
     for task, data in summary.items():
         for agent, r in data["rows"].items():
             med, q1, q3 = r["final"]
-            rows.append([task, LABELS[agent], f"{med:.1f} [{q1:.1f}, {q3:.1f}]", _fmt_steps(r["to_threshold"]),
+            rows.append([task, label(agent), f"{med:.1f} [{q1:.1f}, {q3:.1f}]", _fmt_steps(r["to_threshold"]),
                          _fmt_steps(r["to_anchor"]), f"{r['steps_per_second']:.0f}", f"{r['seconds']:.0f}"])
     header = ["task", "agent", "final return, median [IQR]", "steps to threshold", "steps to RecurrentPPO's final",
               "env-steps/s (timed)", "train s (median, as run)"]  # fmt: skip
