@@ -3,7 +3,10 @@
 People pick a recurrent SB3 policy for memory, and their yardstick is RecurrentPPO with rl-zoo3's
 tuned hyperparameters (``hyperparams/ppo_lstm.yml``). Here every agent gets exactly those settings
 for the task (rollout size, epochs, learning rate, gamma, gSDE, observation and reward normalisation,
-the heads ``net_arch``) and the zoo's budget; only the policy differs:
+the heads ``net_arch``) and the zoo's budget; only the policy differs. Tasks: ``PendulumNoVel-v1``
+(1e5 steps), ``MountainCarContinuousNoVel-v0`` (3e5), ``MountainCarNoVel-v0`` (1e6), and
+``CartPoleNoVel-v1`` (1e5), where the zoo's RecurrentPPO is tuned and a plastic RNN was seen to
+under-learn. Agents:
 
 * ``recurrent_ppo`` -- the anchor, unchanged: ``RecurrentPPO("MlpLstmPolicy")`` with the zoo's LSTM;
 * ``plastic_rnn``, ``plastic_lstm`` -- ``PlasticPPO("MlpPlasticPolicy")`` with ``core="rnn"`` and
@@ -74,6 +77,13 @@ TASKS: dict[str, Task] = {
         {"log_std_init": 0.0, "ortho_init": False, "net_arch": {"pi": [64], "vf": [64]}},
         {"lstm_hidden_size": 32, "enable_critic_lstm": True},
     ),
+    "CartPoleNoVel-v1": Task(
+        "neuromod_rl/CartPoleNoVel-v1", 100_000, 475.0, "Gymnasium's reward_threshold for CartPole-v1", 8,
+        dict(n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20, ent_coef=0.0,
+             learning_rate="lin_1e-3", clip_range="lin_0.2"),
+        _HEADS,
+        {"lstm_hidden_size": 64, "enable_critic_lstm": True},
+    ),
     "MountainCarNoVel-v0": Task(
         "neuromod_rl/MountainCarNoVel-v0", 1_000_000, -110.0, "Gymnasium's reward_threshold", 16,
         dict(n_steps=16, gae_lambda=0.98, gamma=0.99, n_epochs=4, ent_coef=0.0),
@@ -98,7 +108,8 @@ def label(agent: str) -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    tasks: tuple[str, ...] = tuple(TASKS)
+    tasks: tuple[str, ...] = ("PendulumNoVel-v1", "MountainCarContinuousNoVel-v0", "MountainCarNoVel-v0",
+                              "CartPoleNoVel-v1")
     agents: tuple[str, ...] = AGENTS
     seeds: int = 3
     budget_fraction: float = 1.0  # of the zoo's budget
