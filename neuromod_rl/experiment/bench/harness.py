@@ -4,6 +4,7 @@ report."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import multiprocessing as mp
 import os
@@ -43,6 +44,15 @@ def check_choices(chosen: Iterable[str], valid: Iterable[str]) -> None:
     unknown = set(chosen) - set(valid)
     if unknown:
         raise ValueError(f"unknown algorithms {sorted(unknown)}; valid choices: {valid}")
+
+
+def add_process_arguments(parser: argparse.ArgumentParser, json_default: str, algorithms: Iterable[str]) -> None:
+    """``--json``, ``--threads`` and ``--only``: the options of a benchmark that measures each of its
+    ``algorithms`` in a fresh process."""
+    choices = list(algorithms)
+    parser.add_argument("--json", default=json_default, help="output path ('' to skip)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per algorithm")
+    parser.add_argument("--only", nargs="+", choices=choices, default=choices)
 
 
 def write_report(report: dict[str, Any], json_path: str | os.PathLike | None) -> None:

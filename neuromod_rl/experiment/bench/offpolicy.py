@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 from neuromod_rl.experiment.bench.harness import (
+    add_process_arguments,
     check_choices,
     in_fresh_process,
     limit_threads,
@@ -161,9 +162,7 @@ def _print_table(report: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="neuromod-rl bench offpolicy", description=__doc__.splitlines()[0])
     parser.add_argument("--timesteps", type=int, default=2_000, help="timed env steps per algorithm")
-    parser.add_argument("--json", default="benchmarks/results/offpolicy.json", help="output path ('' to skip)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per algorithm")
-    parser.add_argument("--only", nargs="+", choices=list(ALGORITHMS), default=list(ALGORITHMS))
+    add_process_arguments(parser, "benchmarks/results/offpolicy.json", ALGORITHMS)
     args = parser.parse_args(argv)
     bench_offpolicy(args.timesteps, args.json or None, args.threads, tuple(args.only))
     return 0

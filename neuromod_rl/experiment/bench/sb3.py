@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 from neuromod_rl.experiment.bench.harness import (
+    add_process_arguments,
     check_choices,
     in_fresh_process,
     limit_threads,
@@ -168,9 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="neuromod-rl bench sb3", description=__doc__.splitlines()[0])
     parser.add_argument("--timesteps", type=int, default=DEFAULT_TIMESTEPS, help="env steps per algorithm")
     parser.add_argument("--n-envs", type=int, default=8)
-    parser.add_argument("--json", default="benchmarks/results/sb3.json", help="output path ('' to skip)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per algorithm")
-    parser.add_argument("--only", nargs="+", choices=list(ALGORITHMS), default=list(ALGORITHMS))
+    add_process_arguments(parser, "benchmarks/results/sb3.json", ALGORITHMS)
     args = parser.parse_args(argv)
     bench_sb3(args.timesteps, args.n_envs, args.json or None, args.threads, tuple(args.only))
     return 0
