@@ -3,6 +3,7 @@ one trained run reused by the tests that only read a run, so the folder stays fa
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 
@@ -79,3 +80,16 @@ class SignalAt(BaseCallback):
             self.sent = True
             signal.raise_signal(self.signum)
         return True
+
+
+def run_study_twice(args: list[str], store: Path) -> dict:
+    """``neuromod-rl reproduce ARGS``, then the same command again, which must find every run done and
+    leave the progress file ``store`` untouched. Returns the runs stored by the first call."""
+    from neuromod_rl.experiment import reproduce
+
+    assert reproduce.main(args) == 0
+    runs = json.loads(store.read_text())["runs"]
+    before = store.stat().st_mtime_ns
+    assert reproduce.main(args) == 0
+    assert store.stat().st_mtime_ns == before
+    return runs
