@@ -31,7 +31,6 @@ from __future__ import annotations
 import inspect
 from typing import Any, ClassVar, NamedTuple
 
-import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import ContinuousCritic
@@ -46,10 +45,10 @@ from torch import nn
 from neuromod_rl.agents.core_factory import CoreConfig, build_core, split_policy_kwargs
 from neuromod_rl.agents.policies import (
     PlasticActorCriticPolicy,
+    StatefulPredictMixin,
     _part,
     _prefixed,
     previous_reward,
-    stateful_predict,
 )
 from neuromod_rl.agents.sequence_replay import SequenceSample, SequenceView
 from neuromod_rl.plasticity import PlasticState, scan
@@ -218,7 +217,7 @@ class PlasticContinuousCritic(_EncoderFeatures, ContinuousCritic):
         return super().forward(obs, actions)
 
 
-class PlasticOffPolicyPolicyMixin:
+class PlasticOffPolicyPolicyMixin(StatefulPredictMixin):
     """What the plastic SAC and TD3 policies add to SB3's (see the module docstring).
 
     ``policy_kwargs``: the plastic keys of :class:`~neuromod_rl.agents.core_factory.CoreConfig`
@@ -346,17 +345,6 @@ class PlasticOffPolicyPolicyMixin:
             fields.update(_prefixed(vf_state, "vf"))
         actions = self._actor_actions(CoreOutput(y), deterministic)
         return PlasticStep(actions, PlasticState(**fields), m)
-
-    def predict(
-        self,
-        observation: np.ndarray | dict[str, np.ndarray],
-        state: np.ndarray | None = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = False,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Like RecurrentPPO's ``predict``: returns ``(actions, state)``; ``state`` is the flat plastic
-        state ``[n_envs, D]`` (numpy) to pass back next step; ``episode_start[n_envs]`` resets rows."""
-        return stateful_predict(self, observation, state, episode_start, deterministic)
 
     def _predict(self, observation, deterministic: bool = False) -> th.Tensor:
         raise TypeError(_NEEDS_STATE)

@@ -3,6 +3,7 @@
 :class:`PlasticOffPolicyMixin` goes in front of SB3's ``SAC`` / ``TD3`` in the class bases and
 overrides only:
 
+* ``__init__`` -- takes the sequence settings (below); every other argument goes to SB3's constructor;
 * ``_setup_model`` -- picks the sequence replay buffer with the sequence settings, checks the policy
   is plastic and that a loaded model's plastic configuration matches the saved one;
 * ``_sample_action`` -- one ``policy.step`` per env step carries the plastic state (also during the
@@ -20,10 +21,13 @@ overrides only:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.noise import ActionNoise, NormalActionNoise
+from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.preprocessing import get_action_dim
 from stable_baselines3.common.utils import obs_as_tensor
 
@@ -58,7 +62,15 @@ class PlasticOffPolicyMixin(PlasticAlgorithmMixin):
     feed_forward_peers = "stable_baselines3.SAC / TD3"
     _last_plastic_state: PlasticState | None
 
-    def _init_plastic(self, sequence_length: int, burn_in: int, start_state: str) -> None:
+    def __init__(
+        self,
+        policy: str | type[BasePolicy],
+        env,
+        sequence_length: int = 32,
+        burn_in: int = 0,
+        start_state: str = "stored",
+        **kwargs: Any,
+    ):
         self.sequence_length, self.burn_in, self.start_state = check_sequence_settings(
             sequence_length, burn_in, start_state
         )
@@ -66,6 +78,7 @@ class PlasticOffPolicyMixin(PlasticAlgorithmMixin):
         self._last_plastic_state = None
         self._state_before_step: PlasticState | None = None
         self._modulation_sums = np.zeros(3)  # count, sum, sum of squares of M(t) since the last log
+        super().__init__(policy, env, **kwargs)  # type: ignore[call-arg]  (SB3's SAC / TD3)
 
     # -- set-up ----------------------------------------------------------------------------------------
     def _setup_model(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from stable_baselines3 import SAC
 from stable_baselines3.common.policies import BasePolicy
@@ -39,15 +39,3 @@ class PlasticSAC(PlasticOffPolicyMixin, SAC):
         "CnnPlasticPolicy": CnnPlasticSACPolicy,
         "MultiInputPlasticPolicy": MultiInputPlasticSACPolicy,
     }
-
-    def __init__(
-        self,
-        policy: str | type[PlasticSACPolicy],
-        env,
-        sequence_length: int = 32,
-        burn_in: int = 0,
-        start_state: str = "stored",
-        **kwargs: Any,
-    ):
-        self._init_plastic(sequence_length, burn_in, start_state)
-        super().__init__(policy, env, **kwargs)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from stable_baselines3 import TD3
 from stable_baselines3.common.policies import BasePolicy
@@ -32,15 +32,3 @@ class PlasticTD3(PlasticOffPolicyMixin, TD3):
         "CnnPlasticPolicy": CnnPlasticTD3Policy,
         "MultiInputPlasticPolicy": MultiInputPlasticTD3Policy,
     }
-
-    def __init__(
-        self,
-        policy: str | type[PlasticTD3Policy],
-        env,
-        sequence_length: int = 32,
-        burn_in: int = 0,
-        start_state: str = "stored",
-        **kwargs: Any,
-    ):
-        self._init_plastic(sequence_length, burn_in, start_state)
-        super().__init__(policy, env, **kwargs)

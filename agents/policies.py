@@ -90,43 +90,52 @@ def previous_reward(obs, reward_index: int | str) -> th.Tensor:
     return obs.reshape(obs.shape[0], -1)[:, reward_index].float()
 
 
-def stateful_predict(
-    policy, observation, state: np.ndarray | None, episode_start: np.ndarray | None, deterministic: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """``predict`` of every plastic policy: one ``policy.step`` from ``state`` (``None``: the initial
-    state), with SB3's action post-processing. The policy provides ``initial_state(n)``,
-    ``unpack_state(flat)`` and ``step(obs, state, episode_starts, deterministic)`` returning actions
-    (squashed ones in [-1, 1]) and the next state."""
-    policy.set_training_mode(False)
-    obs_tensor, vectorized = policy.obs_to_tensor(observation)
-    first = obs_tensor[next(iter(obs_tensor))] if isinstance(obs_tensor, dict) else obs_tensor
-    n_envs = first.shape[0]
-    with th.no_grad():
-        if state is None:
-            current = policy.initial_state(n_envs)
-        else:
-            current = policy.unpack_state(th.as_tensor(np.asarray(state), dtype=th.float32, device=policy.device))
-            if current.batch_size != n_envs:
-                raise ValueError(f"state has {current.batch_size} rows but the observation has {n_envs} envs")
-        starts = (
-            th.zeros(n_envs, dtype=th.bool)
-            if episode_start is None
-            else th.as_tensor(np.asarray(episode_start, dtype=bool).reshape(n_envs))
-        )
-        out = policy.step(obs_tensor, current, starts.to(policy.device), deterministic)
-    actions = out.actions.cpu().numpy().reshape((-1, *policy.action_space.shape))
-    if isinstance(policy.action_space, spaces.Box):
-        # Same as SB3's BasePolicy.predict: squashed actions are rescaled, Gaussian ones clipped.
-        if policy.squash_output:
-            actions = policy.unscale_action(actions)
-        else:
-            actions = np.clip(actions, policy.action_space.low, policy.action_space.high)
-    if not vectorized:
-        actions = actions.squeeze(axis=0)
-    return actions, out.state.flat().cpu().numpy()
+class StatefulPredictMixin:
+    """``predict`` of every plastic policy, on- and off-policy: one ``step`` from the state passed in,
+    with SB3's action post-processing. The policy provides ``initial_state(n)``, ``unpack_state(flat)``
+    and ``step(obs, state, episode_starts, deterministic)`` returning actions (squashed ones in
+    [-1, 1]) and the next state."""
+
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: np.ndarray | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Like RecurrentPPO's ``predict``: returns ``(actions, state)``; ``state`` is the flat plastic
+        state ``[n_envs, D]`` (numpy) to pass back next step (``None``: the initial state);
+        ``episode_start[n_envs]`` resets rows."""
+        self.set_training_mode(False)
+        obs_tensor, vectorized = self.obs_to_tensor(observation)
+        first = obs_tensor[next(iter(obs_tensor))] if isinstance(obs_tensor, dict) else obs_tensor
+        n_envs = first.shape[0]
+        with th.no_grad():
+            if state is None:
+                current = self.initial_state(n_envs)
+            else:
+                current = self.unpack_state(th.as_tensor(np.asarray(state), dtype=th.float32, device=self.device))
+                if current.batch_size != n_envs:
+                    raise ValueError(f"state has {current.batch_size} rows but the observation has {n_envs} envs")
+            starts = (
+                th.zeros(n_envs, dtype=th.bool)
+                if episode_start is None
+                else th.as_tensor(np.asarray(episode_start, dtype=bool).reshape(n_envs))
+            )
+            out = self.step(obs_tensor, current, starts.to(self.device), deterministic)
+        actions = out.actions.cpu().numpy().reshape((-1, *self.action_space.shape))
+        if isinstance(self.action_space, spaces.Box):
+            # Same as SB3's BasePolicy.predict: squashed actions are rescaled, Gaussian ones clipped.
+            if self.squash_output:
+                actions = self.unscale_action(actions)
+            else:
+                actions = np.clip(actions, self.action_space.low, self.action_space.high)
+        if not vectorized:
+            actions = actions.squeeze(axis=0)
+        return actions, out.state.flat().cpu().numpy()
 
 
-class PlasticActorCriticPolicy(RecurrentPPOAdapterMixin, ActorCriticPolicy):
+class PlasticActorCriticPolicy(StatefulPredictMixin, RecurrentPPOAdapterMixin, ActorCriticPolicy):
     """SB3 actor-critic policy with a plastic, neuromodulated recurrent core.
 
     ``policy_kwargs``: the plastic keys of :class:`~neuromod_rl.agents.core_factory.CoreConfig`
@@ -343,17 +352,6 @@ class PlasticActorCriticPolicy(RecurrentPPOAdapterMixin, ActorCriticPolicy):
 
     def _predict(self, observation, deterministic: bool = False) -> th.Tensor:
         raise TypeError(_NEEDS_STATE.format(name=type(self).__name__))
-
-    def predict(
-        self,
-        observation: np.ndarray | dict[str, np.ndarray],
-        state: np.ndarray | None = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = False,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Like RecurrentPPO's ``predict``: returns ``(actions, state)``; ``state`` is the flat plastic
-        state ``[n_envs, D]`` (numpy) to pass back next step; ``episode_start[n_envs]`` resets rows."""
-        return stateful_predict(self, observation, state, episode_start, deterministic)
 
 
 class MlpPlasticPolicy(PlasticActorCriticPolicy):

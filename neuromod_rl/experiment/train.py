@@ -1,13 +1,10 @@
 """``neuromod-rl train``: build the model a config describes, train it with checkpoints, resume it.
 
-Exact resume. A checkpoint is taken at the start of a rollout (after the previous update), and
-holds everything the next rollout depends on: the SB3 model zip (weights, optimizer, counters,
-``_last_obs``, recurrent state), the replay buffer of off-policy algorithms (the zip leaves it out),
-the torch / numpy / Python RNG states, and the in-process VecEnv itself (pickled with its envs'
-generators and mid-episode state). Resuming restores all of it, so a resumed run computes the same
-updates as an uninterrupted one with the same seed. Where an env cannot be pickled (MuJoCo bodies),
-the envs are rebuilt and reseeded: training continues correctly but not bit-identically, and a
-warning says so.
+Exact resume. A checkpoint is taken at the start of a rollout (after the previous update) and holds
+everything the next rollout depends on (:mod:`neuromod_rl.experiment.checkpoint` says what). Resuming
+restores all of it, so a resumed run computes the same updates as an uninterrupted one with the same
+seed. Where an env cannot be pickled (MuJoCo bodies), the envs are rebuilt and reseeded: training
+continues correctly but not bit-identically, and a warning says so.
 
 Ctrl-C or SIGTERM sets a flag (:class:`~neuromod_rl.experiment.runs.InterruptGuard`); training runs
 to the next rollout start (a fraction of a second to a few seconds), saves a checkpoint there and stops.
@@ -21,7 +18,6 @@ from __future__ import annotations
 
 import io
 import pickle
-import random
 import shutil
 import sys
 import time
@@ -30,9 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from neuromod_rl.experiment import normalize
+from neuromod_rl.experiment import checkpoint, normalize
 from neuromod_rl.experiment.algos import algo_class
 from neuromod_rl.experiment.config import (
     ExperimentConfig,
@@ -52,11 +46,9 @@ from neuromod_rl.experiment.runs import (
     atomic_write_text,
     latest_checkpoint,
     update_json,
-    write_checkpoint,
 )
 from neuromod_rl.experiment.wandb_logging import WandbLogger, WandbSettings, init_wandb, make_output_format
 
-STATE_FORMAT = 1
 _ACTIVATIONS = {"tanh": "Tanh", "relu": "ReLU", "elu": "ELU", "leaky_relu": "LeakyReLU", "gelu": "GELU"}
 
 
@@ -159,163 +151,6 @@ def _logger(run: Run, segment: int, wandb: WandbLogger):
     return Logger(folder=str(run.tb), output_formats=formats)
 
 
-# ------------------------------------------------------------------------------ checkpoints
-def _rows(path: Path) -> int:
-    with open(path, "rb") as f:
-        return max(sum(1 for _ in f) - 2, 0)  # two header lines: JSON metadata, CSV column names
-
-
-def picklable_state(env) -> bool:
-    """True when pickling ``env`` keeps its state. Gymnasium's MuJoCo envs are ``EzPickle``: they
-    pickle as their constructor arguments and come back freshly built, which would silently lose
-    the episode in progress, so they count as not picklable."""
-    from gymnasium.utils import EzPickle
-
-    while True:
-        if isinstance(env, EzPickle):
-            return False
-        if not hasattr(env, "env"):
-            return True
-        env = env.env
-
-
-def _picklable(values: dict[str, Any]) -> dict[str, bytes]:
-    """Each value pickled on its own, keeping those that come back from a round trip (a type that
-    cannot be unpickled must not make the whole checkpoint unreadable). A mapping type that does not
-    pickle itself (``PlasticState``: the plastic state PlasticPPO carries across rollouts, which SB3's
-    zip leaves out) is stored as its class and a plain dict, and rebuilt as ``cls(**dict)``."""
-    out = {}
-    for key, value in values.items():
-        for candidate in (value, _as_mapping(value)):
-            if candidate is None:
-                continue
-            try:
-                data = pickle.dumps(candidate)
-                pickle.loads(data)
-            except Exception:  # noqa: BLE001  (RecursionError, PicklingError, TypeError, ...)
-                continue
-            out[key] = data
-            break
-    return out
-
-
-def _as_mapping(value: Any) -> tuple[str, str, dict] | None:
-    from collections.abc import Mapping
-
-    if not isinstance(value, Mapping):
-        return None
-    return ("__mapping__", f"{type(value).__module__}:{type(value).__qualname__}", dict(value))
-
-
-def _unpickle(data: bytes) -> Any:
-    import importlib
-
-    value = pickle.loads(data)
-    if isinstance(value, tuple) and len(value) == 3 and value[0] == "__mapping__":
-        module, _, name = value[1].partition(":")
-        return getattr(importlib.import_module(module), name)(**value[2])
-    return value
-
-
-def _find_monitor(env):
-    """The ``VecMonitor`` in ``env``'s stack (a ``VecNormalize`` may sit above it)."""
-    from stable_baselines3.common.vec_env import VecMonitor
-
-    while not isinstance(env, VecMonitor):
-        env = env.venv
-    return env
-
-
-def snapshot(model, env) -> tuple[bytes, bytes]:
-    """Serialise everything the next rollout depends on: ``(model zip bytes, state pickle bytes)``."""
-    import cloudpickle
-    import torch
-
-    monitor = _find_monitor(env)
-    vn = model.get_vec_normalize_env()
-    buf = io.BytesIO()
-    model.save(buf)
-    venv_bytes = None
-    if all(picklable_state(e) for e in monitor.venv.envs):
-        try:
-            venv_bytes = cloudpickle.dumps(monitor.venv)
-        except Exception:  # noqa: BLE001  (open handles and the like: resume reseeds instead)
-            venv_bytes = None
-    state = {
-        "format": STATE_FORMAT,
-        "num_timesteps": int(model.num_timesteps),
-        "rng": {
-            "torch": torch.get_rng_state(),
-            "numpy": np.random.get_state(),  # noqa: NPY002  (SB3's rollout buffer draws from it)
-            "python": random.getstate(),
-        },
-        "venv": venv_bytes,
-        "normalize": None if vn is None else normalize.to_bytes(vn),
-        # off-policy algorithms: SB3's zip leaves the replay buffer out, and a resumed run must not
-        # start from an empty one (its plastic states at sequence starts included)
-        "replay_buffer": pickle.dumps(model.replay_buffer) if getattr(model, "replay_buffer", None) else None,
-        # where the next rollout starts (observation, episode starts, recurrent state): SB3 saves these
-        # in the zip, but some algorithms rebuild them on load (RecurrentPPO zeroes its LSTM state)
-        "last": _picklable({k: v for k, v in vars(model).items() if k.startswith("_last_")}),
-        "monitor": {
-            "episode_returns": monitor.episode_returns.copy(),
-            "episode_lengths": monitor.episode_lengths.copy(),
-            "episode_count": monitor.episode_count,
-            "rows": {p.name: _rows(p) for p in Path(monitor.results_writer.file_handler.name).parent.glob("*.csv")},
-        },
-    }
-    return buf.getvalue(), pickle.dumps(state)
-
-
-def non_finite_weight(model) -> str | None:
-    """The name of the first policy parameter holding NaN/inf, or ``None``."""
-    import torch
-
-    return next((name for name, p in model.policy.named_parameters() if not bool(torch.isfinite(p).all())), None)
-
-
-def save_checkpoint(run: Run, model, monitor) -> None:
-    """``write_checkpoint`` of the current state, unless the weights went non-finite: then nothing is
-    written (the last good checkpoint stays the latest) and training stops with a message saying so."""
-    bad = non_finite_weight(model)
-    if bad is not None:
-        raise FloatingPointError(
-            f"the policy's weight {bad!r} holds NaN/inf after an update (training diverged: a huge reward or too "
-            "large a learning rate); this state is not checkpointed"
-        )
-    write_checkpoint(run, model.num_timesteps, *snapshot(model, monitor))
-
-
-def make_checkpoint_callback(run: Run, cfg: ExperimentConfig, guard: InterruptGuard):
-    from stable_baselines3.common.callbacks import BaseCallback
-
-    class CheckpointCallback(BaseCallback):
-        """Saves at rollout starts (every ``checkpoint_freq`` steps, and when Ctrl-C was pressed),
-        then stops training on the next step if Ctrl-C was pressed."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.last_saved = -1
-            self.stopped = False
-
-        def _on_training_start(self) -> None:
-            self.last_saved = self.model.num_timesteps
-
-        def _on_rollout_start(self) -> None:
-            step = self.model.num_timesteps
-            due = cfg.checkpoint_freq and step - self.last_saved >= cfg.checkpoint_freq
-            if (due or guard.requested) and step != self.last_saved:
-                save_checkpoint(run, self.model, self.model.env)
-                self.last_saved = step
-            # stop only once the state at a rollout start is on disk (an exact resume point)
-            self.stopped = guard.requested and self.last_saved == step
-
-        def _on_step(self) -> bool:
-            return not self.stopped
-
-    return CheckpointCallback()
-
-
 # ------------------------------------------------------------------------------ train / resume
 def _learn(run: Run, cfg: ExperimentConfig, model, monitor, segment: int, opts: TrainOptions,
            wandb: WandbLogger, resumed: bool) -> TrainResult:
@@ -325,12 +160,12 @@ def _learn(run: Run, cfg: ExperimentConfig, model, monitor, segment: int, opts: 
     remaining = cfg.n_timesteps - model.num_timesteps
     start, start_steps = time.time(), model.num_timesteps
     with InterruptGuard() as guard:
-        ckpt = make_checkpoint_callback(run, cfg, guard)
+        ckpt = checkpoint.make_checkpoint_callback(run, cfg, guard)
         callbacks = CallbackList([ckpt, *opts.callbacks])
         try:
             model.learn(remaining, callback=callbacks, reset_num_timesteps=not resumed, progress_bar=opts.progress)
             if not ckpt.stopped:
-                save_checkpoint(run, model, monitor)
+                checkpoint.save_checkpoint(run, model, monitor)
         except FloatingPointError as err:  # NaN/inf: name the source and what is still on disk
             monitor.close()
             reason = str(err).rstrip(".")
@@ -406,22 +241,6 @@ def train(cfg: ExperimentConfig, opts: TrainOptions, run_dir: Path | None = None
         return _learn(run, cfg, model, monitor, segment, opts, wandb, resumed=False)
 
 
-def _restore_monitor_files(run: Run, rows: dict[str, int]) -> None:
-    """Drop episodes logged after the checkpoint (they will be run again), keeping them aside in a
-    ``.discarded`` file rather than deleting anything."""
-    for path in sorted(run.monitor.glob("*.monitor.csv")):
-        keep = rows.get(path.name)
-        lines = path.read_text().splitlines(keepends=True)
-        keep = 0 if keep is None else keep
-        if len(lines) - 2 > keep:
-            dropped = lines[2 + keep:]
-            atomic_write_text(path.with_name(path.name + f".{int(time.time())}.discarded"), "".join(dropped))
-            if keep == 0 and path.name not in rows:
-                path.unlink()
-            else:
-                atomic_write_text(path, "".join(lines[: 2 + keep]))
-
-
 def resume(run_dir: str | Path, overrides: list[str], opts: TrainOptions) -> TrainResult:
     """Continue ``run_dir`` from its newest checkpoint (``--set n_timesteps=N`` extends training).
     Everything that can fail (config, checkpoint, envs, model) is loaded before anything is written."""
@@ -458,15 +277,7 @@ def _resume(run: Run, overrides: list[str], opts: TrainOptions) -> TrainResult:
             f"run {run.path} already finished its {cfg.n_timesteps} steps. To train longer, resume with "
             f"--set n_timesteps=N with N > {step}."
         )
-    try:
-        state = pickle.loads(state_path.read_bytes())
-        assert state["format"] == STATE_FORMAT
-    except Exception as err:  # noqa: BLE001  (any damage must become a clear message)
-        raise UserError(
-            f"checkpoint {state_path} is corrupt or not from this version of neuromod-rl ({type(err).__name__}). "
-            f"Delete {state_path.name} and {model_path.name} (and checkpoints/latest.json) to resume from the "
-            "previous checkpoint."
-        ) from None
+    state = checkpoint.read_state(state_path, model_path)
     stats = normalize.decode(state.get("normalize"))
     if state["venv"] is not None:
         venv = cloudpickle.loads(state["venv"])
@@ -491,12 +302,10 @@ def _resume(run: Run, overrides: list[str], opts: TrainOptions) -> TrainResult:
         ) from None
     # nothing was written so far: from here on the run directory changes
     atomic_write_text(run.config, dump_config(cfg))
-    _restore_monitor_files(run, state["monitor"]["rows"])
+    checkpoint.restore_monitor_files(run, state["monitor"]["rows"])
     monitor, segment = _monitor(run, venv)
     if state["venv"] is not None:
-        monitor.episode_returns = state["monitor"]["episode_returns"]
-        monitor.episode_lengths = state["monitor"]["episode_lengths"]
-        monitor.episode_count = state["monitor"]["episode_count"]
+        checkpoint.restore_episode_counters(monitor, state)
     model.set_env(normalize.restore(cfg, monitor, stats), force_reset=False)
     if replay is not None:
         model.replay_buffer = replay
@@ -505,12 +314,9 @@ def _resume(run: Run, overrides: list[str], opts: TrainOptions) -> TrainResult:
         model._last_obs = None  # the rebuilt envs must be reset by learn()
         venv.seed(cfg.seed + step)
     else:
-        for key, value in state["last"].items():
-            setattr(model, key, _unpickle(value))
+        checkpoint.restore_next_rollout(model, state)
     print(f"Resuming {run.path} from step {step} of {cfg.n_timesteps}", file=sys.stderr)
     wandb = init_wandb(opts.wandb, run, cfg.model_dump())
     # the RNGs last, after everything that might draw from them (wandb, model loading)
-    torch.set_rng_state(state["rng"]["torch"])
-    np.random.set_state(state["rng"]["numpy"])  # noqa: NPY002  (SB3's rollout buffer draws from it)
-    random.setstate(state["rng"]["python"])
+    checkpoint.restore_rngs(state)
     return _learn(run, cfg, model, monitor, segment, opts, wandb, resumed=True)

@@ -1,4 +1,4 @@
-"""Small, fast envs for the SB3 integration tests (imported by the tests of this folder)."""
+"""Small, fast envs for the SB3 integration tests, and a logger spy (imported by the tests of this folder)."""
 
 from __future__ import annotations
 
@@ -49,7 +49,19 @@ class TinyImage(gym.Env):
 
     def step(self, action):
         self._t += 1
-        return self._obs(), float(action == 1), self._t >= 5, False, {}
+        return self._obs(), self._reward(action), self._t >= 5, False, {}
+
+    def _reward(self, action) -> float:
+        return float(action == 1)
+
+
+class TinyImageBox(TinyImage):
+    """:class:`TinyImage` with a continuous action (rewarded by its value)."""
+
+    action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def _reward(self, action) -> float:
+        return float(action[0])
 
 
 class TinyMultiDiscrete(gym.Env):
@@ -106,3 +118,16 @@ class DictCueRecall(gym.ObservationWrapper):
 
     def observation(self, obs):
         return {"cue": obs[:1], "first": obs[1:]}
+
+
+def record_log_dumps(model) -> list[dict]:
+    """Every row ``model``'s logger dumps from now on (the values it held just before each dump)."""
+    recorded: list[dict] = []
+    dump = model.logger.dump
+
+    def spy(step=0):
+        recorded.append(dict(model.logger.name_to_value))
+        dump(step)
+
+    model.logger.dump = spy
+    return recorded

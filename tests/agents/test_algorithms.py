@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
-from plastic_test_envs import DictCue, TinyImage, TinyMultiDiscrete, cue_env
+from plastic_test_envs import DictCue, TinyImage, TinyMultiDiscrete, cue_env, record_log_dumps
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
@@ -234,14 +234,7 @@ def test_diagnostics_recorded_each_rollout(rule, modulated, rule_kwargs):
         policy_kwargs=dict(hidden_size=4, rule=rule, rule_kwargs=rule_kwargs),
     )
     model.set_logger(configure(None, ["csv"]))
-    recorded = []
-    dump = model.logger.dump
-
-    def spy(step=0):
-        recorded.append(dict(model.logger.name_to_value))
-        dump(step)
-
-    model.logger.dump = spy
+    recorded = record_log_dumps(model)
     model.learn(56)
     assert len(recorded) == 2
     for values in recorded:

@@ -6,9 +6,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from gymnasium import spaces
 from gymnasium.wrappers import TimeLimit
-from plastic_test_envs import CueRecall, DictCueRecall
+from plastic_test_envs import CueRecall, DictCueRecall, TinyImageBox, record_log_dumps
 from stable_baselines3 import SAC
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
@@ -34,27 +33,6 @@ def fast(**overrides) -> dict:
 
 def pendulum(steps: int = 13):
     return TimeLimit(gym.make("Pendulum-v1"), max_episode_steps=steps)
-
-
-class TinyImageBox(gym.Env):
-    """A 36x36 image (NatureCNN's minimum) with a bright column, a continuous action; 5-step episodes."""
-
-    observation_space = spaces.Box(0, 255, (36, 36, 1), np.uint8)
-    action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self._t = 0
-        return self._obs(), {}
-
-    def _obs(self):
-        img = np.zeros((36, 36, 1), np.uint8)
-        img[:, int(self.np_random.integers(36))] = 255
-        return img
-
-    def step(self, action):
-        self._t += 1
-        return self._obs(), float(action[0]), self._t >= 5, False, {}
 
 
 @pytest.mark.parametrize(
@@ -290,14 +268,7 @@ def test_misuse_gives_clear_errors():
 def test_diagnostics_reach_the_logger():
     model = PlasticSAC("MlpPlasticPolicy", make_vec_env(lambda: pendulum(10), 1, seed=0), **fast())
     model.set_logger(configure(None, ["csv"]))
-    recorded = []
-    dump = model.logger.dump
-
-    def spy(step=0):
-        recorded.append(dict(model.logger.name_to_value))
-        dump(step)
-
-    model.logger.dump = spy
+    recorded = record_log_dumps(model)
     model.learn(80, log_interval=2)
     assert len(recorded) == 4
     for values in recorded:

@@ -3,10 +3,13 @@ one trained run reused by the tests that only read a run, so the folder stays fa
 
 from __future__ import annotations
 
+import json
+import signal
 from pathlib import Path
 
 import pytest
 import yaml
+from stable_baselines3.common.callbacks import BaseCallback
 
 from neuromod_rl.experiment.cli import main
 
@@ -62,3 +65,31 @@ def trained_run(tmp_path_factory) -> Path:
     finally:
         mp.undo()
     return only_run(root)
+
+
+class SignalAt(BaseCallback):
+    """Sends this process a real signal once training passes ``step``: SIGINT (what Ctrl-C sends) by
+    default, or SIGTERM (what a job scheduler sends)."""
+
+    def __init__(self, step: int, signum: int = signal.SIGINT):
+        super().__init__()
+        self.step, self.signum, self.sent = step, signum, False
+
+    def _on_step(self) -> bool:
+        if not self.sent and self.num_timesteps >= self.step:
+            self.sent = True
+            signal.raise_signal(self.signum)
+        return True
+
+
+def run_study_twice(args: list[str], store: Path) -> dict:
+    """``neuromod-rl reproduce ARGS``, then the same command again, which must find every run done and
+    leave the progress file ``store`` untouched. Returns the runs stored by the first call."""
+    from neuromod_rl.experiment import reproduce
+
+    assert reproduce.main(args) == 0
+    runs = json.loads(store.read_text())["runs"]
+    before = store.stat().st_mtime_ns
+    assert reproduce.main(args) == 0
+    assert store.stat().st_mtime_ns == before
+    return runs

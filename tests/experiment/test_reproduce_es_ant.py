@@ -3,12 +3,15 @@ claims table with numbers, medians and IQRs, and both plots."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 import torch
 
 from neuromod_rl.experiment import reproduce
+
+from .conftest import run_study_twice
 
 torch.set_num_threads(1)
 
@@ -27,3 +30,21 @@ def test_smoke_es_ant_writes_report_table_and_plots(tmp_path, capsys):
     for png in ("es_ant_learning.png", "es_ant_returns.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG" and f"]({png})" in report
     assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_es_ant_resumes_and_reruns_only_a_changed_method(tmp_path, monkeypatch):
+    from neuromod_rl.experiment.reproduce import es_ant
+
+    args = ["es-ant", "--scale", "smoke", "--seeds", "1", "--out", str(tmp_path)]
+    store = tmp_path / "es-ant.smoke.runs.json"
+    first = run_study_twice(args, store)
+    assert sorted(first) == ["ABCD rule (plastic)/seed0", "static weights/seed0"]
+
+    static = es_ant.METHODS["static weights"]
+    monkeypatch.setitem(es_ant.METHODS, "static weights", {**static, "rule_kwargs": {**static["rule_kwargs"],
+                                                                                     "bias": True}})
+    assert reproduce.main(args) == 0
+    again = json.loads(store.read_text())["runs"]
+    assert again["ABCD rule (plastic)/seed0"] == first["ABCD rule (plastic)/seed0"]
+    assert again["static weights/seed0"]["fingerprint"] != first["static weights/seed0"]["fingerprint"]

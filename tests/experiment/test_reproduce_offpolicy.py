@@ -1,10 +1,21 @@
-"""The off-policy study's verdict helper: when a method "reaches" a return."""
+"""The off-policy study's verdict helper (when a method "reaches" a return), its budgets, and its
+resume from the progress file."""
 
 from __future__ import annotations
 
-import numpy as np
+import dataclasses
+import json
 
+import numpy as np
+import pytest
+import torch
+
+from neuromod_rl.experiment import reproduce
 from neuromod_rl.experiment.reproduce.offpolicy import SCALES, first_reach, jobs_for
+
+from .conftest import run_study_twice
+
+torch.set_num_threads(1)
 
 
 def test_first_reach_uses_the_median_over_seeds():
@@ -21,3 +32,21 @@ def test_default_scale_gives_plastic_sac_one_and_a_half_times_the_ceiling_budget
     assert budget["pendulum", "plastic_sac"] == 1.5 * budget["pendulum", "sac_full"]
     assert budget["pendulum", "sac"] == budget["pendulum", "plastic_sac"]
     assert len({j.seed for j in jobs}) == s.seeds >= 3
+
+
+@pytest.mark.slow
+def test_offpolicy_study_resumes_and_reruns_only_a_changed_budget(tmp_path, monkeypatch):
+    from neuromod_rl.experiment.reproduce import offpolicy
+
+    args = ["offpolicy", "--scale", "smoke", "--seeds", "1", "--out", str(tmp_path)]
+    store = tmp_path / "offpolicy.smoke.runs.json"
+    first = run_study_twice(args, store)
+    assert sorted(first) == sorted(f"{j.task}/{j.method}/seed0" for j in jobs_for(SCALES["smoke"], 0) if j.seed == 0)
+
+    longer = dataclasses.replace(SCALES["smoke"], cheetah_rppo_steps=48)
+    monkeypatch.setitem(offpolicy.SCALES, "smoke", longer)
+    assert reproduce.main(args) == 0
+    again = json.loads(store.read_text())["runs"]
+    changed = {k for k in first if again[k] != first[k]}
+    assert changed == {"cheetah/recurrent_ppo/seed0"}
+    assert again["cheetah/recurrent_ppo/seed0"]["result"]["job"]["steps"] == 48

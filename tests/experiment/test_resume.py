@@ -18,22 +18,7 @@ from neuromod_rl.experiment.config import load_config
 from neuromod_rl.experiment.curves import load_monitor
 from neuromod_rl.experiment.runs import Run
 
-from .conftest import write_config
-
-
-class CtrlCAt(BaseCallback):
-    """Sends this process a real SIGINT (what Ctrl-C does) once training passes ``step``."""
-
-    def __init__(self, step: int):
-        super().__init__()
-        self.step, self.sent = step, False
-
-    def _on_step(self) -> bool:
-        if not self.sent and self.num_timesteps >= self.step:
-            self.sent = True
-            signal.raise_signal(signal.SIGINT)
-        return True
-
+from .conftest import SignalAt, write_config
 
 ALGOS = {
     "plastic_ppo": {},
@@ -58,7 +43,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, algo, cap
     cfg = load_config(write_config(tmp_path / "c.yaml", **ALGOS[algo]))
     opts = lambda *cb: tr.TrainOptions(runs_dir=tmp_path / "runs", progress=False, callbacks=list(cb))  # noqa: E731
     full = tr.train(cfg, opts())
-    cut = tr.train(cfg, opts(CtrlCAt(30)))  # mid-rollout: training runs to the next rollout start and stops
+    cut = tr.train(cfg, opts(SignalAt(30)))  # mid-rollout: training runs to the next rollout start and stops
     assert not cut.finished and cut.num_timesteps < cfg.n_timesteps
     assert not (cut.run.path / "model.zip").exists()
     step = json.loads((cut.run.checkpoints / "latest.json").read_text())["step"]

@@ -27,7 +27,7 @@ from neuromod_rl.experiment.algos import algo_class
 from neuromod_rl.experiment.cli import main
 from neuromod_rl.experiment.config import load_config
 
-from .conftest import only_run, write_config
+from .conftest import SignalAt, only_run, write_config
 
 
 class BrokenAt(gym.Env):
@@ -267,22 +267,11 @@ def test_failed_resume_changes_nothing_on_disk(tmp_path, trained_run, capsys):
 
 
 # ------------------------------------------------------------------------------ SIGTERM
-class SigtermAt(BaseCallback):
-    def __init__(self, step: int):
-        super().__init__()
-        self.step, self.sent = step, False
-
-    def _on_step(self) -> bool:
-        if not self.sent and self.num_timesteps >= self.step:
-            self.sent = True
-            signal.raise_signal(signal.SIGTERM)
-        return True
-
-
 def test_sigterm_saves_a_checkpoint_like_ctrl_c(tmp_path, capsys):
     cfg = load_config(write_config(tmp_path / "c.yaml", checkpoint_freq=0))
     handler = signal.getsignal(signal.SIGTERM)  # SIG_DFL, or whatever a library set up (ray.init does)
-    result = tr.train(cfg, tr.TrainOptions(runs_dir=tmp_path / "runs", progress=False, callbacks=[SigtermAt(30)]))
+    sigterm = SignalAt(30, signal.SIGTERM)
+    result = tr.train(cfg, tr.TrainOptions(runs_dir=tmp_path / "runs", progress=False, callbacks=[sigterm]))
     assert not result.finished and result.stopped_by == signal.SIGTERM
     assert _latest_step(result.run.path) == 40  # the next rollout start
     assert "SIGTERM: stopping training and saving a checkpoint" in capsys.readouterr().err

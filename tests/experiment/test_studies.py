@@ -141,12 +141,11 @@ def test_the_non_plastic_network_has_frozen_plasticity_and_fewer_parameters(tmp_
 
 
 def test_an_interrupted_run_stops_the_study_and_resumes_from_its_checkpoint(tmp_path, monkeypatch):
-    from .conftest import TINY
-    from .test_resume import CtrlCAt
+    from .conftest import TINY, SignalAt
 
     agent = rl.Agent("tiny", {**TINY, "checkpoint_freq": 20}, frozen_plasticity=True)
     cfg = agent.resolved(0)
-    monkeypatch.setattr(rl, "freeze_callback", lambda: CtrlCAt(30))  # Ctrl-C during training
+    monkeypatch.setattr(rl, "freeze_callback", lambda: SignalAt(30))  # Ctrl-C during training
     with pytest.raises(KeyboardInterrupt, match="stopped at step"):
         rl.train_or_resume(agent, cfg, tmp_path / "run")
     assert not (tmp_path / "run" / "model.zip").exists()

@@ -24,7 +24,8 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
+
+from neuromod_rl.experiment.bench.harness import write_report
 
 DEFAULT_JSON = "benchmarks/results/core.json"
 
@@ -155,10 +156,7 @@ def bench_core(
         "ratios": ratios,
     }
     _print(result, T)
-    if json_path:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(result, indent=2))
-        print(f"wrote {json_path}")
+    write_report(result, json_path)
     return result
 
 

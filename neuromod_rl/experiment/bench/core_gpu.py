@@ -31,11 +31,11 @@ compare samples per second (``T · B`` per pass time), so they do not depend on 
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import sys
 import time
-from pathlib import Path
+
+from neuromod_rl.experiment.bench.harness import write_report
 
 DEFAULT_JSON = "benchmarks/results/core_gpu.json"
 BACKENDS = ("reference", "fused", "triton")
@@ -232,10 +232,7 @@ def bench_core_gpu(
     }
     result["targets"] = targets(result)
     _print(result)
-    if json_path:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(result, indent=2))
-        print(f"wrote {json_path}")
+    write_report(result, json_path)
     return result
 
 

@@ -22,12 +22,13 @@ Usage: ``neuromod-rl bench es [--tasks bandit ant] [--popsize 64] [--episodes 4]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import time
 from typing import Any
+
+from neuromod_rl.experiment.bench.harness import write_report
 
 DEFAULT_JSON = os.path.join("benchmarks", "results", "es.json")
 TASKS: dict[str, dict[str, Any]] = {
@@ -138,11 +139,7 @@ def bench_es(tasks: list[str], popsize: int, episodes: int, repeats: int, chunk_
     if ray and os.getloadavg()[0] > 0.5 * (os.cpu_count() or 1):
         print(f"note: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs -- other processes compete for "
               "the cores, so the actor ratio understates what 2 actors give on a quiet machine")
-    if json_path:
-        os.makedirs(os.path.dirname(json_path) or ".", exist_ok=True)
-        with open(json_path, "w") as f:
-            json.dump(out, f, indent=2)
-        print(f"wrote {json_path}")
+    write_report(out, json_path)
     return out
 
 

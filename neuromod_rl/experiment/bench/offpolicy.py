@@ -17,14 +17,18 @@ Run: ``neuromod-rl bench offpolicy --timesteps 2000``.
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing as mp
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from neuromod_rl.experiment.bench.sb3 import _peak_rss_mb
+from neuromod_rl.experiment.bench.harness import (
+    add_process_arguments,
+    check_choices,
+    in_fresh_process,
+    limit_threads,
+    peak_rss_mb,
+    write_report,
+)
 
 ENV_ID = "HalfCheetah-v5"
 #: identical for both algorithms (SB3's SAC defaults; a smaller buffer, which only sets the capacity)
@@ -62,14 +66,12 @@ def _buffer_memory(buffer) -> dict[str, float]:
 
 def _run_one(name: str, timesteps: int, threads: int) -> dict[str, Any]:
     """Train one algorithm in this (child) process; returns its throughput and replay memory."""
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # before torch loads (see bench sb3)
-    import torch
+    limit_threads(threads)
     from stable_baselines3 import SAC
     from stable_baselines3.common.env_util import make_vec_env
 
     from neuromod_rl.agents import PlasticSAC
 
-    torch.set_num_threads(threads)
     env = make_vec_env(ENV_ID, n_envs=1, seed=0)
     hp = {**SAC_HPARAMS, "policy_kwargs": dict(SAC_HPARAMS["policy_kwargs"])}
     if name == "sac_mlp":
@@ -90,7 +92,7 @@ def _run_one(name: str, timesteps: int, threads: int) -> dict[str, Any]:
         gradient_steps=model._n_updates - updates,
         seconds=seconds,
         steps_per_s=steps / seconds,
-        peak_rss_mb=_peak_rss_mb(),
+        peak_rss_mb=peak_rss_mb(),
         replay=_buffer_memory(model.replay_buffer),
     )
 
@@ -109,16 +111,10 @@ def bench_offpolicy(
         threads: torch threads per child.
         algorithms: a subset of :data:`ALGORITHMS` keys.
     """
-    unknown = set(algorithms) - set(ALGORITHMS)
-    if unknown:
-        raise ValueError(f"unknown algorithms {sorted(unknown)}; valid choices: {list(ALGORITHMS)}")
+    check_choices(algorithms, ALGORITHMS)
     if timesteps < 1 or threads < 1:
         raise ValueError(f"timesteps and threads must be positive, got {timesteps}, {threads}")
-    results: dict[str, Any] = {}
-    ctx = mp.get_context("spawn")
-    for name in algorithms:
-        with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-            results[name] = pool.submit(_run_one, name, timesteps, threads).result()
+    results = {name: in_fresh_process(_run_one, name, timesteps, threads) for name in algorithms}
     ratios: dict[str, float] = {}
     if "plastic_sac" in results:
         replay = results["plastic_sac"]["replay"]
@@ -146,11 +142,7 @@ def bench_offpolicy(
         ratios=ratios,
     )
     _print_table(report)
-    if json_path:
-        os.makedirs(os.path.dirname(json_path) or ".", exist_ok=True)
-        with open(json_path, "w") as f:
-            json.dump(report, f, indent=2)
-        print(f"wrote {json_path}")
+    write_report(report, json_path)
     return report
 
 
@@ -170,9 +162,7 @@ def _print_table(report: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="neuromod-rl bench offpolicy", description=__doc__.splitlines()[0])
     parser.add_argument("--timesteps", type=int, default=2_000, help="timed env steps per algorithm")
-    parser.add_argument("--json", default="benchmarks/results/offpolicy.json", help="output path ('' to skip)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per algorithm")
-    parser.add_argument("--only", nargs="+", choices=list(ALGORITHMS), default=list(ALGORITHMS))
+    add_process_arguments(parser, "benchmarks/results/offpolicy.json", ALGORITHMS)
     args = parser.parse_args(argv)
     bench_offpolicy(args.timesteps, args.json or None, args.threads, tuple(args.only))
     return 0

@@ -17,14 +17,18 @@ Run: ``neuromod-rl bench sb3`` (or ``python -m neuromod_rl.experiment.bench.sb3 
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing as mp
 import os
-import platform
-import resource
 import time
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any
+
+from neuromod_rl.experiment.bench.harness import (
+    add_process_arguments,
+    check_choices,
+    in_fresh_process,
+    limit_threads,
+    peak_rss_mb,
+    write_report,
+)
 
 ENV_ID = "HalfCheetah-v5"
 #: identical for the three algorithms
@@ -51,22 +55,12 @@ RATIOS = {
 DEFAULT_TIMESTEPS = 65_536
 
 
-def _peak_rss_mb() -> float:
-    # ru_maxrss is in kB on Linux, bytes on macOS.
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if platform.system() == "Darwin" else peak / 1024
-
-
 def _run_one(name: str, total_timesteps: int, n_envs: int, threads: int) -> dict[str, Any]:
     """Train one algorithm in this (child) process; returns its throughput and memory."""
-    # Before torch loads: torch's OpenMP pool (which the fused kernel's thread count follows) must not
-    # spin more threads than asked for on a shared machine, or busy-waiting threads dominate.
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    import torch
+    limit_threads(threads)
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
-    torch.set_num_threads(threads)
     env = make_vec_env(ENV_ID, n_envs=n_envs, seed=0)
     spec = ALGORITHMS[name]
     if name == "ppo_mlp":
@@ -101,7 +95,7 @@ def _run_one(name: str, total_timesteps: int, n_envs: int, threads: int) -> dict
         env_steps=model.num_timesteps,
         seconds=seconds,
         steps_per_s=model.num_timesteps / seconds,
-        peak_rss_mb=_peak_rss_mb(),
+        peak_rss_mb=peak_rss_mb(),
         buffer_state_bytes=int(state_bytes),
     )
 
@@ -132,16 +126,10 @@ def bench_sb3(
         threads: torch threads per child (1: the SB3 CPU default setting on a shared machine).
         algorithms: a subset of :data:`ALGORITHMS` keys.
     """
-    unknown = set(algorithms) - set(ALGORITHMS)
-    if unknown:
-        raise ValueError(f"unknown algorithms {sorted(unknown)}; valid choices: {list(ALGORITHMS)}")
+    check_choices(algorithms, ALGORITHMS)
     if total_timesteps < 1 or n_envs < 1:
         raise ValueError(f"total_timesteps and n_envs must be positive, got {total_timesteps}, {n_envs}")
-    results: dict[str, Any] = {}
-    ctx = mp.get_context("spawn")
-    for name in algorithms:
-        with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-            results[name] = pool.submit(_run_one, name, total_timesteps, n_envs, threads).result()
+    results = {name: in_fresh_process(_run_one, name, total_timesteps, n_envs, threads) for name in algorithms}
     ratios = {
         name: results[a]["steps_per_s"] / results[b]["steps_per_s"]
         for name, (a, b) in RATIOS.items()
@@ -158,11 +146,7 @@ def bench_sb3(
         ratios=ratios,
     )
     _print_table(report)
-    if json_path:
-        os.makedirs(os.path.dirname(json_path) or ".", exist_ok=True)
-        with open(json_path, "w") as f:
-            json.dump(report, f, indent=2)
-        print(f"wrote {json_path}")
+    write_report(report, json_path)
     return report
 
 
@@ -185,9 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="neuromod-rl bench sb3", description=__doc__.splitlines()[0])
     parser.add_argument("--timesteps", type=int, default=DEFAULT_TIMESTEPS, help="env steps per algorithm")
     parser.add_argument("--n-envs", type=int, default=8)
-    parser.add_argument("--json", default="benchmarks/results/sb3.json", help="output path ('' to skip)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per algorithm")
-    parser.add_argument("--only", nargs="+", choices=list(ALGORITHMS), default=list(ALGORITHMS))
+    add_process_arguments(parser, "benchmarks/results/sb3.json", ALGORITHMS)
     args = parser.parse_args(argv)
     bench_sb3(args.timesteps, args.n_envs, args.json or None, args.threads, tuple(args.only))
     return 0

@@ -125,8 +125,27 @@ class Study:
     estimate: str = ""  # the default scale's wall-time estimate (Markdown)
 
 
-def train_all(study: Study, scale: str, seed: int, out: Path, command: str, options: multiseed.StudyOptions):
-    """``(report, results, names, sizes, described, progress, seeds)`` for a Backpropamine study."""
+@dataclass
+class Outcome:
+    """A Backpropamine study's trained and evaluated variants, ready for its claims and sections."""
+
+    study: Study
+    report: Report
+    results: dict[tuple[str, int], dict[str, Any]]
+    names: list[str]
+    sizes: dict[str, tuple[int, int]]
+    described: dict[str, Any]
+    progress: multiseed.Progress
+    seeds: list[int]
+    options: multiseed.StudyOptions
+
+    def median(self, agent: str, key: str) -> float:
+        return multiseed.median_of(self.results, agent, key)
+
+
+def train_all(study: Study, scale: str, seed: int, out: Path, command: str,
+              options: multiseed.StudyOptions) -> Outcome:
+    """Train (or resume) and evaluate every variant of a Backpropamine study over its seeds."""
     sc = options.scale(study.scales[scale])
     seeds = multiseed.seed_list(seed, options.seeds or sc.seeds)
     report = Report(study.name, study.title, command, seed, scale,
@@ -142,11 +161,14 @@ def train_all(study: Study, scale: str, seed: int, out: Path, command: str, opti
         jobs += [multiseed.Job(name, s, fp, job, (agent, options.runs_dir, study.name, fp, study.evaluator,
                                                   sc.eval_episodes)) for s in seeds]  # fmt: skip
     results = multiseed.run_jobs(progress, jobs, options.workers)
-    return report, results, list(table), sizes, described, progress, seeds
+    return Outcome(study, report, results, list(table), sizes, described, progress, seeds, options)
 
 
-def common_sections(report: Report, study: Study, results, names, sizes, described, progress, seeds,
-                    options: multiseed.StudyOptions, out: Path, columns: list[tuple[str, str]]) -> None:
+def finish(o: Outcome, out: Path, columns: list[tuple[str, str]]) -> Path:
+    """Add the sections every Backpropamine study has (results, matched sizes, plots, every run, agents,
+    compute) after the study's own, and write the report."""
+    report, study, results, names, sizes = o.report, o.study, o.results, o.names, o.sizes
+    described, progress, seeds, options = o.described, o.progress, o.seeds, o.options
     report.add(f"## Results (median [25%, 75%] over {len(seeds)} seeds)\n\n"
                + multiseed.summary_table(results, names, columns))
     report.add("## Sizes matched by parameter count\n\n" + markdown_table(
@@ -168,3 +190,4 @@ def common_sections(report: Report, study: Study, results, names, sizes, describ
     report.add(f"## Compute\n\nSum of the runs' wall times: {progress.total_seconds():.0f} s ({options.workers} "
                f"worker process(es), one torch thread each). {study.estimate} Every run's numbers: "
                f"`{progress.path.name}`.")
+    return report.write(out)

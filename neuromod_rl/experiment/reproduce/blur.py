@@ -24,15 +24,8 @@ import torch
 import torch.nn.functional as Fn
 from tqdm.auto import tqdm
 
-from neuromod_rl.experiment.reproduce.common import (
-    Report,
-    load_digits_split,
-    markdown_table,
-    new_figure,
-    save_figure,
-    settings_dict,
-)
-from neuromod_rl.experiment.reproduce.multiseed import Job, Progress, StudyOptions, fingerprint, run_jobs, seed_list
+from neuromod_rl.experiment.reproduce.common import load_digits_split, markdown_table, new_figure, save_figure
+from neuromod_rl.experiment.reproduce.multiseed import StudyOptions, run_seeds
 from neuromod_rl.plasticity.blur_network import BlurGenome, BlurNetwork
 
 
@@ -243,15 +236,10 @@ def compute(_: str, seed: int, scale: str) -> dict:
 
 
 def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | None = None) -> Path:
-    options = options or StudyOptions()
     s = SCALES[scale]
-    seeds = seed_list(seed, options.seeds or (2 if scale == "smoke" else 3))
-    report = Report("blur", "BLUR: meta-learned bidirectional update rules (Sandler et al. 2021)",
-                    command, seed, scale, settings_dict(s), seeds=seeds)  # fmt: skip
-    progress = Progress(out, "blur", scale)
-    fp = fingerprint([settings_dict(s), VERSION])
-    per_seed = run_jobs(progress, [Job("all", sd, fp, compute, (scale,)) for sd in seeds], options.workers)
-    runs = [per_seed[("all", sd)] for sd in seeds]
+    done = run_seeds("blur", "BLUR: meta-learned bidirectional update rules (Sandler et al. 2021)", scale, seed,
+                     out, command, s, VERSION, compute, options or StudyOptions())  # fmt: skip
+    report, seeds, runs = done.report, done.seeds, done.runs
     checkpoints = runs[0]["checkpoints"]
     # per learner: [seeds, checkpoints] of per-seed mean accuracies; claims read the median over seeds
     curves = {name: np.array([r["curves"][name] for r in runs]) for name in runs[0]["curves"]}
@@ -322,9 +310,7 @@ def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | 
                      for label, g in runs[0]["genomes"].items())
         + "\n```"
     )
-    report.add(f"Compute: {progress.total_seconds():.0f} s over all seeds; per-seed numbers in "
-               f"`{progress.path.name}`. Default scale: about 4 min for 3 seeds with one worker, 2 with "
-               "`--workers 2` (3x the single-seed run's measured time).")
+    report.add(done.compute_note(4, 2))
     return report.write(out)
 
 

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from neuromod_rl.experiment import adaptation
-from neuromod_rl.experiment.environment import make_env
 from neuromod_rl.experiment.reproduce import locomotion as loco
 from neuromod_rl.experiment.reproduce import multiseed, rl
 from neuromod_rl.experiment.reproduce.multiseed import StudyOptions
@@ -26,11 +25,6 @@ VERSION = "cheetah-vel-1"
 STANDING_ERROR = 1.5  # E|v_goal| for v_goal ~ U[0, 3]: the error of an agent that does not move
 FILES = {loco.PLASTIC: "halfcheetah_vel_neuromod.yaml", loco.PPO: "halfcheetah_vel_ppo.yaml",
          loco.LSTM: "halfcheetah_vel_lstm.yaml"}
-SCALES = {
-    "smoke": loco.Scale(seeds=2, n_timesteps=160, eval_episodes=2, changes=loco.smoke_changes(40, 20)),
-    "default": loco.Scale(),
-    "paper": loco.Scale(seeds=5, n_timesteps=2_000_000, eval_episodes=64),
-}
 TUNING = """\
 All three agents start from rl-zoo3's tuned PPO settings for HalfCheetah (normalisation of
 observations and rewards, gamma 0.98, GAE lambda 0.92, clip range 0.1, `log_std_init=-2`,
@@ -43,12 +37,7 @@ ESTIMATE = ("Default scale, estimated from short timed runs: about 57 min with `
 
 def evaluate(cfg, model, normalizer, seed: int, episodes: int) -> dict[str, Any]:
     """Test-split target velocities (switching to a fresh one at ``change_at``): tracking-error windows."""
-    env = make_env(cfg)
-    try:
-        _, test_tasks = env.unwrapped.task_split(cfg.seed, n_train=cfg.eval.n_train_tasks,
-                                                 n_test=cfg.eval.n_test_tasks)  # fmt: skip
-    finally:
-        env.close()
+    _, test_tasks = rl.task_split(cfg, n_train=cfg.eval.n_train_tasks, n_test=cfg.eval.n_test_tasks)
     traces = rl.evaluate(cfg, model, normalizer, test_tasks, episodes, seed, info_keys=("reward_forward",))
     error = dict(traces, rewards=-traces["info_reward_forward"])  # |v - v_goal| per step
     w = adaptation.windows(error)
@@ -61,7 +50,7 @@ def evaluate(cfg, model, normalizer, seed: int, episodes: int) -> dict[str, Any]
 
 def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | None = None) -> Path:
     options = options or StudyOptions()
-    o = loco.train_all(NAME, "HalfCheetahVel: the target velocity switches mid-episode", FILES, SCALES, scale,
+    o = loco.train_all(NAME, "HalfCheetahVel: the target velocity switches mid-episode", FILES, loco.SCALES, scale,
                        seed, out, command, options, evaluate, VERSION)
     names, report = o.names, o.report
     pre = {n: o.median(n, "error_pre") for n in names}

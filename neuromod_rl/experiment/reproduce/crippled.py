@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from neuromod_rl.experiment import adaptation
-from neuromod_rl.experiment.environment import make_env
 from neuromod_rl.experiment.reproduce import locomotion as loco
 from neuromod_rl.experiment.reproduce import multiseed, rl
 
@@ -43,11 +42,7 @@ class CrippledStudy:
 
 def evaluate(cfg, model, normalizer, seed: int, episodes: int) -> dict[str, Any]:
     """Held-out limb, training limbs, intact body: window metrics and mean per-step curves."""
-    env = make_env(cfg)
-    try:
-        train_tasks, test_tasks = env.unwrapped.task_split(cfg.seed)
-    finally:
-        env.close()
+    train_tasks, test_tasks = rl.task_split(cfg)
     out: dict[str, Any] = {}
     for split, tasks in zip(SPLITS, (test_tasks, train_tasks, [{"limb": None}])):
         traces = rl.evaluate(cfg, model, normalizer, tasks, episodes, seed)

@@ -21,11 +21,7 @@ STUDY = crippled.CrippledStudy(
            loco.LSTM: "crippled_ant_lstm.yaml"},
     body="Ant",
     zoo_return=1327.0,
-    scales={
-        "smoke": loco.Scale(seeds=2, n_timesteps=160, eval_episodes=2, changes=loco.smoke_changes(40, 20)),
-        "default": loco.Scale(),
-        "paper": loco.Scale(seeds=5, n_timesteps=2_000_000, eval_episodes=64),
-    },
+    scales=loco.SCALES,
     tuning="""\
 rl-zoo3's PPO entry for Ant is SB3's PPO defaults with `normalize: true` (1 env x 2048 steps, batch 64,
 10 epochs, learning rate 3e-4, gamma 0.99, GAE lambda 0.95, tanh 64x64): MLP PPO uses it unchanged, for

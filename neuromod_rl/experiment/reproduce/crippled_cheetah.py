@@ -21,11 +21,7 @@ STUDY = crippled.CrippledStudy(
            loco.LSTM: "crippled_halfcheetah_lstm.yaml"},
     body="HalfCheetah",
     zoo_return=5819.0,
-    scales={
-        "smoke": loco.Scale(seeds=2, n_timesteps=160, eval_episodes=2, changes=loco.smoke_changes(40, 20)),
-        "default": loco.Scale(),
-        "paper": loco.Scale(seeds=5, n_timesteps=2_000_000, eval_episodes=64),
-    },
+    scales=loco.SCALES,
     tuning="""\
 MLP PPO uses rl-zoo3's tuned PPO for HalfCheetah unchanged (`hyperparams/ppo.yml`: `normalize: true`,
 1 env x 512 steps, batch 64, 20 epochs, learning rate 2.06e-5, gamma 0.98, GAE lambda 0.92, clip range

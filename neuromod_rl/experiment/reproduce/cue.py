@@ -16,7 +16,7 @@ import numpy as np
 
 from neuromod_rl.experiment.reproduce import backpropamine as bp
 from neuromod_rl.experiment.reproduce import rl
-from neuromod_rl.experiment.reproduce.multiseed import StudyOptions, median_of
+from neuromod_rl.experiment.reproduce.multiseed import StudyOptions
 
 #: study-specific training settings (Backpropamine's discount 0.9, value weight 0.1, gradient clip 4)
 HYPERPARAMETERS = {"n_steps": 120, "batch_size": 960, "n_epochs": 4, "learning_rate": "lin_1e-3", "gamma": 0.9,
@@ -45,10 +45,9 @@ STUDY = bp.Study("cue", "Cue-reward association (Backpropamine): modulated vs no
 
 
 def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | None = None) -> Path:
-    options = options or StudyOptions()
-    report, results, names, sizes, described, progress, seeds = bp.train_all(STUDY, scale, seed, out, command,
-                                                                              options)
-    acc = {n: median_of(results, n, "accuracy") for n in names}
+    o = bp.train_all(STUDY, scale, seed, out, command, options or StudyOptions())
+    report = o.report
+    acc = {n: o.median(n, "accuracy") for n in o.names}
     for mod in (bp.RETRO, bp.SIMPLE):
         report.claim(f"{mod} learns the task better than the non-modulated plastic and non-plastic networks "
                      "(go-step accuracy, medians over seeds)", acc[mod] > max(acc[bp.PLASTIC], acc[bp.RNN]),
@@ -56,7 +55,5 @@ def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | 
     report.claim("the non-modulated plastic and non-plastic networks stay near chance (accuracy < 0.6)",
                  max(acc[bp.PLASTIC], acc[bp.RNN]) < 0.6,
                  f"plastic {acc[bp.PLASTIC]:.3f}, non-plastic {acc[bp.RNN]:.3f} (chance 0.5)")
-    bp.common_sections(report, STUDY, results, names, sizes, described, progress, seeds, options, out,
-                       [("accuracy", "go-step accuracy"), ("return", "episode return"),
-                        ("answers_per_episode", "go steps per episode")])
-    return report.write(out)
+    return bp.finish(o, out, [("accuracy", "go-step accuracy"), ("return", "episode return"),
+                              ("answers_per_episode", "go steps per episode")])

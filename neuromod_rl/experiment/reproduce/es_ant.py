@@ -18,7 +18,12 @@ in training. Protocol here (both methods identical except for what is evolved):
   0.01 mean(theta^2)), population ``popsize``, ``generations`` generations, each member scored on
   ``episodes_per_member`` episodes that every member of the generation shares;
 * evaluation of each final centre: ``eval_episodes`` episodes on the training legs and on the
-  held-out leg (fresh seeds), medians and IQRs over ``seeds`` seeds.
+  held-out leg (fresh seeds), medians and IQRs over ``seeds`` seeds (``--seeds`` changes how many).
+
+Each (method, seed) is one job of :mod:`.multiseed`: its result is saved as soon as it is done, so a
+stopped study resumes where it was, and a changed method re-runs alone. A run already spreads its
+population over Ray actors (one per CPU at the default scale), so ``--workers`` (runs at once) helps
+only where a scale evaluates in the driver (``num_actors=0``, as the smoke scale does).
 """
 
 from __future__ import annotations
@@ -32,8 +37,19 @@ import numpy as np
 from stable_baselines3.common.logger import KVWriter, Logger
 
 from neuromod_rl.experiment.reproduce.common import Report, markdown_table, new_figure, save_figure, settings_dict
+from neuromod_rl.experiment.reproduce.multiseed import (
+    Job,
+    Progress,
+    StudyOptions,
+    fingerprint,
+    median_iqr,
+    plot_bands,
+    run_jobs,
+    seed_list,
+)
 
 ENV = "neuromod_rl/CrippledAnt-v0"
+VERSION = "es-ant-1"  # bump when train_one changes (finished runs are then recomputed)
 
 
 @dataclass(frozen=True)
@@ -120,26 +136,33 @@ def train_one(method: str, seed: int, s: Settings) -> dict[str, Any]:
 
 
 def _iqr(values) -> str:
-    v = np.asarray(values, dtype=float)
-    return f"{np.median(v):.1f} [{np.percentile(v, 25):.1f}, {np.percentile(v, 75):.1f}]"
+    med, q25, q75 = median_iqr(values)
+    return f"{med:.1f} [{q25:.1f}, {q75:.1f}]"
 
 
-def run(scale: str, seed: int, out: Path, command: str) -> Path:
+def jobs(s: Settings, seeds: list[int]) -> list[Job]:
+    """One job per (method, seed), fingerprinted by the settings every run shares and the method's own."""
+    shared = {k: v for k, v in settings_dict(s).items() if k != "seeds"}
+    return [Job(method, sd, fingerprint([shared, spec, VERSION]), train_one, (s,))
+            for method, spec in METHODS.items() for sd in seeds]  # fmt: skip
+
+
+def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | None = None) -> Path:
+    options = options or StudyOptions()
     s = SCALES[scale]
+    seeds = seed_list(seed, options.seeds or s.seeds)
     report = Report("es-ant", "Hebbian ABCD rule vs static weights, evolved by OpenAI-ES on CrippledAnt "
-                    "(Najarro & Risi 2020)", command, seed, scale, settings_dict(s))  # fmt: skip
-    seeds = [seed + i for i in range(s.seeds)]
-    results = {m: [train_one(m, sd, s) for sd in seeds] for m in METHODS}
+                    "(Najarro & Risi 2020)", command, seed, scale, {**settings_dict(s), "seeds": seeds},
+                    seeds=seeds)  # fmt: skip
+    progress = Progress(out, "es-ant", scale)
+    done = run_jobs(progress, jobs(s, seeds), options.workers)
+    results = {m: [done[(m, sd)] for sd in seeds] for m in METHODS}
 
     fig, (ax,) = new_figure()
-    for method, runs in results.items():
-        curves = np.array([r["curve"] for r in runs])
-        x = np.arange(1, curves.shape[1] + 1)
-        line = ax.plot(x, np.median(curves, 0), label=f"{method} (median of {len(runs)} seeds)")[0]
-        ax.fill_between(x, np.percentile(curves, 25, 0), np.percentile(curves, 75, 0), color=line.get_color(),
-                        alpha=0.25, linewidth=0)  # fmt: skip
-    ax.set(xlabel="generation", ylabel="population mean return (training legs)", title="ES on CrippledAnt")
-    ax.legend(fontsize=7)
+    curves = {method: [r["curve"] for r in runs] for method, runs in results.items()}
+    generations = max(len(c) for runs in curves.values() for c in runs)
+    plot_bands(ax, np.arange(1, generations + 1), curves, "population mean return (training legs)", "generation")
+    ax.set_title("ES on CrippledAnt")
     img_curve = save_figure(fig, out, "es_ant_learning.png")
 
     fig, (ax,) = new_figure()
@@ -181,7 +204,7 @@ def run(scale: str, seed: int, out: Path, command: str) -> Path:
         "(static)",
     )  # fmt: skip
     report.add(
-        f"## Results ({s.seeds} seeds, median [25%, 75%])\n\n"
+        f"## Results ({len(seeds)} seeds, median [25%, 75%])\n\n"
         f"Each final centre is scored on {s.eval_episodes} fresh episodes of the training legs and of the held-out "
         "leg; 'start' is the same score before evolution. Episode return is Ant-v5's (forward speed + 1 per healthy "
         "step - control cost), up to "
@@ -194,4 +217,6 @@ def run(scale: str, seed: int, out: Path, command: str) -> Path:
         "300+ generations of 200 (the default scale fits an hour on 2 cores), a fixed random linear readout to the "
         "motors instead of a third Hebbian layer, and the disabled leg as the damage."
     )
+    report.add(f"Compute: {progress.total_seconds():.0f} s over all runs ({options.workers} worker process(es)); "
+               f"every run's numbers: `{progress.path.name}`.")
     return report.write(out)

@@ -30,8 +30,8 @@ import torch.nn.functional as Fn
 from torch import nn
 from tqdm.auto import tqdm
 
-from neuromod_rl.experiment.reproduce.common import Report, markdown_table, new_figure, save_figure, settings_dict
-from neuromod_rl.experiment.reproduce.multiseed import Job, Progress, StudyOptions, fingerprint, run_jobs, seed_list
+from neuromod_rl.experiment.reproduce.common import markdown_table, new_figure, save_figure
+from neuromod_rl.experiment.reproduce.multiseed import StudyOptions, run_seeds
 from neuromod_rl.plasticity import PlasticRNNCell, scan
 
 
@@ -203,15 +203,10 @@ def compute(_: str, seed: int, scale: str) -> dict:
 
 
 def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | None = None) -> Path:
-    options = options or StudyOptions()
     s = SCALES[scale]
-    seeds = seed_list(seed, options.seeds or (2 if scale == "smoke" else 3))
-    report = Report("gregor", "Learned neuron and synapse update rules that remember (Gregor 2020)",
-                    command, seed, scale, settings_dict(s), seeds=seeds)  # fmt: skip
-    progress = Progress(out, "gregor", scale)
-    fp = fingerprint([settings_dict(s), VERSION])
-    per_seed = run_jobs(progress, [Job("all", sd, fp, compute, (scale,)) for sd in seeds], options.workers)
-    runs = [per_seed[("all", sd)] for sd in seeds]
+    done = run_seeds("gregor", "Learned neuron and synapse update rules that remember (Gregor 2020)", scale, seed,
+                     out, command, s, VERSION, compute, options or StudyOptions())  # fmt: skip
+    report, seeds, runs = done.report, done.seeds, done.runs
     # median over seeds of each recall value, and its 25th/75th percentiles
     stats = {key: np.percentile([r["recall"][key] for r in runs], [50, 25, 75], axis=0)
              for key in runs[0]["recall"]}  # fmt: skip
@@ -263,7 +258,5 @@ def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | 
         + f"\n\nTrained with truncated BPTT every {s.tbptt} steps; a sequence has 2·K·{s.hold} steps "
         f"(every pattern and cue is held {s.hold} step(s), the answer read at the cue's last step).\n\n{img}"
     )
-    report.add(f"Compute: {progress.total_seconds():.0f} s over all seeds; per-seed numbers in "
-               f"`{progress.path.name}`. Default scale: about 19 min for 3 seeds with one worker, 10 with "
-               "`--workers 2` (3x the single-seed run's measured time).")
+    report.add(done.compute_note(19, 10))
     return report.write(out)

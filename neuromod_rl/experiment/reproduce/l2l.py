@@ -22,15 +22,8 @@ import torch
 import torch.nn.functional as Fn
 from tqdm.auto import tqdm
 
-from neuromod_rl.experiment.reproduce.common import (
-    Report,
-    load_digits_split,
-    markdown_table,
-    new_figure,
-    save_figure,
-    settings_dict,
-)
-from neuromod_rl.experiment.reproduce.multiseed import Job, Progress, StudyOptions, fingerprint, run_jobs, seed_list
+from neuromod_rl.experiment.reproduce.common import load_digits_split, markdown_table, new_figure, save_figure
+from neuromod_rl.experiment.reproduce.multiseed import StudyOptions, run_seeds
 from neuromod_rl.plasticity.learned_optimizer import L2LOptimizer
 
 
@@ -304,15 +297,10 @@ def _miqr(values) -> str:
 
 
 def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | None = None) -> Path:
-    options = options or StudyOptions()
     s = SCALES[scale]
-    seeds = seed_list(seed, options.seeds or (2 if scale == "smoke" else 3))
-    report = Report("l2l", "Learning to learn by gradient descent by gradient descent (Andrychowicz et al. 2016)",
-                    command, seed, scale, settings_dict(s), seeds=seeds)  # fmt: skip
-    progress = Progress(out, "l2l", scale)
-    fp = fingerprint([settings_dict(s), VERSION])
-    per_seed = run_jobs(progress, [Job("all", sd, fp, compute, (scale,)) for sd in seeds], options.workers)
-    runs = [per_seed[("all", sd)] for sd in seeds]
+    done = run_seeds("l2l", "Learning to learn by gradient descent by gradient descent (Andrychowicz et al. 2016)",
+                     scale, seed, out, command, s, VERSION, compute, options or StudyOptions())  # fmt: skip
+    report, seeds, runs = done.report, done.seeds, done.runs
 
     # -- quadratics -----------------------------------------------------------------------------------
     curves = _median_curves(runs, "quadratics")
@@ -380,7 +368,5 @@ def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | 
         + ", ".join(f"{v:.3g}" for v in runs[0]["mlp"]["history"])
         + f"\n\n{img_m}"
     )
-    report.add(f"Compute: {progress.total_seconds():.0f} s over all seeds; per-seed numbers in "
-               f"`{progress.path.name}`. Default scale: about 10 min for 3 seeds with one worker, 5 with "
-               "`--workers 2` (3x the single-seed run's measured time).")
+    report.add(done.compute_note(10, 5))
     return report.write(out)

@@ -41,6 +41,14 @@ def smoke_changes(episode: int, change_at: int) -> dict[str, Any]:
     }
 
 
+#: the scales of the MuJoCo studies: seconds for the tests, each YAML's budget, the paper's size
+SCALES = {
+    "smoke": Scale(seeds=2, n_timesteps=160, eval_episodes=2, changes=smoke_changes(40, 20)),
+    "default": Scale(),
+    "paper": Scale(seeds=5, n_timesteps=2_000_000, eval_episodes=64),
+}
+
+
 def agents(files: dict[str, str]) -> dict[str, rl.Agent]:
     """``{label: Agent}`` from ``{label: YAML file name}``."""
     return {label: rl.yaml_agent(label, name) for label, name in files.items()}

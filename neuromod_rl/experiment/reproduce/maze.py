@@ -16,11 +16,10 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-from neuromod_rl.experiment.environment import make_env
 from neuromod_rl.experiment.reproduce import backpropamine as bp
 from neuromod_rl.experiment.reproduce import rl
 from neuromod_rl.experiment.reproduce.common import markdown_table
-from neuromod_rl.experiment.reproduce.multiseed import StudyOptions, median_of
+from neuromod_rl.experiment.reproduce.multiseed import StudyOptions
 
 HYPERPARAMETERS = {"n_steps": 200, "batch_size": 1600, "n_epochs": 4, "learning_rate": "lin_1e-3", "gamma": 0.9,
                    "ent_coef": 0.03, "vf_coef": 0.1, "max_grad_norm": 4.0}
@@ -33,11 +32,7 @@ SCALES = {
 
 
 def evaluate(cfg, model, normalizer, seed: int, episodes: int) -> dict[str, Any]:
-    env = make_env(cfg)
-    try:
-        train_goals, test_goals = env.unwrapped.task_split(cfg.seed)
-    finally:
-        env.close()
+    train_goals, test_goals = rl.task_split(cfg)
     test = rl.evaluate(cfg, model, normalizer, test_goals, episodes, seed)
     train = rl.evaluate(cfg, model, normalizer, train_goals, episodes, seed)
     return {"test_return": float(np.mean(test["returns"])), "train_return": float(np.mean(train["returns"]))}
@@ -53,22 +48,19 @@ STUDY = bp.Study("maze", "Maze with an invisible goal (Backpropamine): retroacti
 def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | None = None) -> Path:
     from neuromod_rl.envs.baselines import maze_return
 
-    options = options or StudyOptions()
-    report, results, names, sizes, described, progress, seeds = bp.train_all(STUDY, scale, seed, out, command,
-                                                                              options)
-    m = {n: median_of(results, n, "test_return") for n in names}
+    o = bp.train_all(STUDY, scale, seed, out, command, options or StudyOptions())
+    report = o.report
+    m = {n: o.median(n, "test_return") for n in o.names}
     report.claim("retroactive >= simple modulation (held-out goals, median return)", m[bp.RETRO] >= m[bp.SIMPLE],
                  f"{m[bp.RETRO]:.2f} vs {m[bp.SIMPLE]:.2f}")
     report.claim("simple modulation > non-modulated plastic", m[bp.SIMPLE] > m[bp.PLASTIC],
                  f"{m[bp.SIMPLE]:.2f} vs {m[bp.PLASTIC]:.2f}")
     report.claim("non-modulated plastic > non-plastic", m[bp.PLASTIC] > m[bp.RNN],
                  f"{m[bp.PLASTIC]:.2f} vs {m[bp.RNN]:.2f}")
-    size = int(gymnasium.spec(described[names[0]]["config"]["env"]).kwargs.get("size", 13))
+    size = int(gymnasium.spec(o.described[o.names[0]]["config"]["env"]).kwargs.get("size", 13))
     n_ref = 50 if scale == "smoke" else 2000
     refs = [["random walk (floor)", maze_return("random", size, n_episodes=n_ref, seed=seed)],
             ["oracle that knows the goal (ceiling)", maze_return("oracle", size, n_episodes=n_ref, seed=seed)]]
     report.add(f"## References on the {size}x{size} maze ({n_ref} episodes)\n\n"
                + markdown_table(["policy", "mean episode return"], refs))
-    bp.common_sections(report, STUDY, results, names, sizes, described, progress, seeds, options, out,
-                       [("test_return", "held-out goals: return"), ("train_return", "training goals: return")])
-    return report.write(out)
+    return bp.finish(o, out, [("test_return", "held-out goals: return"), ("train_return", "training goals: return")])

@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -156,6 +156,35 @@ def run_jobs(progress: Progress, jobs: Sequence[Job], workers: int = 1,
             result, seconds = fut.result()
             finish(k, futures[fut], result, seconds)
     return results
+
+
+class SeedRuns(NamedTuple):
+    """A study whose whole computation for one seed is one job: its report, progress, seeds and results."""
+
+    report: Any  # common.Report
+    progress: Progress
+    seeds: list[int]
+    runs: list[dict[str, Any]]  # one result per seed, in seed order
+
+    def compute_note(self, one_worker_min: int, two_workers_min: int) -> str:
+        """The report's compute paragraph: the seeds' summed time and the default scale's estimate."""
+        return (f"Compute: {self.progress.total_seconds():.0f} s over all seeds; per-seed numbers in "
+                f"`{self.progress.path.name}`. Default scale: about {one_worker_min} min for 3 seeds with one "
+                f"worker, {two_workers_min} with `--workers 2` (3x the single-seed run's measured time).")
+
+
+def run_seeds(study: str, title: str, scale: str, seed: int, out: Path, command: str, settings: Any, version: str,
+              compute: Callable[[str, int, str], dict[str, Any]], options: StudyOptions) -> SeedRuns:
+    """Run ``compute("all", seed, scale)`` for every seed (3, 2 at the smoke scale, or ``--seeds``) as one
+    job each, fingerprinted by ``settings`` (a dataclass) and ``version``, and start the report."""
+    from neuromod_rl.experiment.reproduce.common import Report, settings_dict
+
+    seeds = seed_list(seed, options.seeds or (2 if scale == "smoke" else 3))
+    report = Report(study, title, command, seed, scale, settings_dict(settings), seeds=seeds)
+    progress = Progress(out, study, scale)
+    fp = fingerprint([settings_dict(settings), version])
+    per_seed = run_jobs(progress, [Job("all", sd, fp, compute, (scale,)) for sd in seeds], options.workers)
+    return SeedRuns(report, progress, seeds, [per_seed[("all", sd)] for sd in seeds])
 
 
 # ------------------------------------------------------------------------------ statistics

@@ -19,8 +19,11 @@ state carried through each episode):
   defaults (MLPs of ``net_arch``), RecurrentPPO with 3x their steps and the settings of
   :data:`RPPO_CHEETAH` (with rl-zoo's ``VecNormalize``).
 
-The default scale is sized for about an hour on 2 cores (two runs at once, one thread each); the
-``paper`` scale trains the HalfCheetah agents 20x longer.
+The default scale is sized for about an hour on 2 cores with ``--workers 2`` (two runs at once, one
+thread each); the ``paper`` scale trains the HalfCheetah agents 20x longer. Each (task, method, seed)
+is one job of :mod:`.multiseed`: its result is saved as soon as it is done (``--seeds`` sets how many
+seeds), so a stopped study resumes where it was and a method whose budget or settings changed re-runs
+alone.
 
 Target claim (issue 12): on the masked task PlasticSAC reaches the return of SB3 SAC on full
 observations within 1.5x the steps SAC needed. "Reaching" a return ``R``: the median over seeds of
@@ -30,8 +33,8 @@ noisy); ``R`` is the ceiling run's final median.
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,9 +42,19 @@ from typing import Any
 import numpy as np
 
 from neuromod_rl.experiment.reproduce.common import Report, markdown_table, new_figure, save_figure, settings_dict
-from neuromod_rl.experiment.reproduce.multiseed import seed_list
+from neuromod_rl.experiment.reproduce.multiseed import (
+    Job,
+    Progress,
+    StudyOptions,
+    fingerprint,
+    median_iqr,
+    plot_bands,
+    run_jobs,
+    seed_list,
+)
 
 PENDULUM, PENDULUM_FULL, CHEETAH = "neuromod_rl/PendulumNoVel-v1", "Pendulum-v1", "neuromod_rl/CrippledHalfCheetah-v0"
+VERSION = "offpolicy-1"  # bump when run_job changes (finished runs are then recomputed)
 LABELS = {
     "sac_full": "SB3 SAC, full observation (ceiling)",
     "sac": "SB3 SAC (memoryless)",
@@ -65,7 +78,6 @@ RPPO_CHEETAH = dict(n_steps=512, batch_size=128, n_epochs=5, learning_rate=3e-4,
 @dataclass(frozen=True)
 class Settings:
     seeds: int = 3
-    workers: int = 2  # training processes at once, one torch thread each
     eval_episodes: int = 5
     sac_full_steps: int = 12_000  # the ceiling's budget (rl-zoo gives SAC 20k on Pendulum-v1; it is done by ~10k)
     pendulum_eval_every: int = 1_000
@@ -89,7 +101,7 @@ class Settings:
 
 
 SCALES = {
-    "smoke": Settings(seeds=2, workers=1, eval_episodes=1, sac_full_steps=40, pendulum_eval_every=20,
+    "smoke": Settings(seeds=2, eval_episodes=1, sac_full_steps=40, pendulum_eval_every=20,
                       pendulum_rppo_steps=32, rppo_envs=2, ablation=True, cheetah_steps=40, cheetah_rppo_steps=32,
                       cheetah_eval_every=20, change_at=10, learning_starts=16, net_arch=(8,), hidden_size=4,
                       sequence_length=4, rppo_tiny=True, episode_steps=20),
@@ -99,13 +111,25 @@ SCALES = {
 }  # fmt: skip
 
 
+#: the settings that are budgets: each run's own is in its RunSpec (steps, eval_every)
+BUDGETS = ("seeds", "sac_full_steps", "pendulum_eval_every", "pendulum_rppo_steps", "ablation", "cheetah_steps",
+           "cheetah_rppo_steps", "cheetah_eval_every")
+
+
 @dataclass(frozen=True)
-class Job:
+class RunSpec:
+    """One training run of the study: a method on a task from one seed, with its budget."""
+
     task: str  # "pendulum" | "cheetah"
     method: str
     seed: int
     steps: int
     eval_every: int
+
+    @property
+    def agent(self) -> str:
+        """The run's name in the progress file (with its seed)."""
+        return f"{self.task}/{self.method}"
 
 
 # -- one training run (runs in a worker process) -----------------------------------------------------
@@ -139,7 +163,7 @@ def episode_rewards(model, venv, episodes: int) -> np.ndarray:
     return np.array(out)
 
 
-def _build(job: Job, s: Settings, venv):
+def _build(job: RunSpec, s: Settings, venv):
     from sb3_contrib import RecurrentPPO
     from stable_baselines3 import SAC
 
@@ -159,15 +183,15 @@ def _build(job: Job, s: Settings, venv):
     return RecurrentPPO("MlpLstmPolicy", venv, seed=job.seed, **hp)
 
 
-def run_job(job: Job, s: Settings, threads: int | None = 1) -> dict[str, Any]:
-    """Train one method from one seed; returns its learning curve and final per-step evaluation rewards."""
-    import torch
+def run_job(agent: str, seed: int, steps: int, eval_every: int, s: Settings) -> dict[str, Any]:
+    """Train one method (``agent`` is ``"task/method"``) from one seed for ``steps`` env steps, evaluated
+    every ``eval_every``; returns its learning curve and final per-step evaluation rewards."""
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize, sync_envs_normalization
 
-    if threads is not None:
-        torch.set_num_threads(threads)
+    task, _, method = agent.partition("/")
+    job = RunSpec(task, method, seed, steps, eval_every)
     start = time.perf_counter()
     n_envs = s.rppo_envs if (job.method == "recurrent_ppo" and job.task == "pendulum") else 1
     venv = make_vec_env(lambda: _env(job.task, job.method, s), n_envs=n_envs, seed=job.seed)
@@ -202,35 +226,37 @@ def run_job(job: Job, s: Settings, threads: int | None = 1) -> dict[str, Any]:
 
 
 # -- the study ----------------------------------------------------------------------------------------
-def jobs_for(s: Settings, seed: int) -> list[Job]:
+def jobs_for(s: Settings, seed: int) -> list[RunSpec]:
+    """Every run of the study: ``s.seeds`` seeds from ``seed``, each method with its budget."""
     jobs = []
     for sd in seed_list(seed, s.seeds):
         methods = [("sac_full", s.sac_full_steps), ("sac", s.pendulum_steps), ("plastic_sac", s.pendulum_steps),
                    ("recurrent_ppo", s.pendulum_rppo_steps)] + [("plastic_sac_frozen", s.pendulum_steps)] * s.ablation
         for method, steps in methods:
             every = s.pendulum_eval_every * (5 if method == "recurrent_ppo" else 1)
-            jobs.append(Job("pendulum", method, sd, steps, every))
+            jobs.append(RunSpec("pendulum", method, sd, steps, every))
         for method, steps in (("sac", s.cheetah_steps), ("plastic_sac", s.cheetah_steps),
                               ("recurrent_ppo", s.cheetah_rppo_steps)):  # fmt: skip
             every = s.cheetah_eval_every * (2 if method == "recurrent_ppo" else 1)
-            jobs.append(Job("cheetah", method, sd, steps, every))
+            jobs.append(RunSpec("cheetah", method, sd, steps, every))
     return jobs
 
 
-def run_all(jobs: list[Job], s: Settings) -> list[dict[str, Any]]:
-    if s.workers <= 1:
-        return [run_job(j, s, threads=None) for j in jobs]
-    import multiprocessing as mp
+def run_fingerprint(spec: RunSpec, s: Settings) -> str:
+    """What a run's result depends on: its method and budget, the settings every run shares, and the
+    RecurrentPPO settings of its task (for RecurrentPPO)."""
+    shared = {k: v for k, v in settings_dict(s).items() if k not in BUDGETS}
+    rppo = (RPPO_PENDULUM if spec.task == "pendulum" else RPPO_CHEETAH) if spec.method == "recurrent_ppo" else None
+    return fingerprint([spec.task, spec.method, spec.steps, spec.eval_every, shared, rppo, VERSION])
 
-    results = []
-    with ProcessPoolExecutor(max_workers=s.workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(run_job, j, s) for j in sorted(jobs, key=lambda j: -j.steps)]
-        for f in as_completed(futures):
-            r = f.result()
-            results.append(r)
-            job = r["job"]
-            print(f"  {job['task']} {job['method']} seed {job['seed']}: {r['seconds']:.0f} s", flush=True)
-    return results
+
+def run_all(specs: list[RunSpec], s: Settings, progress: Progress, workers: int) -> list[dict[str, Any]]:
+    """Every run's result, in the order of ``specs``: trained now (the longest first, for the workers'
+    sake) or read back from ``progress``."""
+    jobs = [Job(spec.agent, spec.seed, run_fingerprint(spec, s), run_job, (spec.steps, spec.eval_every, s))
+            for spec in sorted(specs, key=lambda j: -j.steps)]  # fmt: skip
+    done = run_jobs(progress, jobs, workers)
+    return [done[(spec.agent, spec.seed)] for spec in specs]
 
 
 def _curves(results, task: str, method: str) -> tuple[np.ndarray, np.ndarray]:
@@ -240,13 +266,8 @@ def _curves(results, task: str, method: str) -> tuple[np.ndarray, np.ndarray]:
     return np.array([x for x, _ in runs[0][:n]]), np.array([[y for _, y in c[:n]] for c in runs])
 
 
-def _stats(values) -> tuple[float, float, float]:
-    q1, med, q3 = np.percentile(np.asarray(values, dtype=float), [25, 50, 75])
-    return float(med), float(q1), float(q3)
-
-
 def _fmt(values) -> str:
-    med, q1, q3 = _stats(values)
+    med, q1, q3 = median_iqr(values)
     return f"{med:.0f} [{q1:.0f}, {q3:.0f}]"
 
 
@@ -260,11 +281,7 @@ def first_reach(steps: np.ndarray, returns: np.ndarray, level: float) -> int | N
 def _plot_curves(ax, results, task: str, methods) -> None:
     for method in methods:
         steps, returns = _curves(results, task, method)
-        med, q1, q3 = np.percentile(returns, [50, 25, 75], axis=0)
-        ax.plot(steps, med, label=LABELS[method])
-        ax.fill_between(steps, q1, q3, alpha=0.2)
-    ax.set(xlabel="env steps", ylabel="evaluation return (median, IQR)")
-    ax.legend(fontsize=7)
+        plot_bands(ax, steps, {LABELS[method]: list(returns)}, "evaluation return (median, IQR)", "env steps")
 
 
 def _pendulum_section(report: Report, results, s: Settings, out: Path) -> None:
@@ -290,7 +307,7 @@ def _pendulum_section(report: Report, results, s: Settings, out: Path) -> None:
     )
     _, plastic = _curves(results, "pendulum", "plastic_sac")
     _, memoryless = _curves(results, "pendulum", "sac")
-    p, m = _stats(plastic[:, -1]), _stats(memoryless[:, -1])
+    p, m = median_iqr(plastic[:, -1]), median_iqr(memoryless[:, -1])
     report.claim(
         "PlasticSAC beats memoryless SB3 SAC on PendulumNoVel-v1 at the same steps (IQRs apart)",
         p[1] > m[2],
@@ -300,7 +317,7 @@ def _pendulum_section(report: Report, results, s: Settings, out: Path) -> None:
     report.claim(
         f"PlasticSAC after {s.pendulum_steps} steps matches RecurrentPPO after {s.pendulum_rppo_steps} "
         "(final median at least as high)",
-        p[0] >= _stats(rppo[:, -1])[0],
+        p[0] >= median_iqr(rppo[:, -1])[0],
         f"PlasticSAC {_fmt(plastic[:, -1])}, RecurrentPPO {_fmt(rppo[:, -1])}",
     )
     fig, axes = new_figure(ncols=1, width=7)
@@ -332,7 +349,7 @@ def _cheetah_section(report: Report, results, s: Settings, out: Path) -> None:
                      _fmt(per_split["test"][0]), _fmt(per_split["test"][1])])  # fmt: skip
     report.claim(
         "after a mid-episode failure of the held-out joint PlasticSAC earns more than SB3 SAC (same steps, median)",
-        _stats(after["plastic_sac"])[0] > _stats(after["sac"])[0],
+        median_iqr(after["plastic_sac"])[0] > median_iqr(after["sac"])[0],
         f"return after step {s.change_at}: PlasticSAC {_fmt(after['plastic_sac'])}, SAC {_fmt(after['sac'])}",
     )
     fig, axes = new_figure(ncols=2)
@@ -355,13 +372,16 @@ def _cheetah_section(report: Report, results, s: Settings, out: Path) -> None:
     )
 
 
-def run(scale: str, seed: int, out: Path, command: str, settings: Settings | None = None) -> Path:
+def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | None = None,
+        settings: Settings | None = None) -> Path:
+    options = options or StudyOptions()
     s = settings or SCALES[scale]
-    jobs = jobs_for(s, seed)
+    s = dataclasses.replace(s, seeds=options.seeds or s.seeds)
+    seeds = seed_list(seed, s.seeds)
     report = Report("offpolicy", "Off-policy plastic agents: PlasticSAC vs SAC vs RecurrentPPO", command, seed, scale,
-                    {**settings_dict(s), "pendulum_steps": s.pendulum_steps},
-                    seeds=sorted({job.seed for job in jobs}))  # fmt: skip
-    results = run_all(jobs, s)
+                    {**settings_dict(s), "pendulum_steps": s.pendulum_steps}, seeds=seeds)  # fmt: skip
+    progress = Progress(out, "offpolicy", scale)
+    results = run_all(jobs_for(s, seed), s, progress, options.workers)
     _pendulum_section(report, results, s, out)
     _cheetah_section(report, results, s, out)
     seconds = sorted(((r["job"]["task"], r["job"]["method"]), r["seconds"]) for r in results)
@@ -370,6 +390,7 @@ def run(scale: str, seed: int, out: Path, command: str, settings: Settings | Non
         totals[key] = totals.get(key, 0.0) + sec
     rows = [[task, LABELS[m], round(v)] for (task, m), v in totals.items()]
     table = markdown_table(["task", "method", "seconds"], rows)
-    report.add(f"## Training time (wall seconds per run, summed over seeds; {s.workers} run(s) at once)\n\n{table}")
+    report.add(f"## Training time (wall seconds per run, summed over seeds; {options.workers} run(s) at once)\n\n"
+               f"{table}\n\nEvery run's numbers: `{progress.path.name}`.")
     return report.write(out)
 

@@ -227,6 +227,17 @@ def load_trained(run, cfg: ExperimentConfig):
     return load_model(run, cfg), normalize.load(run)
 
 
+def task_split(cfg: ExperimentConfig, **sizes: int) -> tuple[list[Any], list[Any]]:
+    """The env's ``(train, test)`` tasks, fixed by the config's seed (``sizes``: ``n_train``, ``n_test``)."""
+    from neuromod_rl.experiment.environment import make_env
+
+    env = make_env(cfg)
+    try:
+        return env.unwrapped.task_split(cfg.seed, **sizes)
+    finally:
+        env.close()
+
+
 def evaluate(cfg: ExperimentConfig, model, normalizer, tasks: list[Any] | None, episodes: int, seed: int,
              info_keys: tuple[str, ...] = (), batch: int | None = None) -> dict[str, np.ndarray]:
     """Per-step traces of ``episodes`` episodes on ``tasks`` (cycled), all envs in lockstep batches."""

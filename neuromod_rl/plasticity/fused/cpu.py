@@ -23,7 +23,7 @@ from neuromod_rl.plasticity.fused.spec import (
     LayerParams,
     ModParams,
 )
-from neuromod_rl.plasticity.fused.torch_ops import allocate_outputs
+from neuromod_rl.plasticity.fused.torch_ops import allocate_outputs, forward_outputs
 
 available = build.available
 
@@ -266,12 +266,7 @@ class FusedPlasticCPU(torch.autograd.Function):
         h0, c0 = (None if t is None else t.contiguous() for t in (h0, c0))
         ctx.save_for_backward(starts_u8, xp.contiguous() if cfg.cell == "mlp" else None, h0, c0, H, AUX, MS, F_ck,
                               E_ck, F_init, wm, bm, wf, bf, *flat)
-        M = MF if MF is not None else MS
-        ctx.mark_non_differentiable(*([M] if M is not None else []))
-        empty = xp.new_empty(0)
-        hT = H[-1].clone() if cfg.cell != "mlp" else empty
-        cT = AUX[-1, :, : cfg.hidden].clone() if cfg.cell == "lstm" else empty
-        return H, hT, cT, F, E if E is not None else empty, M if M is not None else empty
+        return forward_outputs(ctx, cfg, xp, H, AUX, MS, MF, F, E)
 
     @staticmethod
     def backward(ctx, gH, ghT, gcT, gFT, gET, _gM):

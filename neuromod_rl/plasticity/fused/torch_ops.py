@@ -156,12 +156,7 @@ class FusedPlasticTorch(torch.autograd.Function):
                     MF[t] = m
         ctx.cfg = cfg
         ctx.save_for_backward(starts, xp, ext, h0, c0, H, AUX, MS, F_ck, E_ck, F_init, wm, bm, wf, bf, *flat)
-        M = MF if MF is not None else MS
-        ctx.mark_non_differentiable(*([M] if M is not None else []))
-        empty = xp.new_empty(0)
-        hT = H[-1].clone() if cfg.cell != "mlp" else empty
-        cT = AUX[-1, :, : cfg.hidden].clone() if cfg.cell == "lstm" else empty
-        return H, hT, cT, F, E if E is not None else empty, M if M is not None else empty
+        return forward_outputs(ctx, cfg, xp, H, AUX, MS, MF, F, E)
 
     @staticmethod
     def backward(ctx, gH, ghT, gcT, gFT, gET, _gM):
@@ -337,3 +332,14 @@ def allocate_outputs(xp: Tensor, cfg: FusedConfig, with_eligibility: bool, check
         xp.new_empty(nck, B, cfg.trace_size) if checkpoints else None,
         xp.new_empty(nck, B, cfg.trace_size) if with_eligibility and checkpoints else None,
     )
+
+
+def forward_outputs(ctx, cfg: FusedConfig, xp: Tensor, H: Tensor, AUX, MS, MF, F: Tensor, E):
+    """What a fused forward returns, ``(H, h_T, c_T, F_T, E_T, M)`` (empty tensors for what the cell does
+    not have), ``M`` (the fan-out when used, else the scalar modulation) marked non-differentiable."""
+    M = MF if MF is not None else MS
+    ctx.mark_non_differentiable(*([M] if M is not None else []))
+    empty = xp.new_empty(0)
+    hT = H[-1].clone() if cfg.cell != "mlp" else empty
+    cT = AUX[-1, :, : cfg.hidden].clone() if cfg.cell == "lstm" else empty
+    return H, hT, cT, F, E if E is not None else empty, M if M is not None else empty
