@@ -66,7 +66,7 @@ class CoreConfig:
     """
 
     rule: str = "neuromod"
-    core: str = "rnn"
+    core: str = "lstm"
     hidden_size: int = 64
     alpha_shape: str = "full"
     modulation: str | None = "auto"

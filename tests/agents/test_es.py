@@ -36,7 +36,7 @@ def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 def test_es_solves_the_delayed_cue_memory_task_in_fixed_generations():
     """A plastic RNN must carry the cue over the delay: a feed-forward policy stays at chance (0.5)."""
     model = ESTrainer("MlpPlasticPolicy", cue_env(), popsize=16, lr=0.2, sigma=0.1, episodes_per_member=8,
-                      num_actors=0, seed=0, policy_kwargs=dict(rule="neuromod", hidden_size=8))  # fmt: skip
+                      num_actors=0, seed=0, policy_kwargs=dict(rule="neuromod", core="rnn", hidden_size=8))  # fmt: skip
     before = model.score(episodes=100, seed=123).mean()
     model.learn(10**9, generations=15)
     after = model.score(episodes=100, seed=123).mean()

@@ -56,8 +56,9 @@ def test_nan_state_passed_in_is_named():
 
 
 def test_runaway_traces_are_named():
-    # finite weights, a rate and a bound so large that alpha * F overflows within a few steps
-    policy = _policy(rule="clipped", rule_kwargs={"clip": 1e38, "eta": 1e37})
+    # finite weights, a rate and a bound so large that alpha * F overflows within a few steps; the
+    # ungated RNN core turns that into NaN (the LSTM's gates saturate instead)
+    policy = _policy(core="rnn", rule="clipped", rule_kwargs={"clip": 1e38, "eta": 1e37})
     with torch.no_grad():
         policy.core.rule.alpha.fill_(1e30)
     obs, state = np.ones((1, 4), np.float32), None

@@ -106,7 +106,7 @@ def test_cli_export_onnx_runs_without_torch(tmp_path, trained_run, capsys):
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert meta["format"] == ONNX_FORMAT and "tiny" in meta["config"]
     layout = json.loads(meta["state_layout"])
-    assert [f["field"] for f in layout] == ["pi.h", "pi.F"] and layout[-1]["offset"] + layout[-1]["size"] == int(
+    assert [f["field"] for f in layout] == ["pi.h", "pi.c", "pi.F"] and layout[-1]["offset"] + layout[-1]["size"] == int(
         meta["state_dim"])
     script = textwrap.dedent(f"""
         import sys

@@ -39,7 +39,9 @@ def test_two_trial_sweep_makes_two_runs_and_a_comparison(tmp_path, ray_session, 
         assert saved["policy_kwargs"]["hidden_size"] == trial["point"]["policy_kwargs.hidden_size"]
         lr = trial["point"]["hyperparameters.learning_rate"]
         assert saved["hyperparameters"]["learning_rate"] == pytest.approx(lr)
-        assert saved["n_timesteps"] == 80  # trained to the full budget, in 2 resumed segments
+        # trained rung by rung (40 steps, then resumed to 80) unless ASHA stopped it after the first rung
+        assert saved["n_timesteps"] == 40 * trial["rungs_done"] and trial["rungs_done"] in (1, 2)
+    assert max(t["rungs_done"] for t in summary["trials"]) == 2  # ASHA lets the first trial at a rung go on
     comparison = (sweep_dir / "compare" / "compare.md").read_text()
     assert all(d.name.rsplit("-", 2)[0] in comparison for d in run_dirs)  # one group per trial
     assert "Sweep:" in capsys.readouterr().out

@@ -36,7 +36,7 @@ SAC_HPARAMS: dict[str, Any] = dict(
     learning_rate=3e-4, buffer_size=100_000, batch_size=256, learning_starts=1_000, train_freq=1, gradient_steps=1,
     gamma=0.99, tau=0.005, policy_kwargs=dict(net_arch=[256, 256]), seed=0,
 )
-PLASTIC_KWARGS: dict[str, Any] = dict(rule="neuromod", core="rnn", hidden_size=64)
+PLASTIC_KWARGS: dict[str, Any] = dict(rule="neuromod", hidden_size=64)  # the default core
 SEQUENCE_LENGTH = 32
 ALGORITHMS: dict[str, str] = {
     "sac_mlp": "SB3 SAC MlpPolicy",
