@@ -50,6 +50,10 @@ def test_bad_arguments_give_clear_errors(tmp_path, capsys):
     assert "--workers must be positive" in capsys.readouterr().err
     assert reproduce.main(["gregor", "--budget", "1000", "--out", str(tmp_path)]) == 2
     assert "--budget applies to the RL studies" in capsys.readouterr().err
+    assert reproduce.main(["bandit", "--tasks", "CartPoleNoVel-v1", "--out", str(tmp_path)]) == 2
+    assert "--tasks applies to the studies ['pomdp']" in capsys.readouterr().err
+    assert reproduce.main(["pomdp", "--tasks", "CartPole-v1", "--out", str(tmp_path)]) == 2
+    assert "unknown pomdp task(s) ['CartPole-v1']; choose from" in capsys.readouterr().err
     with pytest.raises(ValueError, match="digits classes are 0..9"):
         load_digits_split([3, 12])
 
@@ -95,6 +99,7 @@ def test_pomdp_suite_smoke_writes_report_and_resumes(tmp_path):
     report = (tmp_path / "pomdp.md").read_text()
     assert "| claim | reproduced | evidence |" in report and "RecurrentPPO (LSTM, zoo)" in report
     assert "env-steps/s (timed)" in report and (tmp_path / "pomdp_curves.png").stat().st_size > 0
+    assert "share of fast weights at the clip bound" in report and (tmp_path / "pomdp_traces.png").stat().st_size > 0
     store = tmp_path / "pomdp.smoke.runs.json"
     runs = json.loads(store.read_text())["runs"]
     assert sorted(k.split("/")[1] for k in runs) == sorted(pomdp.AGENTS)
@@ -102,6 +107,17 @@ def test_pomdp_suite_smoke_writes_report_and_resumes(tmp_path):
     before = store.stat().st_mtime_ns
     assert reproduce.main(["pomdp", "--scale", "smoke", "--out", str(tmp_path)]) == 0
     assert store.stat().st_mtime_ns == before
+
+
+def test_pomdp_tasks_option_keeps_the_suites_order():
+    """``--tasks`` runs a subset of the suite (the report then covers only those), in the suite's order."""
+    from neuromod_rl.experiment.reproduce.pomdp import SCALES, _with_tasks
+
+    s = _with_tasks(SCALES["default"], ("CartPoleNoVel-v1", "PendulumNoVel-v1"))
+    assert s.tasks == ("PendulumNoVel-v1", "CartPoleNoVel-v1") and s.seeds == SCALES["default"].seeds
+    assert _with_tasks(SCALES["default"], None) is SCALES["default"]
+    with pytest.raises(ValueError, match="unknown pomdp task"):
+        _with_tasks(SCALES["default"], ("Nope-v0",))
 
 
 def test_steps_to_level():

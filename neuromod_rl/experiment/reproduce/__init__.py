@@ -37,6 +37,8 @@ REPRODUCTIONS = {
 SCALES = ("smoke", "default", "paper")
 #: the studies that train RL agents (they take --budget)
 RL_STUDIES = ("crippled-cheetah", "crippled-ant", "cheetah-vel", "bandit", "cue", "maze")
+#: the studies made of several tasks (they take --tasks)
+TASK_STUDIES = ("pomdp",)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the studies keep their run directories (models, checkpoints, logs)")
     p.add_argument("--budget", type=int, default=None, metavar="STEPS",
                    help="RL studies: env steps per run for every agent, instead of the scale's")
+    p.add_argument("--tasks", default=None, metavar="ID[,ID...]",
+                   help="pomdp: run only these tasks (comma-separated; default: every task of the scale)")
     return p
 
 
@@ -75,9 +79,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.budget is not None and args.name not in RL_STUDIES:
         print(f"--budget applies to the RL studies {list(RL_STUDIES)}, not {args.name!r}", file=sys.stderr)
         return 2
+    if args.tasks is not None and args.name not in TASK_STUDIES:
+        print(f"--tasks applies to the studies {list(TASK_STUDIES)}, not {args.name!r}", file=sys.stderr)
+        return 2
+    tasks = None if args.tasks is None else tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+    if tasks is not None and not tasks:
+        print("--tasks needs at least one task id", file=sys.stderr)
+        return 2
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     module = importlib.import_module(REPRODUCTIONS[args.name])
+    unknown = [t for t in tasks or () if t not in getattr(module, "TASKS", {})]
+    if unknown:
+        print(f"unknown {args.name} task(s) {unknown}; choose from {list(module.TASKS)}", file=sys.stderr)
+        return 2
     parts = [args.name, "--scale", args.scale, "--seed", str(args.seed), "--out", str(args.out)]
     if args.seeds is not None:
         parts += ["--seeds", str(args.seeds)]
@@ -87,9 +102,12 @@ def main(argv: list[str] | None = None) -> int:
         parts += ["--runs-dir", str(args.runs_dir)]
     if args.budget is not None:
         parts += ["--budget", str(args.budget)]
+    if tasks is not None:
+        parts += ["--tasks", ",".join(tasks)]
     command = "neuromod-rl reproduce " + " ".join(parts)
     args.out.mkdir(parents=True, exist_ok=True)
-    options = StudyOptions(seeds=args.seeds, workers=args.workers, runs_dir=args.runs_dir, budget=args.budget)
+    options = StudyOptions(seeds=args.seeds, workers=args.workers, runs_dir=args.runs_dir, budget=args.budget,
+                           tasks=tasks)
     extra = {}
     if "options" in inspect.signature(module.run).parameters:
         extra["options"] = options

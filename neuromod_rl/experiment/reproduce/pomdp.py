@@ -25,6 +25,7 @@ runs; the runs' own training times are reported beside it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -199,18 +200,41 @@ def run_one(task_name: str, agent: str, seed: int, budget: int, evals: int, eval
         mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True)
         return float(mean)
 
-    curve, train_seconds = [], 0.0
+    curve, train_seconds, traces = [], 0.0, TraceStatistics()
     chunk = max(1, budget // evals)
     while model.num_timesteps < budget:
         start = time.perf_counter()
-        model.learn(min(chunk, budget - model.num_timesteps), reset_num_timesteps=False)
+        model.learn(min(chunk, budget - model.num_timesteps), reset_num_timesteps=False, callback=traces)
         train_seconds += time.perf_counter() - start
         curve.append((int(model.num_timesteps), evaluate(eval_episodes)))
     return {
         "task": task_name, "agent": agent, "seed": seed, "budget": budget, "curve": curve,
         "final_return": evaluate(final_episodes), "train_seconds": train_seconds,
-        "steps_per_second": model.num_timesteps / max(train_seconds, 1e-9),
+        "steps_per_second": model.num_timesteps / max(train_seconds, 1e-9), "trace_statistics": traces.rows,
     }  # fmt: skip
+
+
+def TraceStatistics():  # noqa: N802  (a callback class, built where SB3 is imported)
+    """A callback keeping the plastic core's per-rollout diagnostics as PlasticPPO logs them:
+    ``(step, share of fast weights at the clip bound, spread of M(t))``; empty for other agents."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class _TraceStatistics(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rows: list[tuple[int, float, float | None]] = []
+
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_rollout_end(self) -> None:
+            logged = self.logger.name_to_value
+            if "plastic/clip_fraction" in logged:
+                m = logged.get("plastic/modulation_std")
+                self.rows.append((int(self.num_timesteps), float(logged["plastic/clip_fraction"]),
+                                  None if m is None else float(m)))
+
+    return _TraceStatistics()
 
 
 # ------------------------------------------------------------------------------------------ the suite
@@ -373,9 +397,19 @@ def _plot(results: dict, s: Settings, seeds: list[int], out: Path) -> str:
     return save_figure(fig, out, "pomdp_curves.png")
 
 
+def _with_tasks(s: Settings, tasks: tuple[str, ...] | None) -> Settings:
+    """``s`` restricted to ``tasks`` (``--tasks``), in the suite's order; unknown ids are refused by name."""
+    if tasks is None:
+        return s
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise ValueError(f"unknown pomdp task(s) {unknown}; choose from {list(TASKS)}")
+    return dataclasses.replace(s, tasks=tuple(t for t in TASKS if t in tasks))
+
+
 def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | None = None) -> Path:
     options = options or StudyOptions()
-    s = SCALES[scale]
+    s = _with_tasks(SCALES[scale], options.tasks)
     seeds = multiseed.seed_list(seed, options.seeds or s.seeds)
     settings = {**s.__dict__, "tasks (rl-zoo3 settings)": {k: TASKS[k] for k in s.tasks}}
     report = Report(NAME, "Memory suite: plastic policies against RecurrentPPO on velocity-masked tasks",
@@ -398,7 +432,44 @@ def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | 
     report.add("## Results\n\n" + markdown_table(header, rows))
     thresholds = "\n".join(f"- {t}: {TASKS[t].threshold:g} ({TASKS[t].threshold_source})" for t in s.tasks)
     report.add(f"## Thresholds\n\n{thresholds}\n\n{_plot(results, s, seeds, out)}")
+    report.add(_trace_section(results, s, seeds, out))
     return report.write(out)
+
+
+def _trace_section(results: dict, s: Settings, seeds: list[int], out: Path) -> str:
+    """How saturated each plastic core's fast weights are, and how much M(t) varies, over training."""
+    plastic = [a for a in s.agents if a.startswith("plastic")]
+    rows, curves, steps = [], {}, None
+    for task in s.tasks:
+        for agent in plastic:
+            stats = [results[(f"{task}/{agent}", k)].get("trace_statistics") or [] for k in seeds
+                     if (f"{task}/{agent}", k) in results]  # fmt: skip
+            stats = [st for st in stats if st]
+            if not stats:
+                continue
+            late = [st[-max(1, len(st) // 5):] for st in stats]  # the last fifth of training
+            clip = multiseed.fmt_miqr([float(np.mean([r[1] for r in st])) for st in late])
+            spread = multiseed.fmt_miqr([float(np.nanmean([np.nan if r[2] is None else r[2] for r in st]))
+                                         for st in late])  # fmt: skip
+            rows.append([task, label(agent), len(stats), clip, spread])
+            if task == s.tasks[-1]:
+                n = min(len(st) for st in stats)
+                curves[label(agent)] = [[r[1] for r in st[:n]] for st in stats]
+                steps = np.asarray([r[0] for r in stats[0][:n]], dtype=float)
+    if not rows:
+        return "## The plastic cores' fast weights\n\nNo trace statistics were recorded."
+    table = markdown_table(["task", "agent", "seeds", "share of fast weights at the clip bound (last fifth)",
+                            "std of M(t) (last fifth)"], rows)  # fmt: skip
+    plot = ""
+    if curves:
+        fig, axes = new_figure(width=5.5)
+        multiseed.plot_bands(axes[0], steps, curves, "share of |F| at the clip bound", "env steps")
+        axes[0].set_title(f"{s.tasks[-1]}: trace saturation during training", fontsize=9)
+        plot = save_figure(fig, out, "pomdp_traces.png")
+    return ("## The plastic cores' fast weights\n\nPlasticPPO logs, every rollout, the share of fast-weight "
+            "entries sitting at the rule's clip bound (|F| = 1) and the spread of the neuromodulatory signal "
+            "M(t); below, their medians over seeds (and IQRs) in the last fifth of training.\n\n"
+            f"{table}\n\n{plot}")
 
 
 def main(argv: list[str]) -> int:
