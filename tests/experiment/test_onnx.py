@@ -106,8 +106,8 @@ def test_cli_export_onnx_runs_without_torch(tmp_path, trained_run, capsys):
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert meta["format"] == ONNX_FORMAT and "tiny" in meta["config"]
     layout = json.loads(meta["state_layout"])
-    assert [f["field"] for f in layout] == ["pi.h", "pi.c", "pi.F"] and layout[-1]["offset"] + layout[-1]["size"] == int(
-        meta["state_dim"])
+    assert [f["field"] for f in layout] == ["pi.h", "pi.c", "pi.F"]  # the default (LSTM) core
+    assert layout[-1]["offset"] + layout[-1]["size"] == int(meta["state_dim"])
     script = textwrap.dedent(f"""
         import sys
         sys.modules["torch"] = None  # importing torch now fails: the graph must run without it
