@@ -216,8 +216,8 @@ def test_bandit_regret_carries_its_standard_error(smoke):
 def test_sizes_are_matched_by_parameter_count(smoke):
     out, _ = smoke
     report = (out / "cue.md").read_text()
-    rows = dict(re.findall(r"^\| (retroactive modulation|simple modulation|plastic \(non-modulated\)|non-plastic RNN|"
-                           r"LSTM \(RecurrentPPO\)) \| \d+ \| (\d+) \|$", report, flags=re.M))
+    variants = r"retroactive modulation|simple modulation|plastic \(non-modulated\)|non-plastic \(alpha = 0\)|"
+    rows = dict(re.findall(rf"^\| ({variants}LSTM \(RecurrentPPO\)) \| \d+ \| (\d+) \|$", report, flags=re.M))
     assert len(rows) == 5
     counts = {k: int(v) for k, v in rows.items()}
     assert all(abs(c - counts["simple modulation"]) / counts["simple modulation"] < 0.3 for c in counts.values())

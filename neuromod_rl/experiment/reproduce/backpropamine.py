@@ -28,7 +28,7 @@ from neuromod_rl.experiment.reproduce import multiseed, rl
 from neuromod_rl.experiment.reproduce.common import Report, markdown_table, new_figure, save_figure
 
 RETRO, SIMPLE, PLASTIC, RNN, LSTM = ("retroactive modulation", "simple modulation", "plastic (non-modulated)",
-                                     "non-plastic RNN", "LSTM (RecurrentPPO)")  # fmt: skip
+                                     "non-plastic (alpha = 0)", "LSTM (RecurrentPPO)")  # fmt: skip
 
 
 @dataclass(frozen=True)

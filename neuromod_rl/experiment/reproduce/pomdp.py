@@ -430,6 +430,10 @@ def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | 
     header = ["task", "agent", "final return, median [IQR]", "steps to threshold", "steps to RecurrentPPO's final",
               "env-steps/s (timed)", "train s (median, as run)"]  # fmt: skip
     report.add("## Results\n\n" + markdown_table(header, rows))
+    skipped = [t for t in SCALES[scale].tasks if t not in s.tasks]
+    if skipped:
+        report.add(f"**Not in this report** (left out with `--tasks`): {', '.join(skipped)}. The suite's claims "
+                   "above cover only the tasks that ran.")
     thresholds = "\n".join(f"- {t}: {TASKS[t].threshold:g} ({TASKS[t].threshold_source})" for t in s.tasks)
     report.add(f"## Thresholds\n\n{thresholds}\n\n{_plot(results, s, seeds, out)}")
     report.add(_trace_section(results, s, seeds, out))
