@@ -40,7 +40,7 @@ PLASTIC_KWARGS: dict[str, Any] = dict(rule="neuromod", hidden_size=64)  # the de
 SEQUENCE_LENGTH = 32
 ALGORITHMS: dict[str, str] = {
     "sac_mlp": "SB3 SAC MlpPolicy",
-    "plastic_sac": f"PlasticSAC MlpPlasticPolicy (neuromod rnn 64, L={SEQUENCE_LENGTH})",
+    "plastic_sac": f"PlasticSAC MlpPlasticPolicy (neuromod, default core, 64, L={SEQUENCE_LENGTH})",
 }
 
 
@@ -148,11 +148,11 @@ def bench_offpolicy(
 
 def _print_table(report: dict[str, Any]) -> None:
     print(f"{report['env']}, 1 env, {report['timesteps']} timed steps each (one gradient step per env step)")
-    print(f"{'algorithm':50s} {'env-steps/s':>12s} {'replay B/step':>14s} {'of which state':>15s}")
+    print(f"{'algorithm':62s} {'env-steps/s':>12s} {'replay B/step':>14s} {'of which state':>15s}")
     for r in report["results"].values():
         replay = r["replay"]
         print(
-            f"{r['label']:50s} {r['steps_per_s']:12.1f} {replay['total_bytes_per_step']:14.1f} "
+            f"{r['label']:62s} {r['steps_per_s']:12.1f} {replay['total_bytes_per_step']:14.1f} "
             f"{replay['state_bytes_per_step']:15.1f}"
         )
     for k, v in report["ratios"].items():
