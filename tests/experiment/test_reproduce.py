@@ -70,7 +70,7 @@ def test_digits_split_relabels_in_the_given_order():
 def test_memorisation_protocol(hold):
     """Gregor task: K patterns, then K cues (first half of a stored pattern) in a permuted order;
     the answer (second half) is read at each cue's last step."""
-    from neuromod_rl.experiment.reproduce.gregor import memorisation_batch
+    from neuromod_rl.experiment.reproduce.metalearning.gregor import memorisation_batch
 
     k, bits = 3, 6
     x, target, read = memorisation_batch(5, k, bits, torch.Generator().manual_seed(0), hold=hold)
@@ -93,8 +93,9 @@ def test_memorisation_protocol(hold):
 def test_pomdp_suite_smoke_writes_report_and_resumes(tmp_path):
     """The memory suite at smoke scale: every agent trains, is evaluated and timed; the report has the
     claims and the table; a second call finds every run done (results are kept) and trains nothing."""
-    from neuromod_rl.experiment.reproduce import pomdp
+    from neuromod_rl.experiment.reproduce.memory import pomdp
 
+    assert pomdp.MODULE == pomdp.__name__  # the worker processes import it by this name
     assert reproduce.main(["pomdp", "--scale", "smoke", "--out", str(tmp_path)]) == 0
     report = (tmp_path / "pomdp.md").read_text()
     assert "| claim | reproduced | evidence |" in report and "RecurrentPPO (LSTM, zoo)" in report
@@ -111,7 +112,7 @@ def test_pomdp_suite_smoke_writes_report_and_resumes(tmp_path):
 
 def test_pomdp_tasks_option_keeps_the_suites_order():
     """``--tasks`` runs a subset of the suite (the report then covers only those), in the suite's order."""
-    from neuromod_rl.experiment.reproduce.pomdp import SCALES, _with_tasks
+    from neuromod_rl.experiment.reproduce.memory.pomdp import SCALES, _with_tasks
 
     s = _with_tasks(SCALES["default"], ("CartPoleNoVel-v1", "PendulumNoVel-v1"))
     assert s.tasks == ("PendulumNoVel-v1", "CartPoleNoVel-v1") and s.seeds == SCALES["default"].seeds
@@ -121,7 +122,7 @@ def test_pomdp_tasks_option_keeps_the_suites_order():
 
 
 def test_steps_to_level():
-    from neuromod_rl.experiment.reproduce.pomdp import steps_to
+    from neuromod_rl.experiment.reproduce.memory.pomdp import steps_to
 
     curve = [(100, -500.0), (200, -150.0), (300, -90.0)]
     assert steps_to(curve, -200) == 200 and steps_to(curve, 0) == float("inf")

@@ -34,7 +34,7 @@ def test_smoke_es_ant_writes_report_table_and_plots(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_es_ant_resumes_and_reruns_only_a_changed_method(tmp_path, monkeypatch):
-    from neuromod_rl.experiment.reproduce import es_ant
+    from neuromod_rl.experiment.reproduce.metalearning import es_ant
 
     args = ["es-ant", "--scale", "smoke", "--seeds", "1", "--out", str(tmp_path)]
     store = tmp_path / "es-ant.smoke.runs.json"

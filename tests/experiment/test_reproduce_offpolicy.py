@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from neuromod_rl.experiment import reproduce
-from neuromod_rl.experiment.reproduce.offpolicy import SCALES, first_reach, jobs_for
+from neuromod_rl.experiment.reproduce.memory.offpolicy import SCALES, first_reach, jobs_for
 
 from .conftest import run_study_twice
 
@@ -36,7 +36,7 @@ def test_default_scale_gives_plastic_sac_one_and_a_half_times_the_ceiling_budget
 
 @pytest.mark.slow
 def test_offpolicy_study_resumes_and_reruns_only_a_changed_budget(tmp_path, monkeypatch):
-    from neuromod_rl.experiment.reproduce import offpolicy
+    from neuromod_rl.experiment.reproduce.memory import offpolicy
 
     args = ["offpolicy", "--scale", "smoke", "--seeds", "1", "--out", str(tmp_path)]
     store = tmp_path / "offpolicy.smoke.runs.json"

@@ -88,8 +88,9 @@ def test_plastic_core_comes_from_coreconfig_in_every_study():
 def test_every_study_agent_builds_when_the_default_core_changes(monkeypatch):
     """The lead may pick another default core (type, size, gain sharing, modulation, its source):
     every plastic agent of every study follows it, and the non-modulated ablations stay non-modulated."""
-    from neuromod_rl.experiment.reproduce import backpropamine as bp
-    from neuromod_rl.experiment.reproduce import bandit, cue, maze
+    from neuromod_rl.experiment.reproduce.backpropamine import cue, maze
+    from neuromod_rl.experiment.reproduce.backpropamine import frame as bp
+    from neuromod_rl.experiment.reproduce.memory import bandit
 
     other = {"core": "lstm", "hidden_size": 6, "alpha_shape": "neuron", "modulation": "fanout",
              "modulation_source": "td_error"}
@@ -110,7 +111,7 @@ def test_every_study_agent_builds_when_the_default_core_changes(monkeypatch):
 
 
 def _study_yamls() -> list[str]:
-    from neuromod_rl.experiment.reproduce import cheetah_vel, crippled_ant, crippled_cheetah
+    from neuromod_rl.experiment.reproduce.mujoco import cheetah_vel, crippled_ant, crippled_cheetah
 
     return [*crippled_cheetah.STUDY.files.values(), *crippled_ant.STUDY.files.values(), *cheetah_vel.FILES.values()]
 

@@ -1,12 +1,14 @@
-"""``neuromod-rl reproduce NAME``: re-run a study (one module per study in this package).
+"""``neuromod-rl reproduce NAME``: re-run a study (one module per study, grouped by family).
 
 Each study trains at a scale meant to fit 2 CPU cores (``--scale default``), or at a larger one
 (``--scale paper``), over several seeds, and writes ``<out>/<name>.md`` with the exact command, the
 seeds, settings, tables of medians and interquartile ranges, PNG plots, and whether each target claim
 reproduced. ``--scale smoke`` runs in seconds and exists for the test suite. Per-seed results are
 saved as they finish (``<out>/<name>.<scale>.runs.json``), so a stopped study resumes where it was.
-Shared helpers: :mod:`.common` (reports, figures), :mod:`.multiseed` (seeds, progress, statistics),
-:mod:`.rl` (agents and runs), :mod:`.locomotion` and :mod:`.backpropamine` (study frames).
+Families: :mod:`.mujoco` (adaptation on MuJoCo bodies), :mod:`.backpropamine` (cue and maze),
+:mod:`.memory` (memory tasks against recurrent baselines), :mod:`.metalearning` (learned update
+rules). Shared helpers: :mod:`.common` (reports, figures), :mod:`.multiseed` (seeds, progress,
+statistics), :mod:`.rl` (agents and runs).
 """
 
 from __future__ import annotations
@@ -21,18 +23,18 @@ from pathlib import Path
 from neuromod_rl.experiment.reproduce.multiseed import StudyOptions
 
 REPRODUCTIONS = {
-    "gregor": "neuromod_rl.experiment.reproduce.gregor",
-    "blur": "neuromod_rl.experiment.reproduce.blur",
-    "l2l": "neuromod_rl.experiment.reproduce.l2l",
-    "pomdp": "neuromod_rl.experiment.reproduce.pomdp",
-    "crippled-cheetah": "neuromod_rl.experiment.reproduce.crippled_cheetah",
-    "crippled-ant": "neuromod_rl.experiment.reproduce.crippled_ant",
-    "cheetah-vel": "neuromod_rl.experiment.reproduce.cheetah_vel",
-    "bandit": "neuromod_rl.experiment.reproduce.bandit",
-    "cue": "neuromod_rl.experiment.reproduce.cue",
-    "maze": "neuromod_rl.experiment.reproduce.maze",
-    "offpolicy": "neuromod_rl.experiment.reproduce.offpolicy",
-    "es-ant": "neuromod_rl.experiment.reproduce.es_ant",
+    "gregor": "neuromod_rl.experiment.reproduce.metalearning.gregor",
+    "blur": "neuromod_rl.experiment.reproduce.metalearning.blur",
+    "l2l": "neuromod_rl.experiment.reproduce.metalearning.l2l",
+    "pomdp": "neuromod_rl.experiment.reproduce.memory.pomdp",
+    "crippled-cheetah": "neuromod_rl.experiment.reproduce.mujoco.crippled_cheetah",
+    "crippled-ant": "neuromod_rl.experiment.reproduce.mujoco.crippled_ant",
+    "cheetah-vel": "neuromod_rl.experiment.reproduce.mujoco.cheetah_vel",
+    "bandit": "neuromod_rl.experiment.reproduce.memory.bandit",
+    "cue": "neuromod_rl.experiment.reproduce.backpropamine.cue",
+    "maze": "neuromod_rl.experiment.reproduce.backpropamine.maze",
+    "offpolicy": "neuromod_rl.experiment.reproduce.memory.offpolicy",
+    "es-ant": "neuromod_rl.experiment.reproduce.metalearning.es_ant",
 }
 SCALES = ("smoke", "default", "paper")
 #: the studies that train RL agents (they take --budget)

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from neuromod_rl.experiment.reproduce import backpropamine as bp
 from neuromod_rl.experiment.reproduce import rl
+from neuromod_rl.experiment.reproduce.backpropamine import frame as bp
 from neuromod_rl.experiment.reproduce.multiseed import StudyOptions
 
 #: study-specific training settings (Backpropamine's discount 0.9, value weight 0.1, gradient clip 4)

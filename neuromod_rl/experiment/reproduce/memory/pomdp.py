@@ -61,6 +61,9 @@ class Task:
 
 
 _HEADS = {"ortho_init": False, "activation_fn": "relu", "net_arch": {"pi": [64], "vf": [64]}}
+#: this module, for the worker processes that import it by name (``-m`` and ``-c``)
+MODULE = "neuromod_rl.experiment.reproduce.memory.pomdp"
+
 TASKS: dict[str, Task] = {
     "PendulumNoVel-v1": Task(
         "neuromod_rl/PendulumNoVel-v1", 100_000, -200.0,
@@ -246,7 +249,7 @@ def run_job(key: str, seed: int, budget: int, s: Settings) -> dict[str, Any]:
             json.dumps(dict(s.overrides))]
     if s.jobs == 0:  # in this process (the smoke test)
         return run_one(task, agent, seed, budget, s.evals, s.eval_episodes, s.final_episodes, dict(s.overrides))
-    cmd = [sys.executable, "-m", "neuromod_rl.experiment.reproduce.pomdp", *args]
+    cmd = [sys.executable, "-m", MODULE, *args]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"pomdp run {key} seed {seed} failed:\n{proc.stderr[-3000:]}")
@@ -311,7 +314,7 @@ def time_all(s: Settings) -> dict[str, dict[str, float]]:
     for task in s.tasks:
         out[task] = {}
         for agent in s.agents:
-            code = ("import json,sys; from neuromod_rl.experiment.reproduce.pomdp import measure_throughput as m; "
+            code = (f"import json,sys; from {MODULE} import measure_throughput as m; "
                     f"print(m({task!r}, {agent!r}, {s.timing_steps}, {dict(s.overrides)!r}))")
             if s.jobs == 0:
                 out[task][agent] = measure_throughput(task, agent, s.timing_steps, dict(s.overrides))
@@ -477,7 +480,7 @@ def _trace_section(results: dict, s: Settings, seeds: list[int], out: Path) -> s
 
 
 def main(argv: list[str]) -> int:
-    """Worker entry, one run with its JSON result on stdout: ``python -m neuromod_rl.experiment.reproduce.pomdp
+    """Worker entry, one run with its JSON result on stdout: ``python -m neuromod_rl.experiment.reproduce.memory.pomdp
     TASK AGENT SEED BUDGET EVALS EPISODES FINAL_EPISODES OVERRIDES``."""
     task, agent, seed, budget, evals, episodes, final, overrides = argv
     result = run_one(task, agent, int(seed), int(budget), int(evals), int(episodes), int(final),

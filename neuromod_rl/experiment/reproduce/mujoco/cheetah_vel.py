@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from neuromod_rl.experiment import adaptation
-from neuromod_rl.experiment.reproduce import locomotion as loco
 from neuromod_rl.experiment.reproduce import multiseed, rl
+from neuromod_rl.experiment.reproduce.mujoco import locomotion as loco
 from neuromod_rl.experiment.reproduce.multiseed import StudyOptions
 
 NAME = "cheetah-vel"

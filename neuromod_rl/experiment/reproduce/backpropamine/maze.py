@@ -16,8 +16,8 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-from neuromod_rl.experiment.reproduce import backpropamine as bp
 from neuromod_rl.experiment.reproduce import rl
+from neuromod_rl.experiment.reproduce.backpropamine import frame as bp
 from neuromod_rl.experiment.reproduce.common import markdown_table
 from neuromod_rl.experiment.reproduce.multiseed import StudyOptions
 

@@ -103,7 +103,7 @@ def job(label: str, seed: int, agent: rl.Agent, runs_dir: Path, study: str, fp: 
     cfg = agent.resolved(seed)
     run = rl.train_or_resume(agent, cfg, rl.run_path(runs_dir, study, label, seed, fp))
     model, normalizer = rl.load_trained(run, cfg)
-    from neuromod_rl.experiment.reproduce.locomotion import learning_curve
+    from neuromod_rl.experiment.reproduce.mujoco.locomotion import learning_curve
 
     result = evaluator(cfg, model, normalizer, seed, episodes)
     result.update(run=str(run.path), learning_curve=learning_curve(run, cfg.n_timesteps))

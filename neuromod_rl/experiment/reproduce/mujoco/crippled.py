@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from neuromod_rl.experiment import adaptation
-from neuromod_rl.experiment.reproduce import locomotion as loco
 from neuromod_rl.experiment.reproduce import multiseed, rl
+from neuromod_rl.experiment.reproduce.mujoco import locomotion as loco
 
 VERSION = "crippled-1"  # bump when the evaluation below changes (finished runs are then re-evaluated)
 SPLITS = ("test", "train", "intact")

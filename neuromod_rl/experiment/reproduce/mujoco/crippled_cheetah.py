@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from neuromod_rl.experiment.reproduce import crippled
-from neuromod_rl.experiment.reproduce import locomotion as loco
+from neuromod_rl.experiment.reproduce.mujoco import crippled
+from neuromod_rl.experiment.reproduce.mujoco import locomotion as loco
 from neuromod_rl.experiment.reproduce.multiseed import StudyOptions
 
 STUDY = crippled.CrippledStudy(
