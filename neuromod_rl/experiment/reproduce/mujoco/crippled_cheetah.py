@@ -35,8 +35,9 @@ reward and use `VecNormalize` (the observation statistics are saved with each ru
 at evaluation; rewards are reported raw). Tried on the development machine: 8 envs x 256 steps, batch
 256, 10 epochs, learning rate 1e-4 for PPO learned more slowly per sample than the zoo's settings (0.45
 vs 0.84 reward per step after 60k steps), so the zoo's were kept. Exact values: the YAML files.""",
-    estimate=("Default scale, estimated from short timed runs: about 57 min with `--workers 2` on 2 cores "
-              "(110 min with one worker); docs/reproduce.md says how."),
+    estimate=("Default scale, measured on 2026-11-30: 85 min with `--workers 2` on 2 cores, part of it shared "
+              "with another study (the runs' own times sum to 152 min: RecurrentPPO 26-34 min per run, rl-zoo3's "
+              "PPO 17, the plastic agent 4)."),
 )
 
 
