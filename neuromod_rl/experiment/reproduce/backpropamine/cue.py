@@ -40,8 +40,8 @@ def evaluate(cfg, model, normalizer, seed: int, episodes: int) -> dict[str, Any]
 STUDY = bp.Study("cue", "Cue-reward association (Backpropamine): modulated vs non-modulated vs non-plastic",
                  "neuromod_rl/CueReward-v0", HYPERPARAMETERS, SCALES, evaluate, "accuracy", "go-step accuracy",
                  lstm=True, reward_index=-3,
-                 estimate="Default scale, estimated from short timed runs: about 37 min with `--workers 2` on 2 cores "
-                 "(72 min with one worker); docs/reproduce.md says how.")
+                 estimate="Default scale, measured on 2026-11-30: 61 min with `--workers 2` on 2 cores, half of it "
+                 "shared with another study (the runs' own times sum to 109 min).")
 
 
 def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | None = None) -> Path:
