@@ -20,7 +20,7 @@ from neuromod_rl.envs.harlow import Harlow
 from neuromod_rl.envs.maze import Maze
 from neuromod_rl.envs.registration import ENV_IDS, ENV_SPECS, register_envs
 from neuromod_rl.envs.tmaze import TMaze
-from neuromod_rl.envs.wrappers import PrevActionReward, Trial, make_task_env
+from neuromod_rl.envs.wrappers import FixedTask, PrevActionReward, Trial, make_task_env
 
 _LAZY = {
     "HalfCheetahVel": "locomotion",
@@ -48,6 +48,7 @@ __all__ = [
     "DelayedCue",
     "Harlow",
     "Maze",
+    "FixedTask",
     "PrevActionReward",
     "TMaze",
     "TaskEnvMixin",

@@ -1,5 +1,5 @@
 """Meta-RL observation wrappers: previous action/reward/done inputs (RL^2, Duan et al. 2016;
-Wang et al. 2016) and multi-episode trials ("lifetimes") of one task.
+Wang et al. 2016), multi-episode trials ("lifetimes") of one task, and the single-task control.
 
 Typical stack, so that previous reward and action carry across the inner episodes of a trial::
 
@@ -133,6 +133,29 @@ class Trial(gym.Wrapper, gym.utils.RecordConstructorArgs):
             )
             return self._augment(obs, True), reward, False, False, info
         return self._augment(obs, False), reward, terminated, truncated, info
+
+
+class FixedTask(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Every episode runs one task, drawn once from ``task_seed``: the single-task control of a meta-RL study.
+
+    A meta-RL agent that fails on the task distribution may lack the skill (it cannot learn even one
+    task) or the adaptation (it cannot tell tasks apart within an episode); trained under this wrapper
+    it faces the first problem alone. Copies built with the same ``task_seed`` (the envs of a vector env)
+    share the task, whatever their reset seeds. ``reset(options={"task": ...})`` still overrides it for
+    one episode. Needs a task env of this package (one with ``set_task``).
+    """
+
+    def __init__(self, env: gym.Env, task_seed: int = 0):
+        gym.utils.RecordConstructorArgs.__init__(self, task_seed=task_seed)
+        gym.Wrapper.__init__(self, env)
+        base = env.unwrapped
+        if not (callable(getattr(base, "set_task", None)) and callable(getattr(base, "_sample_task", None))):
+            raise ValueError(
+                f"FixedTask needs a task env of neuromod_rl (one with set_task, e.g. neuromod_rl/CueReward-v0); "
+                f"got {type(base).__name__}, which has a single task already"
+            )
+        self.task_seed = check_int_range("task_seed", task_seed, 0)
+        base.set_task(base._sample_task(np.random.default_rng(self.task_seed)))
 
 
 def make_task_env(

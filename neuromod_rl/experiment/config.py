@@ -54,6 +54,7 @@ DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
 PROJECT_WRAPPERS: dict[str, str] = {
     "PrevActionReward": "neuromod_rl.envs.wrappers",
     "Trial": "neuromod_rl.envs.wrappers",
+    "FixedTask": "neuromod_rl.envs.wrappers",
     "MaskVelocity": "neuromod_rl.envs.masked",
 }
 SHORT_WRAPPERS = tuple(PROJECT_WRAPPERS)

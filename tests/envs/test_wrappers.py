@@ -1,4 +1,4 @@
-"""Wrappers: previous action/reward/done inputs and multi-episode trials of one task."""
+"""Wrappers: previous action/reward/done inputs, multi-episode trials of one task, the single-task control."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import neuromod_rl  # noqa: F401
-from neuromod_rl.envs import DelayedCue, PrevActionReward, Trial, make_task_env
+from neuromod_rl.envs import CueReward, DelayedCue, FixedTask, PrevActionReward, Trial, make_task_env
 
 
 def test_prev_action_reward_discrete_layout():
@@ -88,3 +88,32 @@ def test_trial_with_crippled_switch_reuses_the_episode_limb():
         limbs.append(info.get("inner_final_info", info)["task"]["limb"])  # the step's own info
     # every inner episode: intact, intact, then the lifetime's limb breaks at step 2
     assert limbs == [None, None, 1, None, None, 1]
+
+
+def test_fixed_task_gives_every_episode_and_every_copy_the_same_task():
+    def tasks(env, seeds):
+        out = []
+        for seed in seeds:
+            env.reset(seed=seed)
+            out.append(env.unwrapped.get_task())
+        return out
+
+    a = tasks(FixedTask(CueReward(), task_seed=3), [0, 1, 2])
+    b = tasks(FixedTask(CueReward(), task_seed=3), [7])  # another vector-env copy: another reset seed
+    for task in a[1:] + b:
+        np.testing.assert_array_equal(task["cues"], a[0]["cues"])
+        assert task["target"] == a[0]["target"]
+    other = tasks(FixedTask(CueReward(), task_seed=4), [0])[0]
+    assert not np.array_equal(other["cues"], a[0]["cues"])
+    free = tasks(CueReward(), [0, 1])  # without the wrapper the task changes per episode
+    assert not np.array_equal(free[0]["cues"], free[1]["cues"])
+    env = FixedTask(CueReward(), task_seed=3)
+    env.reset(seed=0, options={"task": other})  # an explicit task still wins for one episode
+    assert env.unwrapped.get_task()["target"] == other["target"]
+
+
+def test_fixed_task_refuses_an_env_without_tasks_and_a_bad_seed():
+    with pytest.raises(ValueError, match="FixedTask needs a task env of neuromod_rl"):
+        FixedTask(gym.make("CartPole-v1"))
+    with pytest.raises(ValueError, match="task_seed"):
+        FixedTask(CueReward(), task_seed=-1)

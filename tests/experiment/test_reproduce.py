@@ -52,6 +52,8 @@ def test_bad_arguments_give_clear_errors(tmp_path, capsys):
     assert "--budget applies to the RL studies" in capsys.readouterr().err
     assert reproduce.main(["bandit", "--tasks", "CartPoleNoVel-v1", "--out", str(tmp_path)]) == 2
     assert "--tasks applies to the studies ['pomdp']" in capsys.readouterr().err
+    assert reproduce.main(["maze", "--scale", "control", "--out", str(tmp_path)]) == 2
+    assert "--scale control applies to ['cue'], not 'maze'" in capsys.readouterr().err
     assert reproduce.main(["pomdp", "--tasks", "CartPole-v1", "--out", str(tmp_path)]) == 2
     assert "unknown pomdp task(s) ['CartPole-v1']; choose from" in capsys.readouterr().err
     with pytest.raises(ValueError, match="digits classes are 0..9"):

@@ -242,3 +242,28 @@ def test_report_baseline_must_be_on_the_same_task(smoke, trained_run, capsys):
     ppo = runs["MLP PPO/seed0"]["result"]["run"]
     assert main(["report", str(trained_run), "--baseline", ppo, "--no-video", "--no-progress"]) == 2
     assert "pass a baseline trained on the same task" in capsys.readouterr().err
+
+
+def test_cue_control_trains_every_variant_on_one_fixed_task(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from neuromod_rl.experiment.environment import make_env
+    from neuromod_rl.experiment.reproduce.backpropamine import cue
+    from neuromod_rl.experiment.reproduce.backpropamine import frame as bp
+
+    control = cue.SCALES["control"]
+    table = bp.variants("cue", cue.STUDY.env, cue.HYPERPARAMETERS, control, True, -3)
+    for agent in table.values():  # every variant, the LSTM included, trains on the fixed task
+        env = make_env(agent.resolved(0))
+        targets = set()
+        for seed in range(4):
+            env.reset(seed=seed)
+            targets.add(env.unwrapped.get_task()["target"])
+        assert len(targets) == 1
+    # the other scales do not carry the wrapper, so their runs keep their fingerprints
+    assert "wrappers" not in bp.variants("cue", cue.STUDY.env, {}, cue.SCALES["default"], False)[bp.RNN].config
+    monkeypatch.setitem(cue.SCALES, "control", replace(cue.SCALES["smoke"], wrappers=control.wrappers))
+    assert reproduce.main(["cue", "--scale", "control", "--out", str(tmp_path), "--runs-dir", str(tmp_path)]) == 0
+    report = (tmp_path / "cue.md").read_text()
+    assert "learns the single-task control (go-step accuracy >= 0.9)" in report
+    assert "modulation learns the task better" not in report  # the paper's claims are not judged here

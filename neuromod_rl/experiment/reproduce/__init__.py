@@ -37,6 +37,8 @@ REPRODUCTIONS = {
     "es-ant": "neuromod_rl.experiment.reproduce.metalearning.es_ant",
 }
 SCALES = ("smoke", "default", "paper")
+#: scales only some studies have (a control experiment rather than a size)
+STUDY_SCALES = {"cue": ("control",)}
 #: the studies that train RL agents (they take --budget)
 RL_STUDIES = ("crippled-cheetah", "crippled-ant", "cheetah-vel", "bandit", "cue", "maze")
 #: the studies made of several tasks (they take --tasks)
@@ -50,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name", choices=sorted(REPRODUCTIONS), help="which study: " + " | ".join(REPRODUCTIONS))
     p.add_argument(
-        "--scale", choices=SCALES, default="default", help="smoke: seconds (tests); default: minutes on 2 cores"
+        "--scale", choices=SCALES + tuple(sorted({x for v in STUDY_SCALES.values() for x in v})), default="default",
+        help="smoke: seconds (tests); default: minutes on 2 cores; paper: the paper's size; "
+        "control (cue): the single-task control, one fixed task for every episode",
     )
     p.add_argument("--seed", type=int, default=0, help="master seed (every random draw derives from it)")
     p.add_argument("--out", type=Path, default=Path("docs/results"), help="folder for the report and plots")
@@ -80,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     if args.budget is not None and args.name not in RL_STUDIES:
         print(f"--budget applies to the RL studies {list(RL_STUDIES)}, not {args.name!r}", file=sys.stderr)
+        return 2
+    if args.scale not in SCALES and args.scale not in STUDY_SCALES.get(args.name, ()):
+        owners = [n for n, extra in STUDY_SCALES.items() if args.scale in extra]
+        print(f"--scale {args.scale} applies to {owners}, not {args.name!r}; use one of {list(SCALES)}",
+              file=sys.stderr)
         return 2
     if args.tasks is not None and args.name not in TASK_STUDIES:
         print(f"--tasks applies to the studies {list(TASK_STUDIES)}, not {args.name!r}", file=sys.stderr)

@@ -40,6 +40,7 @@ class Scale:
     eval_episodes: int = 200
     env: str | None = None  # a different task id (e.g. the paper's maze size)
     changes: dict[str, Any] = field(default_factory=dict)  # extra hyperparameter overrides
+    wrappers: list[Any] = field(default_factory=list)  # env wrappers (config `wrappers` entries)
 
 
 UNMODULATED = rl.UNMODULATED
@@ -54,6 +55,8 @@ def variants(name: str, env: str, hyperparameters: dict[str, Any], scale: Scale,
     base = {"env": scale.env or env, "n_envs": scale.n_envs, "n_timesteps": scale.n_timesteps,
             "hyperparameters": {**hyperparameters, **scale.changes}, "checkpoint_freq": 100_000,
             "algo": "plastic_ppo", "policy": "MlpPlasticPolicy"}  # fmt: skip
+    if scale.wrappers:  # only when set, so that the runs of the other scales keep their fingerprints
+        base["wrappers"] = list(scale.wrappers)
     out = {
         RETRO: rl.Agent(RETRO, {**base, "name": f"{name}_retroactive",
                                 "policy_kwargs": {"rule": "retroactive", **plastic}}),
