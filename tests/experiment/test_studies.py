@@ -267,3 +267,9 @@ def test_cue_control_trains_every_variant_on_one_fixed_task(tmp_path, monkeypatc
     report = (tmp_path / "cue.md").read_text()
     assert "learns the single-task control (go-step accuracy >= 0.9)" in report
     assert "modulation learns the task better" not in report  # the paper's claims are not judged here
+    assert "## Single-task control" not in report
+
+
+def test_cue_report_points_to_its_single_task_control(smoke):
+    out, _ = smoke
+    assert "`neuromod-rl reproduce cue --scale control --out docs/results/cue-control`" in (out / "cue.md").read_text()

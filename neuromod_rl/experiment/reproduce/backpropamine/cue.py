@@ -68,6 +68,9 @@ def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | 
         report.claim(f"{mod} learns the task better than the non-modulated plastic and non-plastic networks "
                      "(go-step accuracy, medians over seeds)", acc[mod] > max(acc[bp.PLASTIC], acc[bp.RNN]),
                      f"{acc[mod]:.3f} vs plastic {acc[bp.PLASTIC]:.3f}, non-plastic {acc[bp.RNN]:.3f}")
+    report.add("## Single-task control\n\nWhether a variant that stays near chance lacks the skill or the adaptation: "
+               "`neuromod-rl reproduce cue --scale control --out docs/results/cue-control` trains the same variants "
+               "on one fixed set of cues and target (no adaptation needed) and writes its own report.")
     report.claim("the non-modulated plastic and non-plastic networks stay near chance (accuracy < 0.6)",
                  max(acc[bp.PLASTIC], acc[bp.RNN]) < 0.6,
                  f"plastic {acc[bp.PLASTIC]:.3f}, non-plastic {acc[bp.RNN]:.3f} (chance 0.5)")
