@@ -54,6 +54,10 @@ def test_bad_arguments_give_clear_errors(tmp_path, capsys):
     assert "--tasks applies to the studies ['pomdp']" in capsys.readouterr().err
     assert reproduce.main(["maze", "--scale", "control", "--out", str(tmp_path)]) == 2
     assert "--scale control applies to ['cue'], not 'maze'" in capsys.readouterr().err
+    assert reproduce.main(["bandit", "--core", "rnn", "--out", str(tmp_path)]) == 2
+    assert "--core applies to the studies ['cue', 'maze'], not 'bandit'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        reproduce.main(["maze", "--core", "gru"])
     assert reproduce.main(["pomdp", "--tasks", "CartPole-v1", "--out", str(tmp_path)]) == 2
     assert "unknown pomdp task(s) ['CartPole-v1']; choose from" in capsys.readouterr().err
     with pytest.raises(ValueError, match="digits classes are 0..9"):

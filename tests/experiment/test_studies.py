@@ -273,3 +273,18 @@ def test_cue_control_trains_every_variant_on_one_fixed_task(tmp_path, monkeypatc
 def test_cue_report_points_to_its_single_task_control(smoke):
     out, _ = smoke
     assert "`neuromod-rl reproduce cue --scale control --out docs/results/cue-control`" in (out / "cue.md").read_text()
+
+
+def test_core_option_puts_every_plastic_variant_on_that_core():
+    from neuromod_rl.agents.core_factory import CORES
+    from neuromod_rl.experiment.reproduce.backpropamine import frame as bp
+    from neuromod_rl.experiment.reproduce.backpropamine import maze
+
+    assert tuple(sorted(CORES)) == reproduce.CORES
+    chosen = bp.variants("maze", maze.STUDY.env, {}, maze.SCALES["default"], True, core="rnn")
+    for name, agent in chosen.items():
+        if name != bp.LSTM:
+            assert agent.resolved(0).policy_kwargs["core"] == "rnn"
+    default = bp.variants("maze", maze.STUDY.env, {}, maze.SCALES["default"], True)
+    assert all("core" not in a.config.get("policy_kwargs", {}) for a in default.values())  # fingerprints kept
+    assert default[bp.RNN].resolved(0).policy_kwargs["core"] == rl.default_core()["core"]

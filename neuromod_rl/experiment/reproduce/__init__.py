@@ -43,6 +43,10 @@ STUDY_SCALES = {"cue": ("control",)}
 RL_STUDIES = ("crippled-cheetah", "crippled-ant", "cheetah-vel", "bandit", "cue", "maze")
 #: the studies made of several tasks (they take --tasks)
 TASK_STUDIES = ("pomdp",)
+#: the studies whose variants share one plastic core (they take --core)
+CORE_STUDIES = ("cue", "maze")
+#: the plastic cores (``neuromod_rl.agents.core_factory.CORES``; named here so --help imports no torch)
+CORES = ("lstm", "mlp", "rnn")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="RL studies: env steps per run for every agent, instead of the scale's")
     p.add_argument("--tasks", default=None, metavar="ID[,ID...]",
                    help="pomdp: run only these tasks (comma-separated; default: every task of the scale)")
+    p.add_argument("--core", choices=CORES, default=None,
+                   help="cue, maze: the plastic core of every variant (default: the library's default core; "
+                   "rnn: the paper's plain recurrent core)")
     return p
 
 
@@ -93,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.tasks is not None and args.name not in TASK_STUDIES:
         print(f"--tasks applies to the studies {list(TASK_STUDIES)}, not {args.name!r}", file=sys.stderr)
         return 2
+    if args.core is not None and args.name not in CORE_STUDIES:
+        print(f"--core applies to the studies {list(CORE_STUDIES)}, not {args.name!r}", file=sys.stderr)
+        return 2
     tasks = None if args.tasks is None else tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     if tasks is not None and not tasks:
         print("--tasks needs at least one task id", file=sys.stderr)
@@ -115,10 +125,12 @@ def main(argv: list[str] | None = None) -> int:
         parts += ["--budget", str(args.budget)]
     if tasks is not None:
         parts += ["--tasks", ",".join(tasks)]
+    if args.core is not None:
+        parts += ["--core", args.core]
     command = "neuromod-rl reproduce " + " ".join(parts)
     args.out.mkdir(parents=True, exist_ok=True)
     options = StudyOptions(seeds=args.seeds, workers=args.workers, runs_dir=args.runs_dir, budget=args.budget,
-                           tasks=tasks)
+                           tasks=tasks, core=args.core)
     extra = {}
     if "options" in inspect.signature(module.run).parameters:
         extra["options"] = options

@@ -36,13 +36,15 @@ class StudyOptions:
     trained at once, each a process with one torch thread; ``runs_dir``: where the studies' run
     directories (models, checkpoints, monitor logs) go; ``budget``: env steps per RL run instead of
     the scale's (every agent gets the same); ``tasks``: a study with several tasks runs only these
-    (``None``: all of the scale's)."""
+    (``None``: all of the scale's); ``core``: the Backpropamine studies' plastic core (``None``: the
+    library's default core)."""
 
     seeds: int | None = None
     workers: int = 1
     runs_dir: Path = Path("runs/reproduce")
     budget: int | None = None
     tasks: tuple[str, ...] | None = None
+    core: str | None = None
 
     def scale(self, scale):
         """``scale`` (a dataclass with ``n_timesteps``) with the ``budget`` applied."""

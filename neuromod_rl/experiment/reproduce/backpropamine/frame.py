@@ -1,7 +1,8 @@
 """Backpropamine's comparison (Miconi et al., ICLR 2019): retroactive and simple neuromodulation
 against non-modulated plasticity and a non-plastic network, sizes matched by parameter count.
 
-Variants, all PlasticPPO on the default plastic core (``core`` and ``alpha_shape`` from CoreConfig):
+Variants, all PlasticPPO on the default plastic core (``core`` and ``alpha_shape`` from CoreConfig;
+``--core rnn`` puts every variant on the paper's plain recurrent core instead):
 
 * retroactive modulation (``rule="retroactive"``: eligibility trace gated by ``M(t)``);
 * simple modulation (``rule="neuromod"``);
@@ -47,11 +48,14 @@ UNMODULATED = rl.UNMODULATED
 
 
 def variants(name: str, env: str, hyperparameters: dict[str, Any], scale: Scale, lstm: bool,
-             reward_index: int = -2) -> dict[str, rl.Agent]:
+             reward_index: int = -2, core: str | None = None) -> dict[str, rl.Agent]:
     """The agents before size matching (all at the reference hidden size). ``reward_index``: where the
-    task's observation holds the previous reward (read if the default core's modulation is external)."""
+    task's observation holds the previous reward (read if the default core's modulation is external);
+    ``core``: the plastic core of every PlasticPPO variant (``None``: the default core)."""
     hidden = scale.hidden or rl.default_core()["hidden_size"]
     plastic = {"hidden_size": hidden, "reward_index": reward_index}
+    if core is not None:  # only when chosen, so that the default core's runs keep their fingerprints
+        plastic["core"] = core
     base = {"env": scale.env or env, "n_envs": scale.n_envs, "n_timesteps": scale.n_timesteps,
             "hyperparameters": {**hyperparameters, **scale.changes}, "checkpoint_freq": 100_000,
             "algo": "plastic_ppo", "policy": "MlpPlasticPolicy"}  # fmt: skip
@@ -154,7 +158,7 @@ def train_all(study: Study, scale: str, seed: int, out: Path, command: str,
     report = Report(study.name, study.title, command, seed, scale,
                     {"scale": sc.__dict__, "seeds": seeds, "hyperparameters": study.hyperparameters}, seeds=seeds)
     progress = multiseed.Progress(out, study.name, scale)
-    base = variants(study.name, study.env, study.hyperparameters, sc, study.lstm, study.reward_index)
+    base = variants(study.name, study.env, study.hyperparameters, sc, study.lstm, study.reward_index, options.core)
     sizes = match_sizes(base, progress)
     table = sized(base, sizes)
     jobs, described = [], {}
