@@ -49,7 +49,8 @@ class Report:
             "",
             f"```\n{self.command}\n```",
             "",
-            f"- scale `{self.scale}`, {self._seeds()}, wall time {elapsed:.0f} s on {torch.get_num_threads()} "
+            f"- scale `{self.scale}`, {self._seeds()}, this invocation's wall time {elapsed:.0f} s (runs finished "
+            f"by an earlier one are reused, not timed again) on {torch.get_num_threads()} "
             f"torch thread(s), {platform.processor() or platform.machine()}, torch {torch.__version__}",
             "",
             "## Target claims",
