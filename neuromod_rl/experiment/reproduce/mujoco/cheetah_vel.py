@@ -31,8 +31,9 @@ observations and rewards, gamma 0.98, GAE lambda 0.92, clip range 0.1, `log_std_
 `ortho_init=False`, ReLU 256x256 heads), adapted to 200-step episodes and this budget as in the
 crippled-cheetah study; the YAML files hold the exact values. Every agent sees the previous action and
 reward (the reward carries the tracking error, the only clue to the target)."""
-ESTIMATE = ("Default scale, estimated from short timed runs: about 57 min with `--workers 2` on 2 cores (110 min "
-            "with one worker); docs/reproduce.md says how.")
+ESTIMATE = ("Default scale, measured on 2026-11-30: 75 min with `--workers 2` on 2 cores, about half of it shared "
+            "with other work (the runs' own times sum to 141 min: RecurrentPPO 17-24 min per run, rl-zoo3's PPO "
+            "17-23, the plastic agent 5).")
 
 
 def evaluate(cfg, model, normalizer, seed: int, episodes: int) -> dict[str, Any]:
