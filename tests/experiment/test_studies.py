@@ -260,8 +260,7 @@ def test_cue_control_trains_every_variant_on_one_fixed_task(tmp_path, monkeypatc
             env.reset(seed=seed)
             targets.add(env.unwrapped.get_task()["target"])
         assert len(targets) == 1
-    # the other scales do not carry the wrapper, so their runs keep their fingerprints
-    assert "wrappers" not in bp.variants("cue", cue.STUDY.env, {}, cue.SCALES["default"], False)[bp.RNN].config
+    assert bp.variants("cue", cue.STUDY.env, {}, cue.SCALES["default"], False)[bp.RNN].resolved(0).wrappers == []
     monkeypatch.setitem(cue.SCALES, "control", replace(cue.SCALES["smoke"], wrappers=control.wrappers))
     assert reproduce.main(["cue", "--scale", "control", "--out", str(tmp_path), "--runs-dir", str(tmp_path)]) == 0
     report = (tmp_path / "cue.md").read_text()
@@ -286,5 +285,4 @@ def test_core_option_puts_every_plastic_variant_on_that_core():
         if name != bp.LSTM:
             assert agent.resolved(0).policy_kwargs["core"] == "rnn"
     default = bp.variants("maze", maze.STUDY.env, {}, maze.SCALES["default"], True)
-    assert all("core" not in a.config.get("policy_kwargs", {}) for a in default.values())  # fingerprints kept
     assert default[bp.RNN].resolved(0).policy_kwargs["core"] == rl.default_core()["core"]

@@ -54,13 +54,11 @@ def variants(name: str, env: str, hyperparameters: dict[str, Any], scale: Scale,
     ``core``: the plastic core of every PlasticPPO variant (``None``: the default core)."""
     hidden = scale.hidden or rl.default_core()["hidden_size"]
     plastic = {"hidden_size": hidden, "reward_index": reward_index}
-    if core is not None:  # only when chosen, so that the default core's runs keep their fingerprints
+    if core is not None:  # else the default core, filled in when the config is resolved
         plastic["core"] = core
     base = {"env": scale.env or env, "n_envs": scale.n_envs, "n_timesteps": scale.n_timesteps,
             "hyperparameters": {**hyperparameters, **scale.changes}, "checkpoint_freq": 100_000,
-            "algo": "plastic_ppo", "policy": "MlpPlasticPolicy"}  # fmt: skip
-    if scale.wrappers:  # only when set, so that the runs of the other scales keep their fingerprints
-        base["wrappers"] = list(scale.wrappers)
+            "algo": "plastic_ppo", "policy": "MlpPlasticPolicy", "wrappers": list(scale.wrappers)}  # fmt: skip
     out = {
         RETRO: rl.Agent(RETRO, {**base, "name": f"{name}_retroactive",
                                 "policy_kwargs": {"rule": "retroactive", **plastic}}),
