@@ -60,6 +60,28 @@ def test_finished_runs_are_not_redone_and_changed_agents_are(tmp_path):
     assert multiseed.Progress(tmp_path, "study", "default").result("x", 0, "fp-x") is None
 
 
+def test_a_new_evaluation_of_the_same_run_keeps_its_training_time(tmp_path):
+    progress = multiseed.Progress(tmp_path, "study", "default")
+    progress.put("x", 0, "fp-1", {"run": "runs/x-seed0", "score": 1.0}, 600.0)  # trained and evaluated
+    progress.put("x", 0, "fp-2", {"run": "runs/x-seed0", "score": 2.0}, 30.0)  # the same run re-evaluated
+    assert progress.seconds("x", 0) == 630.0 and progress.result("x", 0, "fp-2")["score"] == 2.0
+    progress.put("x", 0, "fp-3", {"run": "runs/x-seed0-new", "score": 3.0}, 500.0)  # retrained elsewhere
+    assert progress.seconds("x", 0) == 500.0
+
+
+def test_mujoco_run_directories_do_not_depend_on_the_evaluation():
+    from neuromod_rl.experiment.reproduce.mujoco import crippled_ant
+    from neuromod_rl.experiment.reproduce.mujoco import locomotion as loco
+
+    study = crippled_ant.STUDY
+    table, scale = loco.agents(study.files), study.scales["smoke"]
+    one, _ = loco.jobs(study.name, table, [0], scale, Path("runs"), None, "v1")
+    two, _ = loco.jobs(study.name, table, [0], scale, Path("runs"), None, "v2")
+    for a, b in zip(one, two):
+        assert a.fp != b.fp  # a new evaluation version: the result is computed again ...
+        assert a.args[4] == b.args[4]  # ... from the same trained run directory
+
+
 def test_jobs_run_in_worker_processes(tmp_path):
     # dict.fromkeys is a picklable module-level callable: fromkeys("ab", seed) -> {"a": seed, "b": seed}
     jobs = [multiseed.Job("ab", s, "fp", dict.fromkeys) for s in (3, 4)]

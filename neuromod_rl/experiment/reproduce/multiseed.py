@@ -86,6 +86,11 @@ class Progress:
         return e.get("result") if e.get("fingerprint") == fp else None
 
     def put(self, agent: str, seed: int, fp: str, result: dict[str, Any], seconds: float) -> None:
+        """Store a result. One recomputed from the same run directory as the stored one (a new evaluation
+        of a reused trained run) adds its time to the stored time, which holds the training."""
+        old = self.data["runs"].get(self.key(agent, seed), {})
+        if result.get("run") is not None and old.get("result", {}).get("run") == result["run"]:
+            seconds += float(old.get("seconds", 0.0))
         self.data["runs"][self.key(agent, seed)] = {"fingerprint": fp, "result": result, "seconds": round(seconds, 1)}
         write_json(self.path, self.data)
 

@@ -238,6 +238,20 @@ def task_split(cfg: ExperimentConfig, **sizes: int) -> tuple[list[Any], list[Any
         env.close()
 
 
+def episode_limit(cfg: ExperimentConfig) -> int:
+    """The env's episode length limit (its registered ``max_episode_steps``); a clear error without one."""
+    from neuromod_rl.experiment.environment import make_env
+
+    env = make_env(cfg)
+    try:
+        limit = env.spec.max_episode_steps if env.spec is not None else None
+    finally:
+        env.close()
+    if not limit:
+        raise ValueError(f"env {cfg.env!r} has no episode length limit (max_episode_steps); register it with one")
+    return int(limit)
+
+
 def evaluate(cfg: ExperimentConfig, model, normalizer, tasks: list[Any] | None, episodes: int, seed: int,
              info_keys: tuple[str, ...] = (), batch: int | None = None) -> dict[str, np.ndarray]:
     """Per-step traces of ``episodes`` episodes on ``tasks`` (cycled), all envs in lockstep batches."""

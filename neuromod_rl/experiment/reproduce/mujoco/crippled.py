@@ -6,7 +6,10 @@ training), (b) the training limbs, (c) the intact body. Metrics (defined in
 :mod:`neuromod_rl.experiment.adaptation`): reward per step in the window before the failure, right
 after it and at the end of the episode; recovery = end-of-episode reward per step as a fraction of
 the pre-failure one; regained = share of the drop won back; and the intact body's reward per step,
-which shows whether an agent has learned to run at all.
+which shows whether an agent has learned to run at all. A body that can fall (the Ant) ends its
+episode early: the reward per step divides the return by the full episode length, so a fall counts
+as zero reward for the steps it cuts off (as a return over rl-zoo3's 1000-step episodes does), and the
+mean episode length is reported.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from neuromod_rl.experiment import adaptation
 from neuromod_rl.experiment.reproduce import multiseed, rl
 from neuromod_rl.experiment.reproduce.mujoco import locomotion as loco
 
-VERSION = "crippled-1"  # bump when the evaluation below changes (finished runs are then re-evaluated)
+VERSION = "crippled-2"  # bump when the evaluation below changes (finished runs are then re-evaluated)
 SPLITS = ("test", "train", "intact")
 WINDOW_KEYS = ("pre", "after", "end", "recovery", "regained")
 
@@ -43,10 +46,13 @@ class CrippledStudy:
 def evaluate(cfg, model, normalizer, seed: int, episodes: int) -> dict[str, Any]:
     """Held-out limb, training limbs, intact body: window metrics and mean per-step curves."""
     train_tasks, test_tasks = rl.task_split(cfg)
+    episode_limit = rl.episode_limit(cfg)
     out: dict[str, Any] = {}
     for split, tasks in zip(SPLITS, (test_tasks, train_tasks, [{"limb": None}])):
         traces = rl.evaluate(cfg, model, normalizer, tasks, episodes, seed)
-        out[f"{split}_per_step"] = float(np.nanmean(traces["rewards"]))
+        rewards = traces["rewards"]
+        out[f"{split}_per_step"] = float(np.nansum(rewards) / (len(rewards) * episode_limit))
+        out[f"{split}_length"] = float(np.isfinite(rewards).sum(axis=1).mean())
         out[f"{split}_curve"] = rl.mean_curve(traces)
         rec = adaptation.recovery(traces) if split != "intact" else None
         for k in WINDOW_KEYS:
@@ -54,6 +60,7 @@ def evaluate(cfg, model, normalizer, seed: int, episodes: int) -> dict[str, Any]
         if rec is not None:
             out[f"{split}_episodes_with_window"] = rec["episodes"]
             out["window"] = rec["window"]
+    out["episode_limit"] = episode_limit
     return out
 
 
@@ -80,12 +87,14 @@ def run_study(study: CrippledStudy, scale: str, seed: int, out: Path, command: s
     )
     report.claim("held-out limb: the plastic agent's recovery >= RecurrentPPO's (medians over seeds)",
                  bool(p >= lstm), f"recovery {p:.3f} vs RecurrentPPO {lstm:.3f}" + pre)
-    cols = [("intact_per_step", "intact: reward/step")] + [
+    cols = [("intact_per_step", "intact: reward/step"), ("intact_length", "intact: episode length")] + [
         (f"test_{k}", f"held-out: {k}") for k in WINDOW_KEYS] + [("train_recovery", "train limbs: recovery"),
                                                                 ("train_regained", "train limbs: regained")]
     report.add(
         f"## Results (median [25%, 75%] over {len(o.seeds)} seeds)\n\n"
-        f"Reward per step; windows of {o.first('window', '?')} steps before the failure (`pre`), right after it "
+        f"Reward per step (the return over the full {o.first('episode_limit', '?')}-step episode, so an early fall "
+        f"counts as zero for the rest); windows of {o.first('window', '?')} steps before the failure (`pre`), right "
+        "after it "
         "(`after`) and at the end of the episode (`end`); `recovery` = end / pre; `regained` = (end - after) / "
         "(pre - after), the share of the drop won back within the episode (about 0 for an agent that cannot "
         f"adapt). {o.scale.eval_episodes} evaluation episodes per split and seed.\n\n"
@@ -101,6 +110,8 @@ def run_study(study: CrippledStudy, scale: str, seed: int, out: Path, command: s
     ]
     report.add("## Plots (median over seeds, shaded 25-75%)\n\n" + "\n\n".join(imgs))
     report.add("## Every run\n\n" + multiseed.per_seed_table(
-        o.results, names, [("intact_per_step", "intact/step"), ("test_pre", "held-out pre"),
+        o.results, names, [("intact_per_step", "intact/step"), ("intact_length", "intact length"),
+                           ("test_episodes_with_window", "held-out episodes reaching the windows"),
+                           ("test_pre", "held-out pre"),
                            ("test_end", "held-out end"), ("test_recovery", "held-out recovery")], o.progress))
     return loco.finish(o, out, options, study.tuning, study.estimate)

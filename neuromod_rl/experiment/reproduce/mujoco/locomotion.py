@@ -65,12 +65,12 @@ def learning_curve(run, n_timesteps: int, bins: int = 20) -> list[float]:
     return [float(v) for v in binned(df["step"].to_numpy(), df["r"].to_numpy(), edges)]
 
 
-def job(agent_name: str, seed: int, study: str, agent: rl.Agent, scale: Scale, runs_dir: Path, fp: str,
+def job(agent_name: str, seed: int, study: str, agent: rl.Agent, scale: Scale, runs_dir: Path, train_fp: str,
         evaluator: Callable[..., dict[str, Any]]) -> dict[str, Any]:
     """Train (or resume, or reuse) one (agent, seed) and evaluate it with ``evaluator(cfg, model,
     normalizer, seed, episodes)``; the result adds the learning curve and the training budget."""
     cfg = agent.resolved(seed, scale.n_timesteps, **scale.changes)
-    run = rl.train_or_resume(agent, cfg, rl.run_path(runs_dir, study, agent_name, seed, fp))
+    run = rl.train_or_resume(agent, cfg, rl.run_path(runs_dir, study, agent_name, seed, train_fp))
     model, normalizer = rl.load_trained(run, cfg)
     result = evaluator(cfg, model, normalizer, seed, scale.eval_episodes)
     result.update(n_timesteps=cfg.n_timesteps, run=str(run.path), learning_curve=learning_curve(run, cfg.n_timesteps))
@@ -81,14 +81,16 @@ def jobs(study: str, table: dict[str, rl.Agent], seeds: list[int], scale: Scale,
          evaluator: Callable[..., dict[str, Any]], version: str) -> tuple[list[multiseed.Job], dict[str, Any]]:
     """One :class:`~.multiseed.Job` per (agent, seed), and each agent's resolved config (for the report).
 
-    The fingerprint covers the agent's resolved config (budget and plastic core included), the
-    evaluation size and ``version`` (bump it when the study's evaluation changes)."""
+    A result's fingerprint covers the agent's resolved config (budget and plastic core included), the
+    evaluation size and ``version`` (bump it when the study's evaluation changes); the run directory's
+    covers the resolved config alone, so a new evaluation re-evaluates the trained runs, not retrains them."""
     out, described = [], {}
     for name, agent in table.items():
         cfg = agent.resolved(seeds[0], scale.n_timesteps, **scale.changes)
         described[name] = agent.describe(cfg)
         fp = multiseed.fingerprint([described[name], scale.eval_episodes, version])
-        out += [multiseed.Job(name, s, fp, job, (study, agent, scale, runs_dir, fp, evaluator)) for s in seeds]
+        train_fp = multiseed.fingerprint(described[name])
+        out += [multiseed.Job(name, s, fp, job, (study, agent, scale, runs_dir, train_fp, evaluator)) for s in seeds]
     return out, described
 
 
