@@ -29,8 +29,9 @@ rl-zoo3's PPO entry for Ant is SB3's PPO defaults with `normalize: true` (1 env 
 plastic agent and RecurrentPPO keep those values with whole-episode rollouts (8 envs x 200 steps, 4
 episodes per minibatch). All three see the previous action and reward and use `VecNormalize`
 (observation statistics saved with each run and applied, frozen, at evaluation). Ant-v5 pays 1 per step
-for staying upright, so the intact-body bar (0.66 per step) is met by standing; the per-run table also
-lists the reward per step before the failure. Exact values: the YAML files.""",
+for staying upright and ends the episode when the torso leaves its healthy height range, so the
+intact-body bar (0.66 per step over the 200-step episode) is met by staying up, not by falling early;
+the tables give the episode lengths. Exact values: the YAML files.""",
     estimate=("Default scale, estimated from short timed runs: about 43 min with `--workers 2` on 2 cores "
               "(85 min with one worker); docs/reproduce.md says how."),
 )
