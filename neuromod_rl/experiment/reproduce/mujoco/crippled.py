@@ -24,7 +24,7 @@ from neuromod_rl.experiment import adaptation
 from neuromod_rl.experiment.reproduce import multiseed, rl
 from neuromod_rl.experiment.reproduce.mujoco import locomotion as loco
 
-VERSION = "crippled-2"  # bump when the evaluation below changes (finished runs are then re-evaluated)
+VERSION = "crippled-3"  # bump when the evaluation below changes (finished runs are then re-evaluated)
 SPLITS = ("test", "train", "intact")
 WINDOW_KEYS = ("pre", "after", "end", "recovery", "regained")
 
@@ -57,8 +57,9 @@ def evaluate(cfg, model, normalizer, seed: int, episodes: int) -> dict[str, Any]
         rec = adaptation.recovery(traces) if split != "intact" else None
         for k in WINDOW_KEYS:
             out[f"{split}_{k}"] = float("nan") if rec is None else rec[k]
+        if split != "intact":  # episodes too short to have the windows (a body that fell) leave none
+            out[f"{split}_episodes_with_window"] = 0 if rec is None else rec["episodes"]
         if rec is not None:
-            out[f"{split}_episodes_with_window"] = rec["episodes"]
             out["window"] = rec["window"]
     out["episode_limit"] = episode_limit
     return out
@@ -90,10 +91,11 @@ def run_study(study: CrippledStudy, scale: str, seed: int, out: Path, command: s
     cols = [("intact_per_step", "intact: reward/step"), ("intact_length", "intact: episode length")] + [
         (f"test_{k}", f"held-out: {k}") for k in WINDOW_KEYS] + [("train_recovery", "train limbs: recovery"),
                                                                 ("train_regained", "train limbs: regained")]
+    window = next((r["window"] for r in o.results.values() if "window" in r), "?")
     report.add(
         f"## Results (median [25%, 75%] over {len(o.seeds)} seeds)\n\n"
         f"Reward per step (the return over the full {o.first('episode_limit', '?')}-step episode, so an early fall "
-        f"counts as zero for the rest); windows of {o.first('window', '?')} steps before the failure (`pre`), right "
+        f"counts as zero for the rest); windows of {window} steps before the failure (`pre`), right "
         "after it "
         "(`after`) and at the end of the episode (`end`); `recovery` = end / pre; `regained` = (end - after) / "
         "(pre - after), the share of the drop won back within the episode (about 0 for an agent that cannot "

@@ -32,8 +32,9 @@ episodes per minibatch). All three see the previous action and reward and use `V
 for staying upright and ends the episode when the torso leaves its healthy height range, so the
 intact-body bar (0.66 per step over the 200-step episode) is met by staying up, not by falling early;
 the tables give the episode lengths. Exact values: the YAML files.""",
-    estimate=("Default scale, estimated from short timed runs: about 43 min with `--workers 2` on 2 cores "
-              "(85 min with one worker); docs/reproduce.md says how."),
+    estimate=("Default scale, measured on 2026-11-30: 36 min with `--workers 2` on 2 cores, part of it shared "
+              "with other work (the runs' own times sum to 62 min: RecurrentPPO 12-13 min per run, rl-zoo3's "
+              "PPO 6, the plastic agent 3)."),
 )
 
 
