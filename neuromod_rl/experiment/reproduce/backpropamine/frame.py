@@ -103,10 +103,10 @@ def sized(table: dict[str, rl.Agent], sizes: dict[str, tuple[int, int]]) -> dict
     return out
 
 
-def job(label: str, seed: int, agent: rl.Agent, runs_dir: Path, study: str, fp: str,
+def job(label: str, seed: int, agent: rl.Agent, runs_dir: Path, study: str, train_fp: str,
         evaluator: Callable[..., dict[str, Any]], episodes: int) -> dict[str, Any]:
     cfg = agent.resolved(seed)
-    run = rl.train_or_resume(agent, cfg, rl.run_path(runs_dir, study, label, seed, fp))
+    run = rl.train_or_resume(agent, cfg, rl.run_path(runs_dir, study, label, seed, train_fp))
     model, normalizer = rl.load_trained(run, cfg)
     from neuromod_rl.experiment.reproduce.mujoco.locomotion import learning_curve
 
@@ -163,7 +163,8 @@ def train_all(study: Study, scale: str, seed: int, out: Path, command: str,
     for name, agent in table.items():
         described[name] = agent.describe(agent.resolved(seeds[0]))
         fp = multiseed.fingerprint([described[name], sc.eval_episodes, study.name])
-        jobs += [multiseed.Job(name, s, fp, job, (agent, options.runs_dir, study.name, fp, study.evaluator,
+        train_fp = multiseed.fingerprint(described[name])  # the run directory: a new evaluation reuses it
+        jobs += [multiseed.Job(name, s, fp, job, (agent, options.runs_dir, study.name, train_fp, study.evaluator,
                                                   sc.eval_episodes)) for s in seeds]  # fmt: skip
     results = multiseed.run_jobs(progress, jobs, options.workers)
     return Outcome(study, report, results, list(table), sizes, described, progress, seeds, options)
