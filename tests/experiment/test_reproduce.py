@@ -51,7 +51,7 @@ def test_bad_arguments_give_clear_errors(tmp_path, capsys):
     assert reproduce.main(["gregor", "--budget", "1000", "--out", str(tmp_path)]) == 2
     assert "--budget applies to the RL studies" in capsys.readouterr().err
     assert reproduce.main(["bandit", "--tasks", "CartPoleNoVel-v1", "--out", str(tmp_path)]) == 2
-    assert "--tasks applies to the studies ['pomdp']" in capsys.readouterr().err
+    assert "--tasks applies to the studies ['pomdp', 'core-sweep']" in capsys.readouterr().err
     assert reproduce.main(["maze", "--scale", "control", "--out", str(tmp_path)]) == 2
     assert "--scale control applies to ['cue'], not 'maze'" in capsys.readouterr().err
     assert reproduce.main(["bandit", "--core", "rnn", "--out", str(tmp_path)]) == 2
@@ -125,6 +125,57 @@ def test_pomdp_tasks_option_keeps_the_suites_order():
     assert _with_tasks(SCALES["default"], None) is SCALES["default"]
     with pytest.raises(ValueError, match="unknown pomdp task"):
         _with_tasks(SCALES["default"], ("Nope-v0",))
+
+
+def test_core_sweep_smoke_writes_report_and_resumes(tmp_path):
+    """The core sweep at smoke scale: each variant trains through the pomdp worker and is ranked; a
+    second call trains nothing."""
+    assert reproduce.main(["core-sweep", "--scale", "smoke", "--out", str(tmp_path)]) == 0
+    report = (tmp_path / "core-sweep.md").read_text()
+    assert "no single change beats the default core" in report and "| hidden_size=32 |" in report
+    assert "## Mean rank over the tasks" in report and (tmp_path / "core-sweep_curves.png").stat().st_size > 0
+    store = tmp_path / "core-sweep.smoke.runs.json"
+    runs = json.loads(store.read_text())["runs"]
+    assert sorted(runs) == ["PendulumNoVel-v1/default/seed0", "PendulumNoVel-v1/hidden_size=32/seed0"]
+    assert len({r["fingerprint"] for r in runs.values()}) == 2  # the variants are different runs
+    before = store.stat().st_mtime_ns
+    assert reproduce.main(["core-sweep", "--scale", "smoke", "--out", str(tmp_path)]) == 0
+    assert store.stat().st_mtime_ns == before
+
+
+def test_core_sweep_variant_reaches_the_policy():
+    """A variant's plastic keys are the policy's (hidden_size=32 builds a 32-neuron core); plastic keys
+    for a non-plastic agent are refused by name."""
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from neuromod_rl.experiment.reproduce.memory import core_sweep, pomdp
+
+    task = pomdp.TASKS["CartPoleNoVel-v1"]
+    env = make_vec_env(task.env_id, n_envs=task.n_envs, seed=0)
+    model = pomdp.build(task, core_sweep._agent(), 0, env, plastic=core_sweep.VARIANTS["hidden_size=32"])
+    assert model.policy.core_config.hidden_size == 32
+    assert pomdp.build(task, core_sweep._agent(), 0, env).policy.core_config.hidden_size == 64
+    with pytest.raises(ValueError, match="plastic policy keys \\['hidden_size'\\] given to the non-plastic agent"):
+        pomdp.build(task, "ppo", 0, env, plastic={"hidden_size": 32})
+
+
+def test_core_sweep_verdicts_follow_the_numbers():
+    """The default passes a task when its median is at least the best variant's lower quartile, and
+    the overall claim when it has the best mean rank."""
+    from neuromod_rl.experiment.reproduce.memory.core_sweep import Settings, mean_ranks, summarise, verdicts
+
+    def result(final):
+        return {"final_return": final, "curve": [(1000, final)], "train_seconds": 1.0}
+
+    a, b = "PendulumNoVel-v1", "CartPoleNoVel-v1"
+    finals = {(a, "default"): [10, 11, 12], (a, "x"): [9, 12, 20], (b, "default"): [1, 2, 3], (b, "x"): [7, 8, 9]}
+    results = {(f"{t}/{v}", k): result(f) for (t, v), fs in finals.items() for k, f in enumerate(fs)}
+    summary = summarise(results, Settings(tasks=(a, b), variants=("default", "x")), [0, 1, 2])
+    assert summary[a]["x"]["rank"] == 1 and summary[b]["x"]["rank"] == 1
+    assert mean_ranks(summary) == {"default": 2.0, "x": 1.0}
+    claims = {text.split(":")[0]: ok for text, ok, _ in verdicts(summary)}
+    assert claims[a] is True and claims[b] is False  # on a, x's median is higher but 11 >= its q1 10.5
+    assert claims["the default core has the best mean rank over the tasks"] is False
 
 
 def test_steps_to_level():

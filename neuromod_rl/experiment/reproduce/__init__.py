@@ -27,6 +27,7 @@ REPRODUCTIONS = {
     "blur": "neuromod_rl.experiment.reproduce.metalearning.blur",
     "l2l": "neuromod_rl.experiment.reproduce.metalearning.l2l",
     "pomdp": "neuromod_rl.experiment.reproduce.memory.pomdp",
+    "core-sweep": "neuromod_rl.experiment.reproduce.memory.core_sweep",
     "crippled-cheetah": "neuromod_rl.experiment.reproduce.mujoco.crippled_cheetah",
     "crippled-ant": "neuromod_rl.experiment.reproduce.mujoco.crippled_ant",
     "cheetah-vel": "neuromod_rl.experiment.reproduce.mujoco.cheetah_vel",
@@ -42,7 +43,7 @@ STUDY_SCALES = {"cue": ("control",)}
 #: the studies that train RL agents (they take --budget)
 RL_STUDIES = ("crippled-cheetah", "crippled-ant", "cheetah-vel", "bandit", "cue", "maze")
 #: the studies made of several tasks (they take --tasks)
-TASK_STUDIES = ("pomdp",)
+TASK_STUDIES = ("pomdp", "core-sweep")
 #: the studies whose variants share one plastic core (they take --core)
 CORE_STUDIES = ("cue", "maze")
 #: the plastic cores (``neuromod_rl.agents.core_factory.CORES``; named here so --help imports no torch)
@@ -72,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=int, default=None, metavar="STEPS",
                    help="RL studies: env steps per run for every agent, instead of the scale's")
     p.add_argument("--tasks", default=None, metavar="ID[,ID...]",
-                   help="pomdp: run only these tasks (comma-separated; default: every task of the scale)")
+                   help="pomdp, core-sweep: run only these tasks (comma-separated; default: every task of the scale)")
     p.add_argument("--core", choices=CORES, default=None,
                    help="cue, maze: the plastic core of every variant (default: the library's default core; "
                    "rnn: the paper's plain recurrent core)")

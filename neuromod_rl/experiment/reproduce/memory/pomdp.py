@@ -143,7 +143,9 @@ def _schedule(value: Any) -> Any:
     return value
 
 
-def _policy_kwargs(task: Task, agent: str) -> dict[str, Any]:
+def _policy_kwargs(task: Task, agent: str, plastic: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The agent's ``policy_kwargs`` for ``task``; ``plastic``: plastic keys a plastic agent gets on top
+    (the core sweep's variants, e.g. ``{"hidden_size": 32}``)."""
     import torch
 
     kwargs = {k: v for k, v in task.heads.items()}
@@ -157,11 +159,15 @@ def _policy_kwargs(task: Task, agent: str) -> dict[str, Any]:
         core = agent.split("_")[1]
         if core != CoreConfig().core:  # the default core gets no plastic key at all
             kwargs["core"] = core
+        kwargs.update(plastic or {})
+    elif plastic:
+        raise ValueError(f"plastic policy keys {sorted(plastic)} given to the non-plastic agent {agent!r}")
     return kwargs
 
 
-def build(task: Task, agent: str, seed: int, env, overrides: dict[str, Any] | None = None):
-    """The model of ``agent`` for ``task`` on the vectorised env ``env``."""
+def build(task: Task, agent: str, seed: int, env, overrides: dict[str, Any] | None = None,
+          plastic: dict[str, Any] | None = None):
+    """The model of ``agent`` for ``task`` on the vectorised env ``env`` (``plastic``: see :func:`_policy_kwargs`)."""
     from sb3_contrib import RecurrentPPO
     from stable_baselines3 import PPO
 
@@ -174,11 +180,12 @@ def build(task: Task, agent: str, seed: int, env, overrides: dict[str, Any] | No
         "ppo": (PPO, "MlpPolicy"),
     }[agent]
     hyper = {k: _schedule(v) for k, v in {**task.hyperparameters, **(overrides or {})}.items()}
-    return cls(policy, env, policy_kwargs=_policy_kwargs(task, agent), seed=seed, verbose=0, **hyper)
+    return cls(policy, env, policy_kwargs=_policy_kwargs(task, agent, plastic), seed=seed, verbose=0, **hyper)
 
 
 def run_one(task_name: str, agent: str, seed: int, budget: int, evals: int, eval_episodes: int,
-            final_episodes: int, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+            final_episodes: int, overrides: dict[str, Any] | None = None,
+            plastic: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train and evaluate one (task, agent, seed); returns the curve, the final return and the wall time."""
     import torch
     from stable_baselines3.common.env_util import make_vec_env
@@ -195,7 +202,7 @@ def run_one(task_name: str, agent: str, seed: int, budget: int, evals: int, eval
         gamma = task.hyperparameters.get("gamma", 0.99)
         env = VecNormalize(env, gamma=gamma)
         eval_env = VecNormalize(eval_env, training=False, norm_reward=False, gamma=gamma)
-    model = build(task, agent, seed, env, overrides)
+    model = build(task, agent, seed, env, overrides, plastic)
 
     def evaluate(episodes: int) -> float:
         if task.normalize:
@@ -242,17 +249,23 @@ def TraceStatistics():  # noqa: N802  (a callback class, built where SB3 is impo
 
 # ------------------------------------------------------------------------------------------ the suite
 def run_job(key: str, seed: int, budget: int, s: Settings) -> dict[str, Any]:
-    """One (task/agent, seed) as a :class:`~.multiseed.Job`: a fresh process, so the run's own
-    imports and threads are its own and its wall time is comparable."""
+    """One (task/agent, seed) as a :class:`~.multiseed.Job`."""
     task, agent = key.split("/")
-    args = [task, agent, str(seed), str(budget), str(s.evals), str(s.eval_episodes), str(s.final_episodes),
-            json.dumps(dict(s.overrides))]
+    return launch(task, agent, seed, budget, s)
+
+
+def launch(task: str, agent: str, seed: int, budget: int, s: Any, plastic: dict[str, Any] | None = None,
+           ) -> dict[str, Any]:
+    """:func:`run_one` in a fresh process (``s.jobs == 0``: in this one), so the run's own imports and
+    threads are its own and its wall time is comparable; ``s`` gives the evaluation settings."""
     if s.jobs == 0:  # in this process (the smoke test)
-        return run_one(task, agent, seed, budget, s.evals, s.eval_episodes, s.final_episodes, dict(s.overrides))
-    cmd = [sys.executable, "-m", MODULE, *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+        return run_one(task, agent, seed, budget, s.evals, s.eval_episodes, s.final_episodes, dict(s.overrides),
+                       plastic)
+    args = [task, agent, str(seed), str(budget), str(s.evals), str(s.eval_episodes), str(s.final_episodes),
+            json.dumps(dict(s.overrides)), json.dumps(plastic or {})]
+    proc = subprocess.run([sys.executable, "-m", MODULE, *args], capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"pomdp run {key} seed {seed} failed:\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"pomdp run {task}/{agent} {plastic or ''} seed {seed} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -267,20 +280,21 @@ def train_all(s: Settings, seeds: list[int], out: Path, scale: str, options: Stu
     for task in s.tasks:
         budget = _budget(task, s, options)
         for agent in s.agents:
-            fp = multiseed.fingerprint([TASKS[task], _policy_kwargs_described(task, agent), budget, s.evals,
+            fp = multiseed.fingerprint([TASKS[task], describe_policy(task, agent), budget, s.evals,
                                         s.eval_episodes, s.final_episodes, s.overrides, VERSION])
             jobs += [multiseed.Job(f"{task}/{agent}", seed, fp, run_job, (budget, s)) for seed in seeds]
     return multiseed.run_jobs(progress, jobs, options.workers)
 
 
-def _policy_kwargs_described(task: str, agent: str) -> dict[str, Any]:
+def describe_policy(task: str, agent: str, plastic: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the agent's policy is, resolved (the plastic agents: CoreConfig's defaults included), so
     that changing the default core re-trains the plastic agents and nothing else."""
-    described = {k: repr(v) for k, v in _policy_kwargs(TASKS[task], agent).items()}
+    kwargs = _policy_kwargs(TASKS[task], agent, plastic)
+    described = {k: repr(v) for k, v in kwargs.items()}
     if agent.startswith("plastic"):
         from neuromod_rl.agents.core_factory import CoreConfig
 
-        core = {k: v for k, v in _policy_kwargs(TASKS[task], agent).items() if k in CoreConfig.__dataclass_fields__}
+        core = {k: v for k, v in kwargs.items() if k in CoreConfig.__dataclass_fields__}
         described["core"] = CoreConfig(**core).as_dict()
     return described
 
@@ -481,10 +495,10 @@ def _trace_section(results: dict, s: Settings, seeds: list[int], out: Path) -> s
 
 def main(argv: list[str]) -> int:
     """Worker entry, one run with its JSON result on stdout: ``python -m neuromod_rl.experiment.reproduce.memory.pomdp
-    TASK AGENT SEED BUDGET EVALS EPISODES FINAL_EPISODES OVERRIDES``."""
-    task, agent, seed, budget, evals, episodes, final, overrides = argv
+    TASK AGENT SEED BUDGET EVALS EPISODES FINAL_EPISODES OVERRIDES [PLASTIC]`` (the last two JSON objects)."""
+    task, agent, seed, budget, evals, episodes, final, overrides, *plastic = argv
     result = run_one(task, agent, int(seed), int(budget), int(evals), int(episodes), int(final),
-                     json.loads(overrides))
+                     json.loads(overrides), json.loads(plastic[0]) if plastic else None)
     print(json.dumps(result))
     return 0
 

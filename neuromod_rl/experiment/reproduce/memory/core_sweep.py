@@ -1,0 +1,213 @@
+"""Which plastic-core settings win the memory suite: one setting changed at a time around the default.
+
+The library's default plastic core (:class:`~neuromod_rl.agents.core_factory.CoreConfig`) should be
+the one that learns best on the memory tasks people use recurrent policies for. This study trains
+``PlasticPPO("MlpPlasticPolicy")`` on the suite's cheap velocity-masked tasks (``PendulumNoVel-v1``
+and ``CartPoleNoVel-v1`` at rl-zoo3's budgets and tuned RecurrentPPO settings, exactly as in
+:mod:`.pomdp`) with the default core and with one setting changed at a time: the core (``rnn``),
+its size (``hidden_size`` 32 and 128), the sharing of the plastic gain (``alpha_shape`` ``neuron``
+and ``scalar``), the modulation (``fanout``), and the rule (``retroactive``, and the unmodulated
+``hebbian``). A one-factor-at-a-time sweep cannot find interactions; it answers the question that
+matters for a default: does any single change beat it?
+
+Every run goes through :func:`.pomdp.launch` (a fresh process, one torch thread), so its numbers are
+those the suite would print. Results are kept in ``core-sweep.<scale>.runs.json`` as they finish.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neuromod_rl.experiment.reproduce import multiseed
+from neuromod_rl.experiment.reproduce.common import Report, markdown_table, new_figure, save_figure
+from neuromod_rl.experiment.reproduce.memory import pomdp
+from neuromod_rl.experiment.reproduce.multiseed import StudyOptions
+
+NAME = "core-sweep"
+VERSION = "core-sweep-1"  # bump when the protocol of a run changes (its results are then recomputed)
+TASKS = {k: pomdp.TASKS[k] for k in ("PendulumNoVel-v1", "CartPoleNoVel-v1", "MountainCarContinuousNoVel-v0")}
+
+#: each variant: the plastic ``policy_kwargs`` changed from the library's default core
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "core=rnn": {"core": "rnn"},
+    "hidden_size=32": {"hidden_size": 32},
+    "hidden_size=128": {"hidden_size": 128},
+    "alpha_shape=neuron": {"alpha_shape": "neuron"},
+    "alpha_shape=scalar": {"alpha_shape": "scalar"},
+    "modulation=fanout": {"modulation": "fanout"},
+    "rule=retroactive": {"rule": "retroactive"},
+    "rule=hebbian (unmodulated)": {"rule": "hebbian"},
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    tasks: tuple[str, ...] = ("PendulumNoVel-v1", "CartPoleNoVel-v1")
+    variants: tuple[str, ...] = tuple(VARIANTS)
+    seeds: int = 3
+    budget_fraction: float = 1.0  # of the zoo's budget
+    evals: int = 20  # evaluations during training
+    eval_episodes: int = 10
+    final_episodes: int = 30
+    jobs: int = 1  # 1: each run in a fresh process (--workers runs several); 0: in this process
+    overrides: tuple[tuple[str, Any], ...] = ()  # hyperparameters replaced for every task (smoke runs only)
+
+
+SCALES = {
+    "smoke": Settings(tasks=("PendulumNoVel-v1",), variants=("default", "hidden_size=32"), seeds=1,
+                      budget_fraction=0.005, evals=2, eval_episodes=1, final_episodes=1, jobs=0,
+                      overrides=(("n_steps", 32), ("n_epochs", 1), ("batch_size", 64))),
+    "default": Settings(),
+    "paper": Settings(tasks=tuple(TASKS), seeds=5),
+}  # fmt: skip
+
+
+def default_core() -> str:
+    """The library's default core, in words (``core=lstm, hidden_size=64, ...``)."""
+    from neuromod_rl.agents.core_factory import CoreConfig
+
+    c = CoreConfig()
+    return (f"core={c.core}, hidden_size={c.hidden_size}, alpha_shape={c.alpha_shape}, rule={c.rule}, "
+            f"modulation={c.cell_modulation}")
+
+
+def _agent() -> str:
+    from neuromod_rl.agents.core_factory import CoreConfig
+
+    return f"plastic_{CoreConfig().core}"
+
+
+def run_variant(key: str, seed: int, budget: int, s: Settings) -> dict[str, Any]:
+    """One (task/variant, seed) as a :class:`~.multiseed.Job`."""
+    task, variant = key.split("/", 1)
+    return pomdp.launch(task, _agent(), seed, budget, s, VARIANTS[variant])
+
+
+def train_all(s: Settings, seeds: list[int], out: Path, scale: str, options: StudyOptions) -> dict:
+    """Every (task, variant, seed) not in the study's progress file yet; ``{("task/variant", seed): result}``."""
+    progress = multiseed.Progress(out, NAME, scale)
+    jobs = []
+    for task in s.tasks:
+        budget = max(1, int(TASKS[task].budget * s.budget_fraction))
+        for variant in s.variants:
+            described = pomdp.describe_policy(task, _agent(), VARIANTS[variant])
+            fp = multiseed.fingerprint([TASKS[task], described, budget, s.evals, s.eval_episodes, s.final_episodes,
+                                        s.overrides, VERSION])  # fmt: skip
+            jobs += [multiseed.Job(f"{task}/{variant}", seed, fp, run_variant, (budget, s)) for seed in seeds]
+    return multiseed.run_jobs(progress, jobs, options.workers)
+
+
+def summarise(results: dict, s: Settings, seeds: list[int]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{task: {variant: {"final": (median, q1, q3), "to_threshold": [...], "seconds": median, "rank": r}}}``;
+    rank 1 is the highest median final return on that task."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for task in s.tasks:
+        rows = {}
+        for variant in s.variants:
+            rs = [results[(f"{task}/{variant}", k)] for k in seeds if (f"{task}/{variant}", k) in results]
+            if rs:
+                rows[variant] = {
+                    "final": multiseed.median_iqr([r["final_return"] for r in rs]),
+                    "to_threshold": [pomdp.steps_to(r["curve"], TASKS[task].threshold) for r in rs],
+                    "seconds": float(np.median([r["train_seconds"] for r in rs])),
+                }
+        order = sorted(rows, key=lambda v: -rows[v]["final"][0])
+        for rank, variant in enumerate(order, 1):
+            rows[variant]["rank"] = rank
+        out[task] = rows
+    return out
+
+
+def mean_ranks(summary: dict[str, dict[str, dict[str, Any]]]) -> dict[str, float]:
+    """Each variant's rank averaged over the tasks (lower is better)."""
+    variants = {v for rows in summary.values() for v in rows}
+    return {v: float(np.mean([rows[v]["rank"] for rows in summary.values() if v in rows])) for v in variants}
+
+
+def verdicts(summary: dict[str, dict[str, dict[str, Any]]]) -> list[tuple[str, bool, str]]:
+    """Per task: the default is the best variant or within the best one's IQR; overall: best mean rank."""
+    claims = []
+    for task, rows in summary.items():
+        if "default" not in rows:
+            continue
+        best = min(rows, key=lambda v: rows[v]["rank"])
+        (m, _, _), (bm, bq1, bq3) = rows["default"]["final"], rows[best]["final"]
+        claims.append((f"{task}: no single change beats the default core (the default's median is at least the "
+                       "best variant's lower quartile)", bool(m >= bq1),
+                       f"default {m:.1f}; best: {best} {bm:.1f} [{bq1:.1f}, {bq3:.1f}]"))  # fmt: skip
+    ranks = mean_ranks(summary)
+    if "default" in ranks and len(summary) > 1:
+        best = min(ranks, key=lambda v: (ranks[v], v != "default"))
+        claims.append(("the default core has the best mean rank over the tasks", best == "default",
+                       f"default {ranks['default']:.1f}; best: {best} {ranks[best]:.1f}"))
+    return claims
+
+
+def _fmt_steps(values: list[float]) -> str:
+    reached = [v for v in values if math.isfinite(v)]
+    if len(reached) <= len(values) / 2:
+        return f"not reached ({len(reached)}/{len(values)})"
+    return f"{float(np.median(values)) / 1000:.0f}k ({len(reached)}/{len(values)})"
+
+
+def _plot(results: dict, s: Settings, seeds: list[int], out: Path) -> str:
+    fig, axes = new_figure(ncols=len(s.tasks), width=5.0)
+    for ax, task in zip(axes, s.tasks):
+        curves, steps = {}, None
+        for variant in s.variants:
+            rs = [results[(f"{task}/{variant}", k)] for k in seeds if (f"{task}/{variant}", k) in results]
+            if rs:
+                curves[variant] = [[v for _, v in r["curve"]] for r in rs]
+                steps = np.asarray([x for x, _ in rs[0]["curve"]], dtype=float)
+        multiseed.plot_bands(ax, steps, curves, "evaluation return", "env steps")
+        ax.axhline(TASKS[task].threshold, color="grey", ls=":", lw=1)
+        ax.set_title(task, fontsize=9)
+    return save_figure(fig, out, "core-sweep_curves.png")
+
+
+def _with_tasks(s: Settings, tasks: tuple[str, ...] | None) -> Settings:
+    if tasks is None:
+        return s
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise ValueError(f"unknown core-sweep task(s) {unknown}; choose from {list(TASKS)}")
+    return dataclasses.replace(s, tasks=tuple(t for t in TASKS if t in tasks))
+
+
+def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | None = None) -> Path:
+    options = options or StudyOptions()
+    s = _with_tasks(SCALES[scale], options.tasks)
+    seeds = multiseed.seed_list(seed, options.seeds or s.seeds)
+    settings = {**s.__dict__, "default core": default_core(), "variants": {v: VARIANTS[v] for v in s.variants}}
+    report = Report(NAME, "Choosing the default plastic core: one setting at a time on the memory suite",
+                    command, seed, scale, settings, seeds=seeds)  # fmt: skip
+    results = train_all(s, seeds, out, scale, options)
+    summary = summarise(results, s, seeds)
+    for claim in verdicts(summary):
+        report.claim(*claim)
+    report.add(f"The default core: `{default_core()}`. Every variant changes one setting of it; the tasks run "
+               "at rl-zoo3's budgets with its tuned RecurrentPPO hyperparameters, as in `neuromod-rl reproduce "
+               "pomdp`. Rank 1 is the highest median final return on a task.")
+    rows = []
+    for task, data in summary.items():
+        for variant, r in sorted(data.items(), key=lambda kv: kv[1]["rank"]):
+            med, q1, q3 = r["final"]
+            rows.append([task, variant, r["rank"], f"{med:.1f} [{q1:.1f}, {q3:.1f}]", _fmt_steps(r["to_threshold"]),
+                         f"{r['seconds']:.0f}"])  # fmt: skip
+    header = ["task", "variant", "rank", "final return, median [IQR]", "steps to threshold",
+              "train s (median, as run)"]  # fmt: skip
+    report.add("## Results\n\n" + markdown_table(header, rows))
+    ranks = mean_ranks(summary)
+    rank_rows = [[v, *[summary[t][v]["rank"] if v in summary[t] else "-" for t in s.tasks], f"{ranks[v]:.1f}"]
+                 for v in sorted(ranks, key=lambda v: (ranks[v], v))]  # fmt: skip
+    report.add("## Mean rank over the tasks\n\n" + markdown_table(["variant", *s.tasks, "mean rank"], rank_rows))
+    thresholds = "\n".join(f"- {t}: {TASKS[t].threshold:g} ({TASKS[t].threshold_source})" for t in s.tasks)
+    report.add(f"## Thresholds\n\n{thresholds}\n\n{_plot(results, s, seeds, out)}")
+    return report.write(out)
