@@ -144,8 +144,8 @@ def test_core_sweep_smoke_writes_report_and_resumes(tmp_path):
 
 
 def test_core_sweep_variant_reaches_the_policy():
-    """A variant's plastic keys are the policy's (hidden_size=32 builds a 32-neuron core); plastic keys
-    for a non-plastic agent are refused by name."""
+    """A variant's plastic keys are the policy's (hidden_size=32 builds a 32-neuron core; the frozen
+    variant trains with alpha held at 0); plastic keys for a non-plastic agent are refused by name."""
     from stable_baselines3.common.env_util import make_vec_env
 
     from neuromod_rl.experiment.reproduce.memory import core_sweep, pomdp
@@ -155,6 +155,13 @@ def test_core_sweep_variant_reaches_the_policy():
     model = pomdp.build(task, core_sweep._agent(), 0, env, plastic=core_sweep.VARIANTS["hidden_size=32"])
     assert model.policy.core_config.hidden_size == 32
     assert pomdp.build(task, core_sweep._agent(), 0, env).policy.core_config.hidden_size == 64
+    frozen = pomdp.build(task, core_sweep._agent(), 0, env, overrides={"n_steps": 32, "batch_size": 64},
+                         plastic=core_sweep.VARIANTS["plasticity off (alpha = 0)"])
+    frozen.learn(256)  # trained, the plastic gain stays exactly 0: no fast weight reaches the network
+    alphas = [p for n, p in frozen.policy.named_parameters() if n.endswith("alpha")]
+    assert alphas and all(not p.requires_grad and torch.count_nonzero(p) == 0 for p in alphas)
+    assert pomdp.describe_policy("CartPoleNoVel-v1", "plastic_lstm", {pomdp.FROZEN: True}) != pomdp.describe_policy(
+        "CartPoleNoVel-v1", "plastic_lstm")
     with pytest.raises(ValueError, match="plastic policy keys \\['hidden_size'\\] given to the non-plastic agent"):
         pomdp.build(task, "ppo", 0, env, plastic={"hidden_size": 32})
 

@@ -6,9 +6,11 @@ the one that learns best on the memory tasks people use recurrent policies for. 
 and ``CartPoleNoVel-v1`` at rl-zoo3's budgets and tuned RecurrentPPO settings, exactly as in
 :mod:`.pomdp`) with the default core and with one setting changed at a time: the core (``rnn``),
 its size (``hidden_size`` 32 and 128), the sharing of the plastic gain (``alpha_shape`` ``neuron``
-and ``scalar``), the modulation (``fanout``), and the rule (``retroactive``, and the unmodulated
-``hebbian``). A one-factor-at-a-time sweep cannot find interactions; it answers the question that
-matters for a default: does any single change beat it?
+and ``scalar``), the modulation (``fanout``), the rule (``retroactive``, and the unmodulated
+``hebbian``), and plasticity itself (the plastic gain held at 0 and the rule untrained: the same
+gated network without fast weights, which tells whether the plasticity is doing the work). A
+one-factor-at-a-time sweep cannot find interactions; it answers the question that matters for a
+default: does any single change beat it?
 
 Every run goes through :func:`.pomdp.launch` (a fresh process, one torch thread), so its numbers are
 those the suite would print. Results are kept in ``core-sweep.<scale>.runs.json`` as they finish.
@@ -44,6 +46,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "modulation=fanout": {"modulation": "fanout"},
     "rule=retroactive": {"rule": "retroactive"},
     "rule=hebbian (unmodulated)": {"rule": "hebbian"},
+    "plasticity off (alpha = 0)": {pomdp.FROZEN: True},
 }
 
 

@@ -143,9 +143,13 @@ def _schedule(value: Any) -> Any:
     return value
 
 
+#: a key of ``plastic`` that is not a policy key: hold the plastic gain at 0 (the non-plastic twin)
+FROZEN = "frozen_plasticity"
+
+
 def _policy_kwargs(task: Task, agent: str, plastic: dict[str, Any] | None = None) -> dict[str, Any]:
     """The agent's ``policy_kwargs`` for ``task``; ``plastic``: plastic keys a plastic agent gets on top
-    (the core sweep's variants, e.g. ``{"hidden_size": 32}``)."""
+    (the core sweep's variants, e.g. ``{"hidden_size": 32}``; :data:`FROZEN` is applied by :func:`build`)."""
     import torch
 
     kwargs = {k: v for k, v in task.heads.items()}
@@ -159,7 +163,7 @@ def _policy_kwargs(task: Task, agent: str, plastic: dict[str, Any] | None = None
         core = agent.split("_")[1]
         if core != CoreConfig().core:  # the default core gets no plastic key at all
             kwargs["core"] = core
-        kwargs.update(plastic or {})
+        kwargs.update({k: v for k, v in (plastic or {}).items() if k != FROZEN})
     elif plastic:
         raise ValueError(f"plastic policy keys {sorted(plastic)} given to the non-plastic agent {agent!r}")
     return kwargs
@@ -180,7 +184,12 @@ def build(task: Task, agent: str, seed: int, env, overrides: dict[str, Any] | No
         "ppo": (PPO, "MlpPolicy"),
     }[agent]
     hyper = {k: _schedule(v) for k, v in {**task.hyperparameters, **(overrides or {})}.items()}
-    return cls(policy, env, policy_kwargs=_policy_kwargs(task, agent, plastic), seed=seed, verbose=0, **hyper)
+    model = cls(policy, env, policy_kwargs=_policy_kwargs(task, agent, plastic), seed=seed, verbose=0, **hyper)
+    if (plastic or {}).get(FROZEN):
+        from neuromod_rl.experiment.reproduce.rl import freeze_plasticity
+
+        freeze_plasticity(model.policy)  # before the first update: Adam never sees a gradient for alpha
+    return model
 
 
 def run_one(task_name: str, agent: str, seed: int, budget: int, evals: int, eval_episodes: int,
@@ -296,6 +305,8 @@ def describe_policy(task: str, agent: str, plastic: dict[str, Any] | None = None
 
         core = {k: v for k, v in kwargs.items() if k in CoreConfig.__dataclass_fields__}
         described["core"] = CoreConfig(**core).as_dict()
+        if (plastic or {}).get(FROZEN):
+            described[FROZEN] = True
     return described
 
 
