@@ -34,6 +34,8 @@ SCALES = {
 }
 #: the accuracy that counts as learned in the single-task control
 CONTROL_BAR = 0.9
+#: the edge of the chance band: a variant below it has not learned the task (chance is 0.5)
+CHANCE_BAND = 0.6
 
 
 def evaluate(cfg, model, normalizer, seed: int, episodes: int) -> dict[str, Any]:
@@ -64,14 +66,24 @@ def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | 
             report.claim(f"{name} learns the single-task control (go-step accuracy >= {CONTROL_BAR})",
                          acc[name] >= CONTROL_BAR, f"{acc[name]:.3f} (chance 0.5)")
         return bp.finish(o, out, COLUMNS)
-    for mod in (bp.RETRO, bp.SIMPLE):
-        report.claim(f"{mod} learns the task better than the non-modulated plastic and non-plastic networks "
-                     "(go-step accuracy, medians over seeds)", acc[mod] > max(acc[bp.PLASTIC], acc[bp.RNN]),
-                     f"{acc[mod]:.3f} vs plastic {acc[bp.PLASTIC]:.3f}, non-plastic {acc[bp.RNN]:.3f}")
+    for claim in paper_claims(acc):
+        report.claim(*claim)
     report.add("## Single-task control\n\nWhether a variant that stays near chance lacks the skill or the adaptation: "
                "`neuromod-rl reproduce cue --scale control --out docs/results/cue-control` trains the same variants "
                "on one fixed set of cues and target (no adaptation needed) and writes its own report.")
-    report.claim("the non-modulated plastic and non-plastic networks stay near chance (accuracy < 0.6)",
-                 max(acc[bp.PLASTIC], acc[bp.RNN]) < 0.6,
+    report.claim(f"the non-modulated plastic and non-plastic networks stay near chance (accuracy < {CHANCE_BAND})",
+                 max(acc[bp.PLASTIC], acc[bp.RNN]) < CHANCE_BAND,
                  f"plastic {acc[bp.PLASTIC]:.3f}, non-plastic {acc[bp.RNN]:.3f} (chance 0.5)")
     return bp.finish(o, out, COLUMNS)
+
+
+def paper_claims(acc: dict[str, float]) -> list[tuple[str, bool, str]]:
+    """The paper's ordering from the variants' median go-step accuracies: each modulated network has
+    learned the task (out of the chance band) and beats both the non-modulated and the non-plastic one.
+    Without the band, 0.508 against 0.506, two networks at chance, would read as a win."""
+    others = max(acc[bp.PLASTIC], acc[bp.RNN])
+    return [(f"{mod} learns the task (go-step accuracy >= {CHANCE_BAND}, out of the chance band) and better than the "
+             "non-modulated plastic and non-plastic networks (medians over seeds)",
+             acc[mod] >= CHANCE_BAND and acc[mod] > others,
+             f"{acc[mod]:.3f} vs plastic {acc[bp.PLASTIC]:.3f}, non-plastic {acc[bp.RNN]:.3f}")
+            for mod in (bp.RETRO, bp.SIMPLE)]  # fmt: skip
