@@ -305,7 +305,9 @@ def test_cue_ordering_needs_a_modulated_network_out_of_the_chance_band():
 
 def test_cue_report_points_to_its_single_task_control(smoke):
     out, _ = smoke
-    assert "`neuromod-rl reproduce cue --scale control --out docs/results/cue-control`" in (out / "cue.md").read_text()
+    report = (out / "cue.md").read_text()
+    assert "`neuromod-rl reproduce cue --scale control --out docs/results/cue-control`" in report
+    assert "The paper trains each network for 200,000 updates of 30 episodes (720M steps)" in report
 
 
 def test_core_option_puts_every_plastic_variant_on_that_core():

@@ -34,6 +34,8 @@ SCALES = {
 }
 #: the accuracy that counts as learned in the single-task control
 CONTROL_BAR = 0.9
+#: the paper's training: 200,000 updates of a batch of 30 episodes of 120 steps
+PAPER_STEPS = 200_000 * 30 * 120
 #: the edge of the chance band: a variant below it has not learned the task (chance is 0.5)
 CHANCE_BAND = 0.6
 
@@ -71,6 +73,11 @@ def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | 
     report.add("## Single-task control\n\nWhether a variant that stays near chance lacks the skill or the adaptation: "
                "`neuromod-rl reproduce cue --scale control --out docs/results/cue-control` trains the same variants "
                "on one fixed set of cues and target (no adaptation needed) and writes its own report.")
+    steps = o.described[o.names[0]]["config"]["n_timesteps"]
+    report.add(f"## Budget\n\nThe paper trains each network for 200,000 updates of 30 episodes "
+               f"({PAPER_STEPS / 1e6:.0f}M steps); this scale gives each variant {steps / 1e6:g}M steps, "
+               f"{steps / PAPER_STEPS:.2%} of that. A variant at chance here has not been shown unable to learn "
+               "the task, only unable to learn it at this budget.")
     report.claim(f"the non-modulated plastic and non-plastic networks stay near chance (accuracy < {CHANCE_BAND})",
                  max(acc[bp.PLASTIC], acc[bp.RNN]) < CHANCE_BAND,
                  f"plastic {acc[bp.PLASTIC]:.3f}, non-plastic {acc[bp.RNN]:.3f} (chance 0.5)")
