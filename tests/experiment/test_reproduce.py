@@ -118,13 +118,13 @@ def test_pomdp_suite_smoke_writes_report_and_resumes(tmp_path):
 
 def test_pomdp_tasks_option_keeps_the_suites_order():
     """``--tasks`` runs a subset of the suite (the report then covers only those), in the suite's order."""
-    from neuromod_rl.experiment.reproduce.memory.pomdp import SCALES, _with_tasks
+    from neuromod_rl.experiment.reproduce.memory.pomdp import SCALES, with_tasks
 
-    s = _with_tasks(SCALES["default"], ("CartPoleNoVel-v1", "PendulumNoVel-v1"))
+    s = with_tasks(SCALES["default"], ("CartPoleNoVel-v1", "PendulumNoVel-v1"))
     assert s.tasks == ("PendulumNoVel-v1", "CartPoleNoVel-v1") and s.seeds == SCALES["default"].seeds
-    assert _with_tasks(SCALES["default"], None) is SCALES["default"]
+    assert with_tasks(SCALES["default"], None) is SCALES["default"]
     with pytest.raises(ValueError, match="unknown pomdp task"):
-        _with_tasks(SCALES["default"], ("Nope-v0",))
+        with_tasks(SCALES["default"], ("Nope-v0",))
 
 
 def test_core_sweep_smoke_writes_report_and_resumes(tmp_path):

@@ -18,8 +18,6 @@ those the suite would print. Results are kept in ``core-sweep.<scale>.runs.json`
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from neuromod_rl.experiment.reproduce import multiseed
-from neuromod_rl.experiment.reproduce.common import Report, markdown_table, new_figure, save_figure
+from neuromod_rl.experiment.reproduce.common import Report, markdown_table
 from neuromod_rl.experiment.reproduce.memory import pomdp
 from neuromod_rl.experiment.reproduce.multiseed import StudyOptions
 
@@ -153,40 +151,9 @@ def verdicts(summary: dict[str, dict[str, dict[str, Any]]]) -> list[tuple[str, b
     return claims
 
 
-def _fmt_steps(values: list[float]) -> str:
-    reached = [v for v in values if math.isfinite(v)]
-    if len(reached) <= len(values) / 2:
-        return f"not reached ({len(reached)}/{len(values)})"
-    return f"{float(np.median(values)) / 1000:.0f}k ({len(reached)}/{len(values)})"
-
-
-def _plot(results: dict, s: Settings, seeds: list[int], out: Path) -> str:
-    fig, axes = new_figure(ncols=len(s.tasks), width=5.0)
-    for ax, task in zip(axes, s.tasks):
-        curves, steps = {}, None
-        for variant in s.variants:
-            rs = [results[(f"{task}/{variant}", k)] for k in seeds if (f"{task}/{variant}", k) in results]
-            if rs:
-                curves[variant] = [[v for _, v in r["curve"]] for r in rs]
-                steps = np.asarray([x for x, _ in rs[0]["curve"]], dtype=float)
-        multiseed.plot_bands(ax, steps, curves, "evaluation return", "env steps")
-        ax.axhline(TASKS[task].threshold, color="grey", ls=":", lw=1)
-        ax.set_title(task, fontsize=9)
-    return save_figure(fig, out, "core-sweep_curves.png")
-
-
-def _with_tasks(s: Settings, tasks: tuple[str, ...] | None) -> Settings:
-    if tasks is None:
-        return s
-    unknown = [t for t in tasks if t not in TASKS]
-    if unknown:
-        raise ValueError(f"unknown core-sweep task(s) {unknown}; choose from {list(TASKS)}")
-    return dataclasses.replace(s, tasks=tuple(t for t in TASKS if t in tasks))
-
-
 def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | None = None) -> Path:
     options = options or StudyOptions()
-    s = _with_tasks(SCALES[scale], options.tasks)
+    s = pomdp.with_tasks(SCALES[scale], options.tasks, TASKS, NAME)
     seeds = multiseed.seed_list(seed, options.seeds or s.seeds)
     settings = {**s.__dict__, "default core": default_core(), "variants": {v: VARIANTS[v] for v in s.variants}}
     report = Report(NAME, "Choosing the default plastic core: one setting at a time on the memory suite",
@@ -202,8 +169,8 @@ def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | 
     for task, data in summary.items():
         for variant, r in sorted(data.items(), key=lambda kv: kv[1]["rank"]):
             med, q1, q3 = r["final"]
-            rows.append([task, variant, r["rank"], f"{med:.1f} [{q1:.1f}, {q3:.1f}]", _fmt_steps(r["to_threshold"]),
-                         f"{r['seconds']:.0f}"])  # fmt: skip
+            rows.append([task, variant, r["rank"], f"{med:.1f} [{q1:.1f}, {q3:.1f}]",
+                         pomdp.fmt_steps(r["to_threshold"]), f"{r['seconds']:.0f}"])  # fmt: skip
     header = ["task", "variant", "rank", "final return, median [IQR]", "steps to threshold",
               "train s (median, as run)"]  # fmt: skip
     report.add("## Results\n\n" + markdown_table(header, rows))
@@ -212,5 +179,6 @@ def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | 
                  for v in sorted(ranks, key=lambda v: (ranks[v], v))]  # fmt: skip
     report.add("## Mean rank over the tasks\n\n" + markdown_table(["variant", *s.tasks, "mean rank"], rank_rows))
     thresholds = "\n".join(f"- {t}: {TASKS[t].threshold:g} ({TASKS[t].threshold_source})" for t in s.tasks)
-    report.add(f"## Thresholds\n\n{thresholds}\n\n{_plot(results, s, seeds, out)}")
+    plot = pomdp.plot_curves(results, s.tasks, s.variants, seeds, out, "core-sweep_curves.png", str, 5.0)
+    report.add(f"## Thresholds\n\n{thresholds}\n\n{plot}")
     return report.write(out)

@@ -356,7 +356,8 @@ def steps_to(curve: list[tuple[int, float]], level: float) -> float:
     return next((float(step) for step, value in curve if value >= level), math.inf)
 
 
-def _fmt_steps(values: list[float]) -> str:
+def fmt_steps(values: list[float]) -> str:
+    """Median steps over the seeds that count (``"74k (3/3)"``), or how few reached the level."""
     reached = [v for v in values if math.isfinite(v)]
     if len(reached) <= len(values) / 2:
         return f"not reached ({len(reached)}/{len(values)})"
@@ -404,40 +405,44 @@ def _verdicts(summary: dict[str, Any], agent: str) -> list[tuple[str, bool, str]
             "env steps and in <= 0.5x its wall time",
             bool(reached and fewer_steps and ratio <= 0.5),
             f"final median {mine['final'][0]:.1f} vs RecurrentPPO {data['anchor'][0]:.1f}; steps to {q1:.1f}: "
-            f"{_fmt_steps(mine['to_anchor'])} vs {_fmt_steps(anchor['to_anchor'])}; wall time to it "
+            f"{fmt_steps(mine['to_anchor'])} vs {fmt_steps(anchor['to_anchor'])}; wall time to it "
             f"{ratio:.2f}x (env-steps/s {mine['steps_per_second']:.0f} vs {anchor['steps_per_second']:.0f})",
         ))  # fmt: skip
     return claims
 
 
-def _plot(results: dict, s: Settings, seeds: list[int], out: Path) -> str:
-    fig, axes = new_figure(ncols=len(s.tasks), width=4.6)
-    for ax, task in zip(axes, s.tasks):
+def plot_curves(results: dict, tasks: tuple[str, ...], agents: tuple[str, ...], seeds: list[int], out: Path,
+                filename: str, name=label, width: float = 4.6) -> str:
+    """One panel per task: each agent's evaluation return over training (median and IQR over seeds),
+    the task's threshold dotted; ``results`` keyed ``("task/agent", seed)``."""
+    fig, axes = new_figure(ncols=len(tasks), width=width)
+    for ax, task in zip(axes, tasks):
         curves, steps = {}, None
-        for agent in s.agents:
+        for agent in agents:
             rs = [results[(f"{task}/{agent}", k)] for k in seeds if (f"{task}/{agent}", k) in results]
             if rs:
-                curves[label(agent)] = [[v for _, v in r["curve"]] for r in rs]
+                curves[name(agent)] = [[v for _, v in r["curve"]] for r in rs]
                 steps = np.asarray([x for x, _ in rs[0]["curve"]], dtype=float)
         multiseed.plot_bands(ax, steps, curves, "evaluation return", "env steps")
         ax.axhline(TASKS[task].threshold, color="grey", ls=":", lw=1)
         ax.set_title(task, fontsize=9)
-    return save_figure(fig, out, "pomdp_curves.png")
+    return save_figure(fig, out, filename)
 
 
-def _with_tasks(s: Settings, tasks: tuple[str, ...] | None) -> Settings:
-    """``s`` restricted to ``tasks`` (``--tasks``), in the suite's order; unknown ids are refused by name."""
+def with_tasks(s: Any, tasks: tuple[str, ...] | None, known: dict[str, Task] = TASKS, study: str = NAME) -> Any:
+    """The settings ``s`` restricted to ``tasks`` (``--tasks``), in the order of ``known``; unknown ids
+    are refused by name."""
     if tasks is None:
         return s
-    unknown = [t for t in tasks if t not in TASKS]
+    unknown = [t for t in tasks if t not in known]
     if unknown:
-        raise ValueError(f"unknown pomdp task(s) {unknown}; choose from {list(TASKS)}")
-    return dataclasses.replace(s, tasks=tuple(t for t in TASKS if t in tasks))
+        raise ValueError(f"unknown {study} task(s) {unknown}; choose from {list(known)}")
+    return dataclasses.replace(s, tasks=tuple(t for t in known if t in tasks))
 
 
 def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | None = None) -> Path:
     options = options or StudyOptions()
-    s = _with_tasks(SCALES[scale], options.tasks)
+    s = with_tasks(SCALES[scale], options.tasks)
     seeds = multiseed.seed_list(seed, options.seeds or s.seeds)
     settings = {**s.__dict__, "tasks (rl-zoo3 settings)": {k: TASKS[k] for k in s.tasks}}
     report = Report(NAME, "Memory suite: plastic policies against RecurrentPPO on velocity-masked tasks",
@@ -453,8 +458,8 @@ def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | 
     for task, data in summary.items():
         for agent, r in data["rows"].items():
             med, q1, q3 = r["final"]
-            rows.append([task, label(agent), f"{med:.1f} [{q1:.1f}, {q3:.1f}]", _fmt_steps(r["to_threshold"]),
-                         _fmt_steps(r["to_anchor"]), f"{r['steps_per_second']:.0f}", f"{r['seconds']:.0f}"])
+            rows.append([task, label(agent), f"{med:.1f} [{q1:.1f}, {q3:.1f}]", fmt_steps(r["to_threshold"]),
+                         fmt_steps(r["to_anchor"]), f"{r['steps_per_second']:.0f}", f"{r['seconds']:.0f}"])
     header = ["task", "agent", "final return, median [IQR]", "steps to threshold", "steps to RecurrentPPO's final",
               "env-steps/s (timed)", "train s (median, as run)"]  # fmt: skip
     report.add("## Results\n\n" + markdown_table(header, rows))
@@ -463,7 +468,8 @@ def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | 
         report.add(f"**Not in this report** (left out with `--tasks`): {', '.join(skipped)}. The suite's claims "
                    "above cover only the tasks that ran.")
     thresholds = "\n".join(f"- {t}: {TASKS[t].threshold:g} ({TASKS[t].threshold_source})" for t in s.tasks)
-    report.add(f"## Thresholds\n\n{thresholds}\n\n{_plot(results, s, seeds, out)}")
+    plot = plot_curves(results, s.tasks, s.agents, seeds, out, "pomdp_curves.png")
+    report.add(f"## Thresholds\n\n{thresholds}\n\n{plot}")
     report.add(_trace_section(results, s, seeds, out))
     return report.write(out)
 
