@@ -257,6 +257,14 @@ class RunLock:
     def __init__(self, run: Run, command: str) -> None:
         self.path = run.path / ".lock"
         self.command = command
+        self.what = f"run {run.path}"
+
+    @classmethod
+    def on_file(cls, path: str | Path, what: str, command: str) -> RunLock:
+        """The same lock on the file ``path`` (a study's progress: ``what`` names it in the error)."""
+        lock = cls.__new__(cls)
+        lock.path, lock.what, lock.command = Path(path), what, command
+        return lock
 
     def __enter__(self) -> RunLock:
         key = self.path.resolve()
@@ -271,8 +279,8 @@ class RunLock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
             raise UserError(
-                f"cannot write to run directory {self.path.parent} ({err.strerror}); a run directory must be writable "
-                "(check its permissions and free space)"
+                f"cannot write to {self.what} ({err.strerror}); it must be writable (check the permissions and free "
+                "space of the folder)"
             ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -286,8 +294,8 @@ class RunLock:
             os.close(fd)
             holder = holder or "holder unknown"
             raise UserError(
-                f"run {self.path.parent} is in use by another neuromod-rl process ({holder}). Wait for it to finish "
-                "or stop it (a stopped or crashed process releases the run by itself), then run this command again."
+                f"{self.what} is in use by another neuromod-rl process ({holder}). Wait for it to finish or stop it "
+                "(a stopped or crashed process releases it by itself), then run this command again."
             ) from None
         since = _dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
         info = f"pid {os.getpid()} on {socket.gethostname()}, `{self.command}`, since {since}"

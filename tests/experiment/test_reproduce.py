@@ -64,6 +64,32 @@ def test_bad_arguments_give_clear_errors(tmp_path, capsys):
         load_digits_split([3, 12])
 
 
+def test_a_second_process_on_the_same_study_is_refused(tmp_path, capsys):
+    """Two invocations writing one progress file would each save their own copy and lose the other's
+    results: the second is refused with the holder's command, and a killed holder blocks no one."""
+    import subprocess
+    import sys
+    import textwrap
+
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from neuromod_rl.experiment.runs import RunLock
+        RunLock.on_file({str(tmp_path / ".blur.smoke.lock")!r}, "study blur", "neuromod-rl reproduce blur").__enter__()
+        print("held", flush=True)
+        time.sleep(120)
+    """)], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert reproduce.main(["blur", "--scale", "smoke", "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert "is in use by another neuromod-rl process" in err and f"pid {holder.pid}" in err
+        assert not (tmp_path / "blur.md").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert reproduce.main(["blur", "--scale", "smoke", "--out", str(tmp_path)]) == 0  # the kill released it
+
+
 def test_digits_split_relabels_in_the_given_order():
     x, y = load_digits_split([7, 2])
     assert x.shape[1] == 65 and torch.all(x[:, -1] == 1) and 0 <= x.min() and x.max() <= 1

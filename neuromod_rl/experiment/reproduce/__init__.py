@@ -139,8 +139,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.name} runs its own seeds: --seeds, --workers and --budget do not apply to it", file=sys.stderr)
         return 2
     start = time.perf_counter()
+    from neuromod_rl.experiment.errors import UserError
+    from neuromod_rl.experiment.runs import RunLock
+
+    # one process per progress file: two would each rewrite it from their own copy and lose results
+    lock = RunLock.on_file(args.out / f".{args.name}.{args.scale}.lock",
+                           f"study {args.name} (scale {args.scale}) in {args.out}", command)
     try:
-        report = module.run(scale=args.scale, seed=args.seed, out=args.out, command=command, **extra)
+        with lock:
+            report = module.run(scale=args.scale, seed=args.seed, out=args.out, command=command, **extra)
+    except UserError as err:
+        print(f"{args.name}: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"\n{args.name}: interrupted; finished runs are saved. Run the same command again to resume:\n"
               f"  {command}", file=sys.stderr)
