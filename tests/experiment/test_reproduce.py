@@ -209,6 +209,16 @@ def test_core_sweep_verdicts_follow_the_numbers():
     claims = {text.split(":")[0]: ok for text, ok, _ in verdicts(summary)}
     assert claims[a] is True and claims[b] is False  # on a, x's median is higher but 11 >= its q1 10.5
     assert claims["the default core has the best mean rank over the tasks"] is False
+    # at a ceiling the steps to the threshold decide, and what is still equal shares its places
+    ceiling = {(b, "default"): [500, 500, 500], (b, "x"): [500, 500, 500]}
+    tied = {(f"{t}/{v}", k): {**result(f), "curve": [(1000, 100.0), (2000, f)]} for (t, v), fs in ceiling.items()
+            for k, f in enumerate(fs)}  # fmt: skip
+    tied[(f"{b}/x", 0)]["curve"] = tied[(f"{b}/x", 1)]["curve"] = [(1000, 500.0), (2000, 500.0)]  # x is faster
+    ranked = summarise(tied, Settings(tasks=(b,), variants=("default", "x")), [0, 1, 2])[b]
+    assert (ranked["x"]["rank"], ranked["default"]["rank"]) == (1, 2)
+    tied[(f"{b}/default", 0)]["curve"] = tied[(f"{b}/default", 1)]["curve"] = [(1000, 500.0), (2000, 500.0)]
+    ranked = summarise(tied, Settings(tasks=(b,), variants=("default", "x")), [0, 1, 2])[b]
+    assert ranked["x"]["rank"] == ranked["default"]["rank"] == 1.5
 
 
 def test_steps_to_level():

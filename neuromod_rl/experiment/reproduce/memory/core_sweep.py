@@ -107,7 +107,8 @@ def train_all(s: Settings, seeds: list[int], out: Path, scale: str, options: Stu
 
 def summarise(results: dict, s: Settings, seeds: list[int]) -> dict[str, dict[str, dict[str, Any]]]:
     """``{task: {variant: {"final": (median, q1, q3), "to_threshold": [...], "seconds": median, "rank": r}}}``;
-    rank 1 is the highest median final return on that task."""
+    rank 1 is the highest median final return on that task; equal returns (a task's ceiling) are ranked
+    by the median steps to the threshold, and what is still equal shares its places."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for task in s.tasks:
         rows = {}
@@ -119,11 +120,18 @@ def summarise(results: dict, s: Settings, seeds: list[int]) -> dict[str, dict[st
                     "to_threshold": [pomdp.steps_to(r["curve"], TASKS[task].threshold) for r in rs],
                     "seconds": float(np.median([r["train_seconds"] for r in rs])),
                 }
-        order = sorted(rows, key=lambda v: -rows[v]["final"][0])
-        for rank, variant in enumerate(order, 1):
+        for variant, rank in _ranks({v: (-r["final"][0], float(np.median(r["to_threshold"]))) for v, r in rows.items()
+                                     }).items():  # fmt: skip
             rows[variant]["rank"] = rank
         out[task] = rows
     return out
+
+
+def _ranks(keys: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Rank 1 for the smallest key; equal keys share the mean of their places (two variants that both
+    reach the task's ceiling in the same number of steps tie, whatever their order in the table)."""
+    order = sorted(keys.values())
+    return {v: order.index(k) + 1 + (order.count(k) - 1) / 2 for v, k in keys.items()}
 
 
 def mean_ranks(summary: dict[str, dict[str, dict[str, Any]]]) -> dict[str, float]:
@@ -164,7 +172,8 @@ def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | 
         report.claim(*claim)
     report.add(f"The default core: `{default_core()}`. Every variant changes one setting of it; the tasks run "
                "at rl-zoo3's budgets with its tuned RecurrentPPO hyperparameters, as in `neuromod-rl reproduce "
-               "pomdp`. Rank 1 is the highest median final return on a task.")
+               "pomdp`. Rank 1 is the highest median final return on a task; equal returns (CartPole's ceiling of 500) "
+               "are ranked by the median steps to the threshold, and variants equal on both share their places.")
     rows = []
     for task, data in summary.items():
         for variant, r in sorted(data.items(), key=lambda kv: kv[1]["rank"]):
