@@ -155,7 +155,7 @@ def verdicts(summary: dict[str, dict[str, dict[str, Any]]]) -> list[tuple[str, b
     if "default" in ranks and len(summary) > 1:
         best = min(ranks, key=lambda v: (ranks[v], v != "default"))
         claims.append(("the default core has the best mean rank over the tasks", best == "default",
-                       f"default {ranks['default']:.1f}; best: {best} {ranks[best]:.1f}"))
+                       f"default {ranks['default']:g}; best: {best} {ranks[best]:g}"))
     return claims
 
 
@@ -184,9 +184,12 @@ def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | 
               "train s (median, as run)"]  # fmt: skip
     report.add("## Results\n\n" + markdown_table(header, rows))
     ranks = mean_ranks(summary)
-    rank_rows = [[v, *[summary[t][v]["rank"] if v in summary[t] else "-" for t in s.tasks], f"{ranks[v]:.1f}"]
+    rank_rows = [[v, *[summary[t][v]["rank"] if v in summary[t] else "-" for t in s.tasks], f"{ranks[v]:g}"]
                  for v in sorted(ranks, key=lambda v: (ranks[v], v))]  # fmt: skip
     report.add("## Mean rank over the tasks\n\n" + markdown_table(["variant", *s.tasks, "mean rank"], rank_rows))
+    progress = multiseed.Progress(out, NAME, scale)
+    report.add(f"## Compute\n\nSum of the runs' wall times: {progress.total_seconds() / 60:.0f} min (one process "
+               f"and one torch thread per run, `--workers` at once); every run's numbers: `{progress.path.name}`.")
     thresholds = "\n".join(f"- {t}: {TASKS[t].threshold:g} ({TASKS[t].threshold_source})" for t in s.tasks)
     plot = pomdp.plot_curves(results, s.tasks, s.variants, seeds, out, "core-sweep_curves.png", str, 5.0)
     report.add(f"## Thresholds\n\n{thresholds}\n\n{plot}")
