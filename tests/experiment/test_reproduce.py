@@ -125,9 +125,10 @@ def test_memorisation_protocol(hold):
 def test_pomdp_suite_smoke_writes_report_and_resumes(tmp_path):
     """The memory suite at smoke scale: every agent trains, is evaluated and timed; the report has the
     claims and the table; a second call finds every run done (results are kept) and trains nothing."""
-    from neuromod_rl.experiment.reproduce.memory import pomdp
+    from neuromod_rl.experiment.reproduce.memory import pomdp, throughput
 
     assert pomdp.MODULE == pomdp.__name__  # the worker processes import it by this name
+    assert throughput.THIS == throughput.__name__  # and the timing processes this one
     assert reproduce.main(["pomdp", "--scale", "smoke", "--out", str(tmp_path)]) == 0
     report = (tmp_path / "pomdp.md").read_text()
     assert "| claim | reproduced | evidence |" in report and "RecurrentPPO (LSTM, zoo)" in report

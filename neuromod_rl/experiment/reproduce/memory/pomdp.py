@@ -20,7 +20,7 @@ at the end. Results are kept in ``pomdp.<scale>.runs.json`` next to the report a
 interrupted suite resumes where it stopped (:mod:`.multiseed`). Wall time is compared at the
 throughput of each agent, timed back to back in one invocation after training (fresh processes, one
 thread each), so that the ratio does not depend on what else the machine was doing during the long
-runs; the runs' own training times are reported beside it.
+runs (:mod:`.throughput`); the runs' own training times are reported beside it.
 """
 
 from __future__ import annotations
@@ -310,47 +310,6 @@ def describe_policy(task: str, agent: str, plastic: dict[str, Any] | None = None
     return described
 
 
-def measure_throughput(task: str, agent: str, steps: int, overrides: dict[str, Any] | None = None) -> float:
-    """Env steps per second of ``agent`` training on ``task`` (rollouts and updates, one thread), after
-    one warm-up rollout: the suite times every agent this way back to back, so that wall-time ratios
-    do not depend on what else the machine ran during the long training runs."""
-    import torch
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import VecNormalize
-
-    import neuromod_rl  # noqa: F401
-
-    torch.set_num_threads(1)
-    t = TASKS[task]
-    env = make_vec_env(t.env_id, n_envs=t.n_envs, seed=0)
-    if t.normalize:
-        env = VecNormalize(env, gamma=t.hyperparameters.get("gamma", 0.99))
-    model = build(t, agent, 0, env, overrides)
-    rollout = model.n_steps * t.n_envs
-    model.learn(rollout)
-    start, before = time.perf_counter(), model.num_timesteps
-    model.learn(max(steps, rollout), reset_num_timesteps=False)
-    return (model.num_timesteps - before) / (time.perf_counter() - start)
-
-
-def time_all(s: Settings) -> dict[str, dict[str, float]]:
-    """Throughput of every agent on every task, each in a fresh process, one after another."""
-    out: dict[str, dict[str, float]] = {}
-    for task in s.tasks:
-        out[task] = {}
-        for agent in s.agents:
-            code = (f"import json,sys; from {MODULE} import measure_throughput as m; "
-                    f"print(m({task!r}, {agent!r}, {s.timing_steps}, {dict(s.overrides)!r}))")
-            if s.jobs == 0:
-                out[task][agent] = measure_throughput(task, agent, s.timing_steps, dict(s.overrides))
-                continue
-            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise RuntimeError(f"timing {task}/{agent} failed:\n{proc.stderr[-3000:]}")
-            out[task][agent] = float(proc.stdout.strip().splitlines()[-1])
-    return out
-
-
 def steps_to(curve: list[tuple[int, float]], level: float) -> float:
     """First training step at which the evaluation return reached ``level`` (inf if never)."""
     return next((float(step) for step, value in curve if value >= level), math.inf)
@@ -448,6 +407,8 @@ def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | 
     report = Report(NAME, "Memory suite: plastic policies against RecurrentPPO on velocity-masked tasks",
                     command, seed, scale, settings, seeds=seeds)  # fmt: skip
     results = train_all(s, seeds, out, scale, options)
+    from neuromod_rl.experiment.reproduce.memory.throughput import time_all
+
     speed = time_all(s)
     summary = summarise(results, s, seeds, speed)
     for agent in s.agents:
