@@ -96,11 +96,9 @@ def train_all(s: Settings, seeds: list[int], out: Path, scale: str, options: Stu
     progress = multiseed.Progress(out, NAME, scale)
     jobs = []
     for task in s.tasks:
-        budget = max(1, int(TASKS[task].budget * s.budget_fraction))
+        budget = pomdp.budget_of(task, s, options)
         for variant in s.variants:
-            described = pomdp.describe_policy(task, _agent(), VARIANTS[variant])
-            fp = multiseed.fingerprint([TASKS[task], described, budget, s.evals, s.eval_episodes, s.final_episodes,
-                                        s.overrides, VERSION])  # fmt: skip
+            fp = pomdp.run_fingerprint(task, _agent(), budget, s, VERSION, VARIANTS[variant])
             jobs += [multiseed.Job(f"{task}/{variant}", seed, fp, run_variant, (budget, s)) for seed in seeds]
     return multiseed.run_jobs(progress, jobs, options.workers)
 
@@ -120,8 +118,8 @@ def summarise(results: dict, s: Settings, seeds: list[int]) -> dict[str, dict[st
                     "to_threshold": [pomdp.steps_to(r["curve"], TASKS[task].threshold) for r in rs],
                     "seconds": float(np.median([r["train_seconds"] for r in rs])),
                 }
-        for variant, rank in _ranks({v: (-r["final"][0], float(np.median(r["to_threshold"]))) for v, r in rows.items()
-                                     }).items():  # fmt: skip
+        keys = {v: (-r["final"][0], float(np.median(r["to_threshold"]))) for v, r in rows.items()}
+        for variant, rank in _ranks(keys).items():
             rows[variant]["rank"] = rank
         out[task] = rows
     return out

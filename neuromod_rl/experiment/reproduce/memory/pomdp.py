@@ -278,7 +278,8 @@ def launch(task: str, agent: str, seed: int, budget: int, s: Any, plastic: dict[
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _budget(task: str, s: Settings, options: StudyOptions) -> int:
+def budget_of(task: str, s: Any, options: StudyOptions) -> int:
+    """Env steps of a run on ``task``: ``--budget``, else the zoo's budget times the scale's fraction."""
     return options.budget or max(1, int(TASKS[task].budget * s.budget_fraction))
 
 
@@ -287,12 +288,19 @@ def train_all(s: Settings, seeds: list[int], out: Path, scale: str, options: Stu
     progress = multiseed.Progress(out, NAME, scale)
     jobs = []
     for task in s.tasks:
-        budget = _budget(task, s, options)
+        budget = budget_of(task, s, options)
         for agent in s.agents:
-            fp = multiseed.fingerprint([TASKS[task], describe_policy(task, agent), budget, s.evals,
-                                        s.eval_episodes, s.final_episodes, s.overrides, VERSION])
+            fp = run_fingerprint(task, agent, budget, s, VERSION)
             jobs += [multiseed.Job(f"{task}/{agent}", seed, fp, run_job, (budget, s)) for seed in seeds]
     return multiseed.run_jobs(progress, jobs, options.workers)
+
+
+def run_fingerprint(task: str, agent: str, budget: int, s: Any, version: str,
+                    plastic: dict[str, Any] | None = None) -> str:
+    """What a run's result depends on: the task's settings, the resolved policy, the budget and the
+    evaluation protocol (``s``), and the study's ``version``."""
+    return multiseed.fingerprint([TASKS[task], describe_policy(task, agent, plastic), budget, s.evals,
+                                  s.eval_episodes, s.final_episodes, s.overrides, version])
 
 
 def describe_policy(task: str, agent: str, plastic: dict[str, Any] | None = None) -> dict[str, Any]:
