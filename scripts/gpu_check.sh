@@ -34,8 +34,9 @@ fi
 "$PY" -m pip install --quiet -e ".[gpu]"
 "$PY" -c "import torch, triton; print(f'torch {torch.__version__} (CUDA {torch.version.cuda}), triton {triton.__version__}')"
 
-echo "== CUDA tests (compiled Triton kernels, fused torch ops on CUDA)"
+echo "== CUDA tests (compiled Triton kernels; the fused torch-op path for every cell and rule; PlasticPPO on the GPU)"
 TRITON_INTERPRET=0 "$PY" -m pytest -q -p no:cacheprovider tests/plasticity/test_triton.py -k "cuda"
+"$PY" -m pytest -q -p no:cacheprovider tests/plasticity/test_fused.py -k "cuda" tests/agents/test_cuda.py
 
 echo "== GPU benchmark"
 # shellcheck disable=SC2086

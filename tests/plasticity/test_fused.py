@@ -67,7 +67,7 @@ def _run(cell, x, state, starts, ext, backend):
     result = scan(cell, x, state.replace(**leaves), starts, ext, backend=backend)
     assert result.backend == backend
     y, final = result.y, result.state
-    weights = torch.linspace(-1, 1, y.shape[-1], dtype=y.dtype)
+    weights = torch.linspace(-1, 1, y.shape[-1], dtype=y.dtype, device=y.device)
     loss = (y * weights).sum()
     for k, v in final.items():  # every final state field reaches the loss: its gradient flows back
         loss = loss + (0.1 * (v**2).sum() if k.startswith("F") else 0.3 * v.sum())
@@ -79,7 +79,7 @@ def _run(cell, x, state, starts, ext, backend):
     return y.detach(), final, grads
 
 
-def _compare(kind, rule, mod, src, alpha, dtype, T, B, N, I=5, scale=3.0, seed=0, probe_clip=False):
+def _compare(kind, rule, mod, src, alpha, dtype, T, B, N, I=5, scale=3.0, seed=0, probe_clip=False, device="cpu"):
     torch.manual_seed(seed)
     cell = make_cell(kind, rule, mod, src, alpha, I, N, dtype)
     with torch.no_grad():  # large weights and rates so that the clip is active
@@ -95,6 +95,10 @@ def _compare(kind, rule, mod, src, alpha, dtype, T, B, N, I=5, scale=3.0, seed=0
     ext = torch.randn(T, B, dtype=dtype) if src == "external" else None
     state = cell.initial_state(B, dtype=dtype)
     state = state.replace(**{k: v + (0.5 if k in ("h", "c") else 0.3) * torch.randn_like(v) for k, v in state.items()})
+    if device != "cpu":  # the same draws as on the CPU, moved
+        cell, x, starts = cell.to(device), x.to(device), starts.to(device)
+        ext = None if ext is None else ext.to(device)
+        state = state.replace(**{k: v.to(device) for k, v in state.items()})
     ref = _run(cell, x, state, starts, ext, "reference")
     fus = _run(cell, x, state, starts, ext, "fused")
     _compare.clipped = probe_clip and _clip_engaged(cell, x, state, starts, ext)
@@ -173,6 +177,15 @@ def test_torch_op_fallback_matches_reference(monkeypatch, kind, rule, mod, src, 
     """Without a C compiler (or on CUDA tensors) the fused backend runs its torch-op path."""
     monkeypatch.setattr(fused_cpu, "available", lambda: False)
     ref, fus = _compare(kind, rule, mod, src, alpha, torch.float64, T=11, B=2, N=5)
+    _assert_match(ref, fus, torch.float64)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here (`make gpu-check` runs it on one)")
+@pytest.mark.parametrize("kind,rule,mod,src,alpha", CONFIGS, ids=map(_config_id, CONFIGS))
+def test_cuda_torch_ops_match_reference(kind, rule, mod, src, alpha):
+    """On CUDA tensors the fused backend is its torch-op path: the same float64 agreement as on the CPU."""
+    ref, fus = _compare(kind, rule, mod, src, alpha, torch.float64, T=17, B=3, N=6, device="cuda")
+    assert ref[0].is_cuda and fus[0].is_cuda
     _assert_match(ref, fus, torch.float64)
 
 

@@ -19,7 +19,13 @@ pytest.importorskip("triton", reason="the triton backend needs the 'triton' pack
 from neuromod_rl.plasticity import PlasticLSTMCell, PlasticRNNCell, default_backend, scan  # noqa: E402
 from neuromod_rl.plasticity.fused.spec import RULE_CODES  # noqa: E402
 from neuromod_rl.plasticity.rules import Neuromodulated, Oja  # noqa: E402
-from neuromod_rl.plasticity.triton import bf16_inputs, function, tile_width  # noqa: E402
+from neuromod_rl.plasticity.triton import (  # noqa: E402
+    INTERPRETER_MIN,
+    _version_tuple,
+    bf16_inputs,
+    function,
+    tile_width,
+)
 
 CUDA = torch.cuda.is_available()
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not CUDA, reason="no CUDA device here"))]
@@ -46,6 +52,9 @@ CONFIGS = [
 def _require(device: str) -> None:
     if device == "cpu" and not function.interpreted():
         pytest.skip("this process compiles the kernels (TRITON_INTERPRET=0): CPU tensors need the interpreter")
+    if device == "cpu" and _version_tuple(function.triton.__version__) < INTERPRETER_MIN:
+        pytest.skip(f"Triton {function.triton.__version__}'s interpreter cannot run the kernels (pip install "
+                    "'triton>=3.9' for the CPU cases)")
     if device == "cuda" and function.interpreted():
         pytest.skip("this process interprets the kernels (TRITON_INTERPRET=1); `make gpu-check` runs them compiled")
 
@@ -230,6 +239,16 @@ def test_cpu_tensors_without_the_interpreter_raise_a_clear_error():
     assert proc.returncode != 0
     assert "RuntimeError: the triton backend runs CPU tensors only in Triton's interpreter" in proc.stderr
     assert "TRITON_INTERPRET=1" in proc.stderr
+
+
+def test_an_interpreter_too_old_for_the_kernels_is_named(monkeypatch):
+    """Triton 3.6's interpreter fails inside the kernels with an obscure error: the backend says which
+    versions work instead (compiled on CUDA, 3.6 runs them: checked on an H200)."""
+    if not function.interpreted():
+        pytest.skip("this process compiles the kernels (TRITON_INTERPRET=0): CPU tensors need the interpreter")
+    monkeypatch.setattr(function.triton, "__version__", "3.6.0")
+    with pytest.raises(RuntimeError, match=r"Triton 3.6.0's interpreter cannot run these kernels.*upgrade triton"):
+        scan(PlasticRNNCell(3, 4), torch.randn(2, 1, 3), backend="triton")
 
 
 def test_importing_the_package_does_not_import_triton():

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import re
 
 import torch
 from torch import Tensor
@@ -76,6 +77,16 @@ def tile_width(block_j: int | None):
         _BLOCK_J.reset(token)
 
 
+#: the oldest Triton whose CPU interpreter runs the kernels (3.6's fails on a run-time loop bound)
+INTERPRETER_MIN = (3, 9)
+
+
+def _version_tuple(version: str) -> tuple[int, int]:
+    """``"3.6.0"`` -> ``(3, 6)``: major and minor (an unreadable version counts as new enough)."""
+    found = re.match(r"(\d+)\.(\d+)", version)
+    return (int(found[1]), int(found[2])) if found else (999, 0)
+
+
 def _load_function():
     """Import Triton and the kernels, and check that they can run on ``device``."""
     try:
@@ -100,6 +111,12 @@ def triton_scan(
             "environment before Python starts (Triton reads it when the kernels load; here it is "
             f"{'unset' if setting is None else repr(setting)}). For speed on CPU use backend='fused'; the "
             "triton backend is for CUDA tensors."
+        )
+    if x.device.type == "cpu" and _version_tuple(function.triton.__version__) < INTERPRETER_MIN:
+        raise RuntimeError(
+            f"Triton {function.triton.__version__}'s interpreter cannot run these kernels (a loop bound passed "
+            f"at run time; fixed in Triton {'.'.join(map(str, INTERPRETER_MIN))}): upgrade triton for CPU runs, or "
+            "use backend='fused' on CPU. Compiled on CUDA, the kernels run with Triton 3.6 and later."
         )
     if x.device.type not in ("cpu", "cuda"):
         raise RuntimeError(f"the triton backend runs on CUDA (or the CPU interpreter), not on {x.device.type!r}")
