@@ -4,6 +4,7 @@ seeds, and write their report with the command, a claims table, a numbers table 
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import numpy as np
@@ -153,6 +154,30 @@ def test_pomdp_tasks_option_keeps_the_suites_order():
     with pytest.raises(ValueError, match="unknown pomdp task"):
         with_tasks(SCALES["default"], ("Nope-v0",))
 
+
+def test_pomdp_target_needs_an_anchor_that_learned():
+    """Where RecurrentPPO stays at memoryless PPO's level, "reaching its final return" is trivially true
+    at step 0: the claim then asks for the task's threshold instead."""
+    from neuromod_rl.experiment.reproduce.memory.pomdp import _verdicts
+
+    def row(final, to_threshold=math.inf, to_anchor=0.0):
+        return {"final": (final, final, final), "to_threshold": [to_threshold] * 3, "to_anchor": [to_anchor] * 3,
+                "steps_per_second": 1000.0, "seconds_to_anchor": to_anchor / 1000.0}
+
+    def verdict(rppo, plastic, ppo=-200.0, plastic_steps=math.inf):
+        summary = {"MountainCarNoVel-v0": {"anchor": (rppo, rppo, rppo), "rows": {
+            "recurrent_ppo": row(rppo, to_anchor=5e5), "plastic_lstm": row(plastic, plastic_steps, 1e5),
+            "ppo": row(ppo)}}}  # fmt: skip
+        [(text, ok, _)] = _verdicts(summary, "plastic_lstm")
+        return text, ok
+
+    text, ok = verdict(-200.0, -200.0)  # nobody learned: the floor is no target
+    assert "judged on the task's threshold" in text and not ok
+    text, ok = verdict(-200.0, -105.0, plastic_steps=4e5)  # the plastic agent solves what RPPO did not
+    assert "judged on the task's threshold" in text and ok
+    text, ok = verdict(-120.0, -118.0)  # RPPO learned: the usual target (final, steps, wall time)
+    assert "reaches RecurrentPPO's final return" in text and ok
+    assert not verdict(-120.0, -150.0)[1]
 
 def test_core_sweep_smoke_writes_report_and_resumes(tmp_path):
     """The core sweep at smoke scale: each variant trains through the pomdp worker and is ranked; a
