@@ -158,7 +158,7 @@ def test_pomdp_tasks_option_keeps_the_suites_order():
 def test_pomdp_target_needs_an_anchor_that_learned():
     """Where RecurrentPPO stays at memoryless PPO's level, "reaching its final return" is trivially true
     at step 0: the claim then asks for the task's threshold instead."""
-    from neuromod_rl.experiment.reproduce.memory.pomdp import _verdicts
+    from neuromod_rl.experiment.reproduce.memory.summary import verdicts
 
     def row(final, to_threshold=math.inf, to_anchor=0.0):
         return {"final": (final, final, final), "to_threshold": [to_threshold] * 3, "to_anchor": [to_anchor] * 3,
@@ -168,7 +168,7 @@ def test_pomdp_target_needs_an_anchor_that_learned():
         summary = {"MountainCarNoVel-v0": {"anchor": (rppo, rppo, rppo), "rows": {
             "recurrent_ppo": row(rppo, to_anchor=5e5), "plastic_lstm": row(plastic, plastic_steps, 1e5),
             "ppo": row(ppo)}}}  # fmt: skip
-        [(text, ok, _)] = _verdicts(summary, "plastic_lstm")
+        [(text, ok, _)] = verdicts(summary, "plastic_lstm")
         return text, ok
 
     text, ok = verdict(-200.0, -200.0)  # nobody learned: the floor is no target
@@ -248,7 +248,7 @@ def test_core_sweep_verdicts_follow_the_numbers():
 
 
 def test_steps_to_level():
-    from neuromod_rl.experiment.reproduce.memory.pomdp import steps_to
+    from neuromod_rl.experiment.reproduce.memory.summary import steps_to
 
     curve = [(100, -500.0), (200, -150.0), (300, -90.0)]
     assert steps_to(curve, -200) == 200 and steps_to(curve, 0) == float("inf")

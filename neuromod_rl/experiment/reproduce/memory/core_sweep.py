@@ -27,6 +27,7 @@ import numpy as np
 from neuromod_rl.experiment.reproduce import multiseed
 from neuromod_rl.experiment.reproduce.common import Report, markdown_table
 from neuromod_rl.experiment.reproduce.memory import pomdp
+from neuromod_rl.experiment.reproduce.memory.summary import fmt_steps, plot_curves, steps_to
 from neuromod_rl.experiment.reproduce.multiseed import StudyOptions
 
 NAME = "core-sweep"
@@ -115,7 +116,7 @@ def summarise(results: dict, s: Settings, seeds: list[int]) -> dict[str, dict[st
             if rs:
                 rows[variant] = {
                     "final": multiseed.median_iqr([r["final_return"] for r in rs]),
-                    "to_threshold": [pomdp.steps_to(r["curve"], TASKS[task].threshold) for r in rs],
+                    "to_threshold": [steps_to(r["curve"], TASKS[task].threshold) for r in rs],
                     "seconds": float(np.median([r["train_seconds"] for r in rs])),
                 }
         keys = {v: (-r["final"][0], float(np.median(r["to_threshold"]))) for v, r in rows.items()}
@@ -177,7 +178,7 @@ def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | 
         for variant, r in sorted(data.items(), key=lambda kv: kv[1]["rank"]):
             med, q1, q3 = r["final"]
             rows.append([task, variant, r["rank"], f"{med:.1f} [{q1:.1f}, {q3:.1f}]",
-                         pomdp.fmt_steps(r["to_threshold"]), f"{r['seconds']:.0f}"])  # fmt: skip
+                         fmt_steps(r["to_threshold"]), f"{r['seconds']:.0f}"])  # fmt: skip
     header = ["task", "variant", "rank", "final return, median [IQR]", "steps to threshold",
               "train s (median, as run)"]  # fmt: skip
     report.add("## Results\n\n" + markdown_table(header, rows))
@@ -189,6 +190,6 @@ def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | 
     report.add(f"## Compute\n\nSum of the runs' wall times: {progress.total_seconds() / 60:.0f} min (one process "
                f"and one torch thread per run, `--workers` at once); every run's numbers: `{progress.path.name}`.")
     thresholds = "\n".join(f"- {t}: {TASKS[t].threshold:g} ({TASKS[t].threshold_source})" for t in s.tasks)
-    plot = pomdp.plot_curves(results, s.tasks, s.variants, seeds, out, "core-sweep_curves.png", str, 5.0)
+    plot = plot_curves(results, s.tasks, s.variants, seeds, out, "core-sweep_curves.png", str, 5.0)
     report.add(f"## Thresholds\n\n{thresholds}\n\n{plot}")
     return report.write(out)

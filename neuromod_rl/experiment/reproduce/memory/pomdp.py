@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import subprocess
 import sys
 import time
@@ -93,13 +92,23 @@ TASKS: dict[str, Task] = {
         dict(n_steps=16, gae_lambda=0.98, gamma=0.99, n_epochs=4, ent_coef=0.0),
     ),
 }  # fmt: skip
-AGENTS = ("recurrent_ppo", "plastic_rnn", "plastic_lstm", "ppo")
+#: each task's unmasked Gymnasium env, for the control agent ``ppo_full``
+FULL_OBSERVATIONS = {"PendulumNoVel-v1": "Pendulum-v1", "MountainCarContinuousNoVel-v0": "MountainCarContinuous-v0",
+                     "MountainCarNoVel-v0": "MountainCar-v0", "CartPoleNoVel-v1": "CartPole-v1"}
+AGENTS = ("recurrent_ppo", "plastic_rnn", "plastic_lstm", "ppo", "ppo_full")
 LABELS = {
     "recurrent_ppo": "RecurrentPPO (LSTM, zoo)",
     "plastic_rnn": "PlasticPPO core=rnn",
     "plastic_lstm": "PlasticPPO core=lstm",
     "ppo": "PPO MlpPolicy (no memory)",
+    "ppo_full": "PPO MlpPolicy, velocities seen (control)",
 }
+
+
+def env_id(task: str, agent: str) -> str:
+    """The env ``agent`` trains on: the masked task, or for the control ``ppo_full`` its unmasked env
+    (the same settings with the velocities seen: is the task learnable at this budget at all?)."""
+    return FULL_OBSERVATIONS[task] if agent == "ppo_full" else TASKS[task].env_id
 
 
 def label(agent: str) -> str:
@@ -182,6 +191,7 @@ def build(task: Task, agent: str, seed: int, env, overrides: dict[str, Any] | No
         "plastic_rnn": (PlasticPPO, "MlpPlasticPolicy"),
         "plastic_lstm": (PlasticPPO, "MlpPlasticPolicy"),
         "ppo": (PPO, "MlpPolicy"),
+        "ppo_full": (PPO, "MlpPolicy"),
     }[agent]
     hyper = {k: _schedule(v) for k, v in {**task.hyperparameters, **(overrides or {})}.items()}
     model = cls(policy, env, policy_kwargs=_policy_kwargs(task, agent, plastic), seed=seed, verbose=0, **hyper)
@@ -205,8 +215,8 @@ def run_one(task_name: str, agent: str, seed: int, budget: int, evals: int, eval
 
     torch.set_num_threads(1)
     task = TASKS[task_name]
-    env = make_vec_env(task.env_id, n_envs=task.n_envs, seed=seed)
-    eval_env = make_vec_env(task.env_id, n_envs=1, seed=1_000_000 + seed)
+    env = make_vec_env(env_id(task_name, agent), n_envs=task.n_envs, seed=seed)
+    eval_env = make_vec_env(env_id(task_name, agent), n_envs=1, seed=1_000_000 + seed)
     if task.normalize:
         gamma = task.hyperparameters.get("gamma", 0.99)
         env = VecNormalize(env, gamma=gamma)
@@ -315,94 +325,9 @@ def describe_policy(task: str, agent: str, plastic: dict[str, Any] | None = None
         described["core"] = CoreConfig(**core).as_dict()
         if (plastic or {}).get(FROZEN):
             described[FROZEN] = True
+    if agent == "ppo_full":
+        described["env_id"] = env_id(task, agent)
     return described
-
-
-def steps_to(curve: list[tuple[int, float]], level: float) -> float:
-    """First training step at which the evaluation return reached ``level`` (inf if never)."""
-    return next((float(step) for step, value in curve if value >= level), math.inf)
-
-
-def fmt_steps(values: list[float]) -> str:
-    """Median steps over the seeds that count (``"74k (3/3)"``), or how few reached the level."""
-    reached = [v for v in values if math.isfinite(v)]
-    if len(reached) <= len(values) / 2:
-        return f"not reached ({len(reached)}/{len(values)})"
-    return f"{float(np.median(values)) / 1000:.0f}k ({len(reached)}/{len(values)})"
-
-
-def summarise(results: dict, s: Settings, seeds: list[int], speed: dict) -> dict[str, Any]:
-    """Per task and agent: final return (median, IQR), steps to the threshold and to RecurrentPPO's
-    final return (its lower quartile), wall time (measured, and at the timed throughput)."""
-    out: dict[str, Any] = {}
-    for task in s.tasks:
-        runs = {a: [results[(f"{task}/{a}", k)] for k in seeds if (f"{task}/{a}", k) in results] for a in s.agents}
-        anchor = multiseed.median_iqr([r["final_return"] for r in runs.get("recurrent_ppo", [])])
-        rows = {}
-        for agent, rs in runs.items():
-            if not rs:
-                continue
-            to_anchor = [steps_to(r["curve"], anchor[1]) for r in rs]
-            rows[agent] = {
-                "final": multiseed.median_iqr([r["final_return"] for r in rs]),
-                "to_threshold": [steps_to(r["curve"], TASKS[task].threshold) for r in rs],
-                "to_anchor": to_anchor,
-                "seconds": float(np.median([r["train_seconds"] for r in rs])),
-                "steps_per_second": speed[task][agent],
-                "seconds_to_anchor": float(np.median(to_anchor)) / speed[task][agent],
-            }
-        out[task] = {"anchor": anchor, "rows": rows}
-    return out
-
-
-def _verdicts(summary: dict[str, Any], agent: str) -> list[tuple[str, bool, str]]:
-    """Per task, ``agent`` against RecurrentPPO's final return; where RecurrentPPO does not beat memoryless
-    PPO that is no target (the floor is "reached" at step 0), so the task's own threshold is the claim."""
-    claims = []
-    for task, data in summary.items():
-        rows = data["rows"]
-        if agent not in rows or "recurrent_ppo" not in rows:
-            continue
-        mine, anchor = rows[agent], rows["recurrent_ppo"]
-        q1, floor = data["anchor"][1], rows["ppo"]["final"][2] if "ppo" in rows else -math.inf
-        if q1 <= floor:
-            threshold = TASKS[task].threshold
-            claims.append((f"{task}: RecurrentPPO does not beat memoryless PPO (lower quartile {q1:.1f} vs PPO's upper "
-                           f"{floor:.1f}), so {label(agent)} is judged on the task's threshold: reaches {threshold:g}",
-                           mine["final"][0] >= threshold, f"final median {mine['final'][0]:.1f}; steps to "
-                           f"{threshold:g}: {fmt_steps(mine['to_threshold'])}"))  # fmt: skip
-            continue
-        reached = mine["final"][0] >= q1
-        fewer_steps = np.median(mine["to_anchor"]) <= np.median(anchor["to_anchor"])
-        ratio = mine["seconds_to_anchor"] / anchor["seconds_to_anchor"] if math.isfinite(
-            anchor["seconds_to_anchor"]) else math.nan  # fmt: skip
-        claims.append((
-            f"{task}: {label(agent)} reaches RecurrentPPO's final return (its lower quartile, {q1:.1f}) in no more "
-            "env steps and in <= 0.5x its wall time",
-            bool(reached and fewer_steps and ratio <= 0.5),
-            f"final median {mine['final'][0]:.1f} vs RecurrentPPO {data['anchor'][0]:.1f}; steps to {q1:.1f}: "
-            f"{fmt_steps(mine['to_anchor'])} vs {fmt_steps(anchor['to_anchor'])}; wall time to it "
-            f"{ratio:.2f}x (env-steps/s {mine['steps_per_second']:.0f} vs {anchor['steps_per_second']:.0f})",
-        ))  # fmt: skip
-    return claims
-
-
-def plot_curves(results: dict, tasks: tuple[str, ...], agents: tuple[str, ...], seeds: list[int], out: Path,
-                filename: str, name=label, width: float = 4.6) -> str:
-    """One panel per task: each agent's evaluation return over training (median and IQR over seeds),
-    the task's threshold dotted; ``results`` keyed ``("task/agent", seed)``."""
-    fig, axes = new_figure(ncols=len(tasks), width=width)
-    for ax, task in zip(axes, tasks):
-        curves, steps = {}, None
-        for agent in agents:
-            rs = [results[(f"{task}/{agent}", k)] for k in seeds if (f"{task}/{agent}", k) in results]
-            if rs:
-                curves[name(agent)] = [[v for _, v in r["curve"]] for r in rs]
-                steps = np.asarray([x for x, _ in rs[0]["curve"]], dtype=float)
-        multiseed.plot_bands(ax, steps, curves, "evaluation return", "env steps")
-        ax.axhline(TASKS[task].threshold, color="grey", ls=":", lw=1)
-        ax.set_title(task, fontsize=9)
-    return save_figure(fig, out, filename)
 
 
 def with_tasks(s: Any, tasks: tuple[str, ...] | None, known: dict[str, Task] = TASKS, study: str = NAME) -> Any:
@@ -427,10 +352,12 @@ def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | 
     from neuromod_rl.experiment.reproduce.memory.throughput import time_all
 
     speed = time_all(s)
+    from neuromod_rl.experiment.reproduce.memory.summary import fmt_steps, plot_curves, summarise, verdicts
+
     summary = summarise(results, s, seeds, speed)
     for agent in s.agents:
         if agent.startswith("plastic"):
-            for claim in _verdicts(summary, agent):
+            for claim in verdicts(summary, agent):
                 report.claim(*claim)
     rows = []
     for task, data in summary.items():
@@ -447,7 +374,11 @@ def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | 
                    "above cover only the tasks that ran.")
     thresholds = "\n".join(f"- {t}: {TASKS[t].threshold:g} ({TASKS[t].threshold_source})" for t in s.tasks)
     plot = plot_curves(results, s.tasks, s.agents, seeds, out, "pomdp_curves.png")
-    report.add(f"## Thresholds\n\n{thresholds}\n\n{plot}")
+    control = ("The control row trains memoryless PPO with the task's settings on the unmasked env "
+               f"({', '.join(FULL_OBSERVATIONS[t] for t in s.tasks)}): where it reaches the threshold and no "
+               "agent on the masked task does, the settings and budget suffice for the task itself, and what fails "
+               "is learning it from what the mask leaves.")
+    report.add(f"## Thresholds\n\n{thresholds}\n\n{control}\n\n{plot}")
     report.add(_trace_section(results, s, seeds, out))
     return report.write(out)
 

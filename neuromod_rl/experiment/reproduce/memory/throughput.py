@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from neuromod_rl.experiment.reproduce.memory.pomdp import TASKS, Settings, build
+from neuromod_rl.experiment.reproduce.memory.pomdp import TASKS, Settings, build, env_id
 
 #: this module, for the timing processes that import it by name
 THIS = "neuromod_rl.experiment.reproduce.memory.throughput"
@@ -27,7 +27,7 @@ def measure_throughput(task: str, agent: str, steps: int, overrides: dict[str, A
 
     torch.set_num_threads(1)
     t = TASKS[task]
-    env = make_vec_env(t.env_id, n_envs=t.n_envs, seed=0)
+    env = make_vec_env(env_id(task, agent), n_envs=t.n_envs, seed=0)
     if t.normalize:
         env = VecNormalize(env, gamma=t.hyperparameters.get("gamma", 0.99))
     model = build(t, agent, 0, env, overrides)
