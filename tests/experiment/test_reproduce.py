@@ -4,7 +4,6 @@ seeds, and write their report with the command, a claims table, a numbers table 
 from __future__ import annotations
 
 import json
-import math
 import re
 
 import numpy as np
@@ -157,27 +156,35 @@ def test_pomdp_tasks_option_keeps_the_suites_order():
 
 def test_pomdp_target_needs_an_anchor_that_learned():
     """Where RecurrentPPO stays at memoryless PPO's level, "reaching its final return" is trivially true
-    at step 0: the claim then asks for the task's threshold instead."""
-    from neuromod_rl.experiment.reproduce.memory.summary import verdicts
+    at the first evaluation: the claim then asks for the task's threshold instead."""
+    import dataclasses
 
-    def row(final, to_threshold=math.inf, to_anchor=0.0):
-        return {"final": (final, final, final), "to_threshold": [to_threshold] * 3, "to_anchor": [to_anchor] * 3,
-                "steps_per_second": 1000.0, "seconds_to_anchor": to_anchor / 1000.0}
+    from neuromod_rl.experiment.reproduce.memory.pomdp import SCALES
+    from neuromod_rl.experiment.reproduce.memory.summary import summarise, verdicts
 
-    def verdict(rppo, plastic, ppo=-200.0, plastic_steps=math.inf):
-        summary = {"MountainCarNoVel-v0": {"anchor": (rppo, rppo, rppo), "rows": {
-            "recurrent_ppo": row(rppo, to_anchor=5e5), "plastic_lstm": row(plastic, plastic_steps, 1e5),
-            "ppo": row(ppo)}}}  # fmt: skip
+    task = "MountainCarNoVel-v0"
+    s = dataclasses.replace(SCALES["default"], tasks=(task,), agents=("recurrent_ppo", "plastic_lstm", "ppo"))
+
+    def verdict(rppo: float, plastic: list[float], ppo: float = -200.0):
+        def run(values):  # an evaluation every 100k steps
+            return {"curve": [(100_000 * (i + 1), v) for i, v in enumerate(values)], "final_return": values[-1],
+                    "train_seconds": 60.0}
+
+        curves = {"recurrent_ppo": [-200.0, -200.0, rppo], "plastic_lstm": plastic, "ppo": [-200.0, -200.0, ppo]}
+        results = {(f"{task}/{a}", k): run(c) for a, c in curves.items() for k in range(3)}
+        speed = {"recurrent_ppo": 1000.0, "plastic_lstm": 3000.0, "ppo": 5000.0}  # env-steps/s
+        summary = summarise(results, s, [0, 1, 2], {task: speed})
         [(text, ok, _)] = verdicts(summary, "plastic_lstm")
-        return text, ok
+        return summary[task]["learned"], text, ok
 
-    text, ok = verdict(-200.0, -200.0)  # nobody learned: the floor is no target
-    assert "judged on the task's threshold" in text and not ok
-    text, ok = verdict(-200.0, -105.0, plastic_steps=4e5)  # the plastic agent solves what RPPO did not
-    assert "judged on the task's threshold" in text and ok
-    text, ok = verdict(-120.0, -118.0)  # RPPO learned: the usual target (final, steps, wall time)
-    assert "reaches RecurrentPPO's final return" in text and ok
-    assert not verdict(-120.0, -150.0)[1]
+    learned, text, ok = verdict(-200.0, [-200.0, -200.0, -200.0])  # nobody learned: the floor is no target
+    assert not learned and "judged on the task's threshold" in text and not ok
+    learned, text, ok = verdict(-200.0, [-200.0, -150.0, -105.0])  # the plastic agent solves what RPPO did not
+    assert not learned and "judged on the task's threshold" in text and ok
+    learned, text, ok = verdict(-120.0, [-200.0, -118.0, -118.0])  # RPPO learned: final, steps and wall time
+    assert learned and "reaches RecurrentPPO's final return" in text and ok
+    assert not verdict(-120.0, [-200.0, -200.0, -150.0])[2]
+
 
 def test_core_sweep_smoke_writes_report_and_resumes(tmp_path):
     """The core sweep at smoke scale: each variant trains through the pomdp worker and is ranked; a

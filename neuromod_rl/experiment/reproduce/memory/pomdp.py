@@ -363,8 +363,9 @@ def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | 
     for task, data in summary.items():
         for agent, r in data["rows"].items():
             med, q1, q3 = r["final"]
+            to_anchor = fmt_steps(r["to_anchor"]) if data["learned"] else "no level (RecurrentPPO did not learn)"
             rows.append([task, label(agent), f"{med:.1f} [{q1:.1f}, {q3:.1f}]", fmt_steps(r["to_threshold"]),
-                         fmt_steps(r["to_anchor"]), f"{r['steps_per_second']:.0f}", f"{r['seconds']:.0f}"])
+                         to_anchor, f"{r['steps_per_second']:.0f}", f"{r['seconds']:.0f}"])
     header = ["task", "agent", "final return, median [IQR]", "steps to threshold", "steps to RecurrentPPO's final",
               "env-steps/s (timed)", "train s (median, as run)"]  # fmt: skip
     report.add("## Results\n\n" + markdown_table(header, rows))
