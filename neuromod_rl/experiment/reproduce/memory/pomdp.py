@@ -12,7 +12,9 @@ under-learn. Agents:
 * ``plastic_rnn``, ``plastic_lstm`` -- ``PlasticPPO("MlpPlasticPolicy")`` with ``core="rnn"`` and
   ``core="lstm"``; the library's default core runs with no plastic ``policy_kwargs`` at all (what a
   user gets) and is marked "(default)";
-* ``ppo`` -- SB3 ``PPO("MlpPolicy")``, the memoryless floor.
+* ``ppo`` -- SB3 ``PPO("MlpPolicy")``, the memoryless floor;
+* ``ppo_full`` -- the same PPO on the task's unmasked env (velocities seen), a control: it tells
+  whether the settings and budget suffice for the task at all, where nothing on the masked task learns.
 
 Each (task, agent, seed) trains in its own process with one torch thread; it is evaluated
 ``evals`` times during training (deterministic actions, the training normalisation statistics) and

@@ -1,5 +1,5 @@
 """The memory suite's numbers from its saved runs: steps to a level, the per-task summary (final
-return, steps to the threshold and to RecurrentPPO's final return, wall time), the issue's target per
+return, steps to the threshold and to RecurrentPPO's final return, wall time), the suite's target per
 plastic agent as a claim, and the learning-curve panels (shared with ``core-sweep``)."""
 
 from __future__ import annotations
