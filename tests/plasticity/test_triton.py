@@ -20,10 +20,9 @@ from neuromod_rl.plasticity import PlasticLSTMCell, PlasticRNNCell, default_back
 from neuromod_rl.plasticity.fused.spec import RULE_CODES  # noqa: E402
 from neuromod_rl.plasticity.rules import Neuromodulated, Oja  # noqa: E402
 from neuromod_rl.plasticity.triton import (  # noqa: E402
-    INTERPRETER_MIN,
-    _version_tuple,
     bf16_inputs,
     function,
+    interpreter_supported,
     tile_width,
 )
 
@@ -52,7 +51,7 @@ CONFIGS = [
 def _require(device: str) -> None:
     if device == "cpu" and not function.interpreted():
         pytest.skip("this process compiles the kernels (TRITON_INTERPRET=0): CPU tensors need the interpreter")
-    if device == "cpu" and _version_tuple(function.triton.__version__) < INTERPRETER_MIN:
+    if device == "cpu" and not interpreter_supported(function.triton.__version__):
         pytest.skip(f"Triton {function.triton.__version__}'s interpreter cannot run the kernels (pip install "
                     "'triton>=3.9' for the CPU cases)")
     if device == "cuda" and function.interpreted():

@@ -81,10 +81,10 @@ def tile_width(block_j: int | None):
 INTERPRETER_MIN = (3, 9)
 
 
-def _version_tuple(version: str) -> tuple[int, int]:
-    """``"3.6.0"`` -> ``(3, 6)``: major and minor (an unreadable version counts as new enough)."""
+def interpreter_supported(version: str) -> bool:
+    """Whether Triton ``version``'s CPU interpreter runs the kernels (an unreadable version counts as new)."""
     found = re.match(r"(\d+)\.(\d+)", version)
-    return (int(found[1]), int(found[2])) if found else (999, 0)
+    return not found or (int(found[1]), int(found[2])) >= INTERPRETER_MIN
 
 
 def _load_function():
@@ -112,7 +112,7 @@ def triton_scan(
             f"{'unset' if setting is None else repr(setting)}). For speed on CPU use backend='fused'; the "
             "triton backend is for CUDA tensors."
         )
-    if x.device.type == "cpu" and _version_tuple(function.triton.__version__) < INTERPRETER_MIN:
+    if x.device.type == "cpu" and not interpreter_supported(function.triton.__version__):
         raise RuntimeError(
             f"Triton {function.triton.__version__}'s interpreter cannot run these kernels (a loop bound passed "
             f"at run time; fixed in Triton {'.'.join(map(str, INTERPRETER_MIN))}): upgrade triton for CPU runs, or "
