@@ -14,6 +14,7 @@ policy's ``evaluate_actions`` runs them through ``scan``.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -78,6 +79,28 @@ class PlasticOnPolicyMixin(PlasticAlgorithmMixin):
                 "stable_baselines3.PPO / A2C"
             )
         self._check_plastic_config()
+        self._warn_if_minibatch_exceeds_batch_size()
+
+    def _warn_if_minibatch_exceeds_batch_size(self) -> None:
+        """A minibatch is whole training sequences, so a ``batch_size`` shorter than one sequence is not
+        honoured: each minibatch is one sequence, and an epoch takes far fewer gradient steps than SB3's
+        PPO (or RecurrentPPO) with the same arguments."""
+        batch_size = getattr(self, "batch_size", None)
+        seq_len = self.rollout_buffer.seq_len
+        if batch_size is None or batch_size >= seq_len:
+            return
+        samples = self.n_steps * self.n_envs
+        fix = (f"bptt_length={batch_size} (truncated BPTT over {batch_size}-step chunks) to match it"
+               if self.n_steps % batch_size == 0 else "a bptt_length that divides n_steps")
+        warnings.warn(
+            f"{type(self).__name__}: batch_size={batch_size} is shorter than one training sequence ({seq_len} "
+            f"steps, bptt_length={self.bptt_length!r}), so each minibatch is one whole sequence of {seq_len} "
+            f"steps: {samples // seq_len} gradient steps per epoch instead of the {-(-samples // batch_size)} "
+            f"that batch_size={batch_size} gives SB3's PPO. Pass {fix}, or batch_size={seq_len} to keep "
+            "whole-rollout sequences without this warning",
+            UserWarning,
+            stacklevel=5,
+        )
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_last_plastic_state"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -92,6 +93,19 @@ def test_bptt_length_validation(bptt):
     match = "must divide n_steps=8" if bptt == 3 else "bptt_length must be 'episode'"
     with pytest.raises(ValueError, match=match):
         PlasticPPO("MlpPlasticPolicy", env, n_steps=8, batch_size=8, bptt_length=bptt)
+
+
+def test_batch_size_shorter_than_a_sequence_warns_with_the_gradient_steps_it_costs():
+    """A minibatch is whole sequences: batch_size=8 under 32-step sequences is not honoured, and says so."""
+    env = make_vec_env(cue_env, 2, seed=0)
+    with pytest.warns(UserWarning, match=r"batch_size=8 is shorter than one training sequence \(32 steps.*"
+                      r"2 gradient steps per epoch instead of the 8.*bptt_length=8"):
+        PlasticPPO("MlpPlasticPolicy", env, n_steps=32, batch_size=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the suggested fixes are silent
+        PlasticPPO("MlpPlasticPolicy", env, n_steps=32, batch_size=8, bptt_length=8)
+        PlasticPPO("MlpPlasticPolicy", env, n_steps=32, batch_size=32)
+        PlasticA2C("MlpPlasticPolicy", env, n_steps=32)  # no minibatches
 
 
 @pytest.mark.parametrize(
