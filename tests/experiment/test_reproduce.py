@@ -225,6 +225,27 @@ def test_core_sweep_variant_reaches_the_policy():
         pomdp.build(task, "ppo", 0, env, plastic={"hidden_size": 32})
 
 
+def test_matched_minibatch_variant_trains_on_minibatches_of_batch_size():
+    """``bptt_length=batch_size`` where a rollout per env is longer than batch_size (PendulumNoVel: 1024
+    steps, batch_size 64: 16x the gradient steps), whole rollouts where it is not; a run of its own."""
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from neuromod_rl.experiment.reproduce.memory import core_sweep, pomdp
+
+    variant = core_sweep.VARIANTS["bptt_length=batch_size (RecurrentPPO's minibatches)"]
+    assert pomdp.matched_bptt(pomdp.TASKS["PendulumNoVel-v1"].hyperparameters) == 64
+    assert pomdp.matched_bptt(pomdp.TASKS["MountainCarContinuousNoVel-v0"].hyperparameters) == 256
+    assert pomdp.matched_bptt(pomdp.TASKS["CartPoleNoVel-v1"].hyperparameters) == "episode"
+    assert pomdp.matched_bptt({"n_steps": 100, "batch_size": 64}) == "episode"  # 64 does not divide 100
+    task = pomdp.TASKS["PendulumNoVel-v1"]
+    env = make_vec_env(task.env_id, n_envs=task.n_envs, seed=0)
+    model = pomdp.build(task, core_sweep._agent(), 0, env, plastic=variant)
+    assert model.bptt_length == 64 and model.rollout_buffer.seq_len == 64
+    assert model.policy.core_config == pomdp.build(task, core_sweep._agent(), 0, env).policy.core_config
+    assert pomdp.describe_policy("PendulumNoVel-v1", "plastic_lstm", variant) != pomdp.describe_policy(
+        "PendulumNoVel-v1", "plastic_lstm")
+
+
 def test_core_sweep_verdicts_follow_the_numbers():
     """The default passes a task when its median is at least the best variant's lower quartile, and
     the overall claim when it has the best mean rank."""

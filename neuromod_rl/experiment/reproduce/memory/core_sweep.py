@@ -8,7 +8,10 @@ and ``CartPoleNoVel-v1`` at rl-zoo3's budgets and tuned RecurrentPPO settings, e
 its size (``hidden_size`` 32 and 128), the sharing of the plastic gain (``alpha_shape`` ``neuron``
 and ``scalar``), the modulation (``fanout``), the rule (``retroactive``, and the unmodulated
 ``hebbian``), and plasticity itself (the plastic gain held at 0 and the rule untrained: the same
-gated network without fast weights, which tells whether the plasticity is doing the work). A
+gated network without fast weights, which tells whether the plasticity is doing the work), and the
+training sequences (``bptt_length=batch_size``: minibatches of ``batch_size`` steps, as RecurrentPPO's,
+where whole rollouts would give a task far fewer gradient steps; on CartPoleNoVel the rollout per env is
+already shorter than ``batch_size``, so this variant is the default there). A
 one-factor-at-a-time sweep cannot find interactions; it answers the question that matters for a
 default: does any single change beat it?
 
@@ -46,6 +49,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "rule=retroactive": {"rule": "retroactive"},
     "rule=hebbian (unmodulated)": {"rule": "hebbian"},
     "plasticity off (alpha = 0)": {pomdp.FROZEN: True},
+    "bptt_length=batch_size (RecurrentPPO's minibatches)": {pomdp.MATCHED_MINIBATCH: True},
 }
 
 

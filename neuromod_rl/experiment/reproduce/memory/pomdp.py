@@ -154,13 +154,26 @@ def _schedule(value: Any) -> Any:
     return value
 
 
-#: a key of ``plastic`` that is not a policy key: hold the plastic gain at 0 (the non-plastic twin)
+#: keys of ``plastic`` that are not policy keys, applied by :func:`build`: hold the plastic gain at 0 (the
+#: non-plastic twin); train on minibatches of ``batch_size`` steps, as RecurrentPPO does (:func:`matched_bptt`)
 FROZEN = "frozen_plasticity"
+MATCHED_MINIBATCH = "minibatch_of_batch_size"
+NOT_POLICY_KEYS = (FROZEN, MATCHED_MINIBATCH)
+
+
+def matched_bptt(hyperparameters: dict[str, Any]) -> int | str:
+    """The ``bptt_length`` that gives PlasticPPO minibatches of ``batch_size`` steps, as RecurrentPPO's:
+    ``batch_size`` where one env's rollout (``n_steps``) is longer and ``batch_size`` divides it; otherwise
+    whole rollouts (``"episode"``, the default), where a minibatch already holds ``batch_size`` steps or more.
+    By default a minibatch is whole rollouts, so with ``batch_size < n_steps`` an epoch takes
+    ``n_steps / batch_size`` times fewer gradient steps than RecurrentPPO's with the same settings."""
+    n_steps, batch = hyperparameters.get("n_steps", 2048), hyperparameters.get("batch_size", 64)  # SB3's defaults
+    return batch if batch < n_steps and n_steps % batch == 0 else "episode"
 
 
 def _policy_kwargs(task: Task, agent: str, plastic: dict[str, Any] | None = None) -> dict[str, Any]:
     """The agent's ``policy_kwargs`` for ``task``; ``plastic``: plastic keys a plastic agent gets on top
-    (the core sweep's variants, e.g. ``{"hidden_size": 32}``; :data:`FROZEN` is applied by :func:`build`)."""
+    (the core sweep's variants, e.g. ``{"hidden_size": 32}``; :data:`NOT_POLICY_KEYS` are applied by :func:`build`)."""
     import torch
 
     kwargs = {k: v for k, v in task.heads.items()}
@@ -174,7 +187,7 @@ def _policy_kwargs(task: Task, agent: str, plastic: dict[str, Any] | None = None
         core = agent.split("_")[1]
         if core != CoreConfig().core:  # the default core gets no plastic key at all
             kwargs["core"] = core
-        kwargs.update({k: v for k, v in (plastic or {}).items() if k != FROZEN})
+        kwargs.update({k: v for k, v in (plastic or {}).items() if k not in NOT_POLICY_KEYS})
     elif plastic:
         raise ValueError(f"plastic policy keys {sorted(plastic)} given to the non-plastic agent {agent!r}")
     return kwargs
@@ -195,7 +208,10 @@ def build(task: Task, agent: str, seed: int, env, overrides: dict[str, Any] | No
         "ppo": (PPO, "MlpPolicy"),
         "ppo_full": (PPO, "MlpPolicy"),
     }[agent]
-    hyper = {k: _schedule(v) for k, v in {**task.hyperparameters, **(overrides or {})}.items()}
+    settings = {**task.hyperparameters, **(overrides or {})}
+    hyper = {k: _schedule(v) for k, v in settings.items()}
+    if (plastic or {}).get(MATCHED_MINIBATCH):
+        hyper["bptt_length"] = matched_bptt(settings)
     model = cls(policy, env, policy_kwargs=_policy_kwargs(task, agent, plastic), seed=seed, verbose=0, **hyper)
     if (plastic or {}).get(FROZEN):
         from neuromod_rl.experiment.reproduce.rl import freeze_plasticity
@@ -325,8 +341,7 @@ def describe_policy(task: str, agent: str, plastic: dict[str, Any] | None = None
 
         core = {k: v for k, v in kwargs.items() if k in CoreConfig.__dataclass_fields__}
         described["core"] = CoreConfig(**core).as_dict()
-        if (plastic or {}).get(FROZEN):
-            described[FROZEN] = True
+        described.update({key: True for key in NOT_POLICY_KEYS if (plastic or {}).get(key)})
     if agent == "ppo_full":
         described["env_id"] = env_id(task, agent)
     return described
