@@ -82,6 +82,20 @@ def test_mujoco_run_directories_do_not_depend_on_the_evaluation():
         assert a.args[4] == b.args[4]  # ... from the same trained run directory
 
 
+def test_a_recovery_comparison_is_judged_only_between_agents_that_run():
+    """A baseline that falls (a negative recovery from a near-zero pre-failure reward) makes "2x its
+    recovery" trivially beaten: below the intact-body bar the claim is not judged, and says why."""
+    from neuromod_rl.experiment.reproduce.common import Report
+    from neuromod_rl.experiment.reproduce.mujoco.crippled import recovery_claim
+
+    report = Report("s", "t", "cmd", 0, "default", {})
+    recovery_claim(report, "plastic >= 2x PPO", True, "recovery 0.49 vs -1.76", ["MLP PPO"], 0.66)
+    recovery_claim(report, "plastic >= LSTM", True, "recovery 0.9 vs 0.8", [], 0.66)
+    (_, judged_out, why), (_, judged, _) = report.claims
+    assert not judged_out and why.startswith("not judged: MLP PPO below the intact-body bar (0.66 per step)")
+    assert "recovery 0.49 vs -1.76" in why and judged
+
+
 def test_jobs_run_in_worker_processes(tmp_path):
     # dict.fromkeys is a picklable module-level callable: fromkeys("ab", seed) -> {"a": seed, "b": seed}
     jobs = [multiseed.Job("ab", s, "fp", dict.fromkeys) for s in (3, 4)]

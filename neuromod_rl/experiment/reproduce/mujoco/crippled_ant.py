@@ -24,8 +24,9 @@ STUDY = crippled.CrippledStudy(
     scales=loco.SCALES,
     tuning="""\
 rl-zoo3's PPO entry for Ant is SB3's PPO defaults with `normalize: true` (1 env x 2048 steps, batch 64,
-10 epochs, learning rate 3e-4, gamma 0.99, GAE lambda 0.95, tanh 64x64): MLP PPO uses it unchanged, for
-300k steps instead of 1M (Ant steps about 3x slower than HalfCheetah here; `--budget` changes it). The
+10 epochs, learning rate 3e-4, gamma 0.99, GAE lambda 0.95, tanh 64x64): MLP PPO uses it unchanged, at
+the default scale for 300k steps instead of 1M (Ant steps about 3x slower than HalfCheetah here;
+`--budget` changes it: this report's budget is `n_timesteps` under the agents' settings below). The
 plastic agent and RecurrentPPO keep those values with whole-episode rollouts (8 envs x 200 steps, 4
 episodes per minibatch). All three see the previous action and reward and use `VecNormalize`
 (observation statistics saved with each run and applied, frozen, at evaluation). Ant-v5 pays 1 per step

@@ -27,8 +27,9 @@ MLP PPO uses rl-zoo3's tuned PPO for HalfCheetah unchanged (`hyperparams/ppo.yml
 1 env x 512 steps, batch 64, 20 epochs, learning rate 2.06e-5, gamma 0.98, GAE lambda 0.92, clip range
 0.1, entropy coefficient 4.0e-4, value coefficient 0.58, gradient clip 0.8, `log_std_init=-2`,
 `ortho_init=False`, ReLU 256x256 actor and critic). Adapted to 200-step episodes only in that a rollout
-spans episode ends (timeouts are bootstrapped), and to the budget (400k steps instead of 1M, to fit 2
-cores; `--budget` changes it). The plastic agent and RecurrentPPO keep every zoo value but train on
+spans episode ends (timeouts are bootstrapped), and to the budget (at the default scale 400k steps
+instead of 1M, to fit 2 cores; `--budget` changes it: this report's budget is `n_timesteps` under the
+agents' settings below). The plastic agent and RecurrentPPO keep every zoo value but train on
 whole episodes (8 envs x 200 steps, 4 episodes per minibatch, 10 epochs), about 25x fewer optimizer
 steps per sample than the zoo's, hence a learning rate of 1e-4. All three see the previous action and
 reward and use `VecNormalize` (the observation statistics are saved with each run and applied, frozen,
