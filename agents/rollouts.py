@@ -97,7 +97,7 @@ class PlasticOnPolicyMixin(PlasticAlgorithmMixin):
             f"steps, bptt_length={self.bptt_length!r}), so each minibatch is one whole sequence of {seq_len} "
             f"steps: {samples // seq_len} gradient steps per epoch instead of the {-(-samples // batch_size)} "
             f"that batch_size={batch_size} gives SB3's PPO. Pass {fix}, or batch_size={seq_len} to keep "
-            "whole-rollout sequences without this warning",
+            f"{seq_len}-step sequences without this warning",
             UserWarning,
             stacklevel=5,
         )
