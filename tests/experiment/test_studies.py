@@ -3,6 +3,7 @@ the plastic core taken from one place, and every RL study end to end at `--scale
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -248,6 +249,34 @@ def test_bandit_regret_carries_its_standard_error(smoke):
     assert "Bayes-greedy posterior mean (knows p2 = 1 - p1)" in report and "max SE" in report
     runs = json.loads((out / "bandit.smoke.runs.json").read_text())["runs"].values()
     assert all(r["result"]["regret_se"] > 0 and len(r["result"]["cumulative_regret_curve"]) == 100 for r in runs)
+    # 20 episodes cannot reach the target: the report says which runs stopped at the cap
+    assert "Stopped at the cap of 20 episodes with the standard error still at or above 0.05" in report
+
+
+def test_bandit_reevaluates_without_retraining_when_only_the_evaluation_changes(smoke, tmp_path, monkeypatch):
+    from neuromod_rl.experiment.reproduce.memory import bandit
+
+    out, _ = smoke
+    before = json.loads((out / "bandit.smoke.runs.json").read_text())["runs"]
+    models = {r["result"]["run"]: (Path(r["result"]["run"]) / "model.zip").stat().st_mtime_ns for r in before.values()}
+    more = dataclasses.replace(bandit.SCALES["smoke"], max_eval_episodes=40)
+    monkeypatch.setitem(bandit.SCALES, "smoke", more)
+    assert reproduce.main(["bandit", "--scale", "smoke", "--out", str(tmp_path), "--runs-dir", str(out / "runs")]) == 0
+    after = json.loads((tmp_path / "bandit.smoke.runs.json").read_text())["runs"]
+    assert {r["result"]["run"] for r in after.values()} == set(models)  # the same trained runs
+    assert all((Path(run) / "model.zip").stat().st_mtime_ns == t for run, t in models.items())
+    assert all(r["result"]["episodes"] == 40 for r in after.values())  # evaluated again, with the new cap
+
+
+def test_bandit_note_names_only_runs_short_of_the_standard_error_target():
+    from neuromod_rl.experiment.reproduce.memory import bandit
+
+    precise = {("dependent: LSTM (RecurrentPPO)", 0): {"regret_se": 0.049}}
+    assert bandit.imprecise_note(precise, bandit.SCALES["default"]) == ""
+    short = {**precise, ("independent: LSTM (RecurrentPPO)", 1): {"regret_se": 0.063}}
+    note = bandit.imprecise_note(short, bandit.SCALES["default"])
+    assert "independent: LSTM (RecurrentPPO) seed 1 (0.063)" in note and " dependent:" not in note
+    assert "cap of 50000 episodes" in note
 
 
 def test_sizes_are_matched_by_parameter_count(smoke):
