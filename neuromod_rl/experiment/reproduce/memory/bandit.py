@@ -30,8 +30,10 @@ NEUROMOD, PLASTIC, LSTM = "neuromodulated (PlasticPPO)", "plastic, non-modulated
 #: the study-specific training settings (the plastic core itself is CoreConfig's default)
 HYPERPARAMETERS = {"n_steps": 100, "batch_size": 800, "n_epochs": 4, "learning_rate": "lin_3e-3", "gamma": 0.9,
                    "gae_lambda": 0.95, "ent_coef": 0.01, "vf_coef": 0.25, "max_grad_norm": 1.0}
-ESTIMATE = ("Default scale, estimated from short timed runs: about 23 min with `--workers 2` on 2 cores (45 min "
-            "with one worker); docs/reproduce.md says how.")
+ESTIMATE = ("Default scale (1M steps), measured on 2026-12-01: 54 min with `--workers 2` on 2 cores, its first 31 min "
+            "sharing the cores with another study's last run (the runs sum to 100 min: RecurrentPPO 7-17 min per run, "
+            "the plastic agents 2-5). `--scale paper --seeds 3` (2M steps): 101 min (the runs sum to 169 min: "
+            "RecurrentPPO 15-33 min per run, the plastic agents 4-5).")
 REFERENCES = {"independent": ("thompson", "ucb1", "greedy"),
               "dependent": ("thompson", "ucb1", "greedy", "greedy_dependent")}
 REFERENCE_LABELS = {"thompson": "Thompson sampling", "ucb1": "UCB1",
