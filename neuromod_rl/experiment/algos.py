@@ -20,7 +20,8 @@ ALGOS: dict[str, tuple[str, str]] = {
     "plastic_td3": ("neuromod_rl.agents", "PlasticTD3"),
     "ppo": ("stable_baselines3", "PPO"),
     "a2c": ("stable_baselines3", "A2C"),
-    "recurrent_ppo": ("sb3_contrib", "RecurrentPPO"),
+    # sb3-contrib's RecurrentPPO, its LSTM trained over whole sequences (same results, faster)
+    "recurrent_ppo": ("neuromod_rl.experiment.recurrent_ppo", "RecurrentPPO"),
     # evolution strategies: an SB3 BaseAlgorithm with the same save/load/predict (docs/es.md)
     "es": ("neuromod_rl.agents", "ESTrainer"),
 }

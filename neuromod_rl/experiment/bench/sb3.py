@@ -5,9 +5,11 @@ one run. Each algorithm trains in a fresh child process (so its peak RSS is its 
 number of env steps; throughput is env-steps/s over ``learn`` (rollouts *and* updates). Prints a
 table with the ratios against PPO and RecurrentPPO, and writes JSON. The plastic rows: PlasticPPO with
 the default core (whatever ``MlpPlasticPolicy`` builds without ``policy_kwargs``: the plastic LSTM at
-RecurrentPPO's hidden size, 64), and with ``core="rnn"``. The default budget, 65,536 steps per algorithm,
-is long enough for the ratios to settle (at 8,192 steps two runs of the same code read 0.75x and
-0.52x against PPO).
+RecurrentPPO's hidden size, 64), and with ``core="rnn"``. The ratios are against sb3-contrib's own
+RecurrentPPO, as users run it; a further row times the studies' RecurrentPPO (the same algorithm with
+its LSTM trained over whole sequences, ``neuromod_rl.experiment.recurrent_ppo``) for comparison. The
+default budget, 65,536 steps per algorithm, is long enough for the ratios to settle (at 8,192 steps two
+runs of the same code read 0.75x and 0.52x against PPO).
 
 Targets: PlasticPPO (default core) >= 0.85x PPO ``MlpPolicy``; PlasticPPO ``core="lstm"`` (the default)
 >= 3x RecurrentPPO ``MlpLstmPolicy`` at equal hidden size.
@@ -40,6 +42,9 @@ ALGORITHMS: dict[str, dict[str, Any]] = {
     "recurrent_ppo_lstm": dict(
         label="RecurrentPPO MlpLstmPolicy (64)", policy_kwargs=dict(lstm_hidden_size=64)
     ),
+    "recurrent_ppo_lstm_whole_sequence": dict(
+        label="RecurrentPPO MlpLstmPolicy (64), whole-sequence", policy_kwargs=dict(lstm_hidden_size=64)
+    ),
     "plastic_ppo": dict(label="PlasticPPO MlpPlasticPolicy (default core)", policy_kwargs={}),
     "plastic_ppo_rnn": dict(
         label="PlasticPPO MlpPlasticPolicy (rnn, 64)", policy_kwargs=dict(core="rnn", hidden_size=64)
@@ -49,6 +54,7 @@ ALGORITHMS: dict[str, dict[str, Any]] = {
 RATIOS = {
     "plastic_over_ppo": ("plastic_ppo", "ppo_mlp"),
     "plastic_over_recurrent_ppo": ("plastic_ppo", "recurrent_ppo_lstm"),
+    "plastic_over_recurrent_ppo_whole_sequence": ("plastic_ppo", "recurrent_ppo_lstm_whole_sequence"),
     "plastic_rnn_over_ppo": ("plastic_ppo_rnn", "ppo_mlp"),
     "plastic_rnn_over_recurrent_ppo": ("plastic_ppo_rnn", "recurrent_ppo_lstm"),
 }
@@ -65,8 +71,11 @@ def _run_one(name: str, total_timesteps: int, n_envs: int, threads: int) -> dict
     spec = ALGORITHMS[name]
     if name == "ppo_mlp":
         model = PPO("MlpPolicy", env, **PPO_HPARAMS)
-    elif name == "recurrent_ppo_lstm":
-        from sb3_contrib import RecurrentPPO
+    elif name.startswith("recurrent_ppo_lstm"):
+        if name.endswith("whole_sequence"):
+            from neuromod_rl.experiment.recurrent_ppo import RecurrentPPO
+        else:
+            from sb3_contrib import RecurrentPPO
 
         model = RecurrentPPO("MlpLstmPolicy", env, policy_kwargs=spec["policy_kwargs"], **PPO_HPARAMS)
     else:
