@@ -36,9 +36,10 @@ reward and use `VecNormalize` (the observation statistics are saved with each ru
 at evaluation; rewards are reported raw). Tried on the development machine: 8 envs x 256 steps, batch
 256, 10 epochs, learning rate 1e-4 for PPO learned more slowly per sample than the zoo's settings (0.45
 vs 0.84 reward per step after 60k steps), so the zoo's were kept. Exact values: the YAML files.""",
-    estimate=("Default scale, measured on 2026-11-30: 85 min with `--workers 2` on 2 cores, part of it shared "
-              "with another study (the runs' own times sum to 152 min: RecurrentPPO 26-34 min per run, rl-zoo3's "
-              "PPO 17, the plastic agent 4)."),
+    estimate=("Default scale, measured on 2026-12-01 from scratch: 22 min (1,327 s) with `--workers 2` on 2 "
+              "quiet cores (runs: rl-zoo3's PPO 9 min, RecurrentPPO 2.6, the plastic agent 2.6). On 2026-11-30, "
+              "with sb3-contrib's own RecurrentPPO class and part of the time shared with another study, it took "
+              "85 min (RecurrentPPO 26-34 min per run)."),
 )
 
 

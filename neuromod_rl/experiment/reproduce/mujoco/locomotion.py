@@ -163,9 +163,17 @@ def train_all(name: str, title: str, files: dict[str, str], scales: dict[str, Sc
     return Outcome(report, results, list(table), seeds, table, described, progress, sc)
 
 
+#: how the studies run RecurrentPPO (``algo: recurrent_ppo``), said in every MuJoCo report
+RECURRENT_PPO_NOTE = """\
+RecurrentPPO is sb3-contrib's algorithm with every setting above; `algo: recurrent_ppo` trains its LSTM
+over each whole minibatch sequence in one call where sb3-contrib loops over time steps in Python (the
+same values and gradients to float rounding, tested; `neuromod_rl/experiment/recurrent_ppo.py`). Runs trained before
+2026-12-01 used sb3-contrib's own class: the same computation, slower."""
+
+
 def finish(o: Outcome, out: Path, options: multiseed.StudyOptions, tuning: str, estimate: str) -> Path:
     """The sections every MuJoCo study ends with, then the report is written."""
-    o.report.add(f"## How the baselines were tuned\n\n{tuning}")
+    o.report.add(f"## How the baselines were tuned\n\n{tuning}\n\n{RECURRENT_PPO_NOTE}")
     o.report.add(f"## Compute\n\nSum of the runs' wall times: {o.progress.total_seconds():.0f} s "
                  f"({options.workers} worker process(es), one torch thread each). {estimate}")
     o.report.add(settings_section(o.described, o.table))
