@@ -31,9 +31,10 @@ observations and rewards, gamma 0.98, GAE lambda 0.92, clip range 0.1, `log_std_
 `ortho_init=False`, ReLU 256x256 heads), adapted to 200-step episodes and this budget as in the
 crippled-cheetah study; the YAML files hold the exact values. Every agent sees the previous action and
 reward (the reward carries the tracking error, the only clue to the target)."""
-ESTIMATE = ("Default scale, measured on 2026-11-30: 75 min with `--workers 2` on 2 cores, about half of it shared "
-            "with other work (the runs' own times sum to 141 min: RecurrentPPO 17-24 min per run, rl-zoo3's PPO "
-            "17-23, the plastic agent 5).")
+ESTIMATE = ("Default scale, measured on 2026-12-01 from scratch: 22 min (1,302 s) with `--workers 2` on 2 quiet "
+            "cores (runs: rl-zoo3's PPO 9 min, RecurrentPPO 2.6, the plastic agent 2.5). On 2026-11-30, with "
+            "sb3-contrib's own RecurrentPPO class and about half of the time shared with other work, it took 75 min "
+            "(RecurrentPPO 17-24 min per run).")
 
 
 def evaluate(cfg, model, normalizer, seed: int, episodes: int) -> dict[str, Any]:
