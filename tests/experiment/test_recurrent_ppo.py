@@ -34,6 +34,9 @@ def test_registry_trains_recurrent_ppo_with_the_whole_sequence_policy():
     cls = algo_class("recurrent_ppo")
     assert cls is RecurrentPPO and issubclass(cls, sb3_contrib.RecurrentPPO)
     assert cls.policy_aliases["MlpLstmPolicy"] is MlpLstmPolicy
+    for alias, policy in cls.policy_aliases.items():  # each alias keeps sb3-contrib's policy as its base
+        assert issubclass(policy, sb3_contrib.RecurrentPPO.policy_aliases[alias])
+        assert policy._process_sequence is MlpLstmPolicy._process_sequence
 
 
 def test_minibatch_outputs_and_gradients_equal_sb3_contribs_with_one_lstm_call_per_minibatch():
