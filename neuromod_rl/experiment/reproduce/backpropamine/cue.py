@@ -51,8 +51,10 @@ def evaluate(cfg, model, normalizer, seed: int, episodes: int) -> dict[str, Any]
 STUDY = bp.Study("cue", "Cue-reward association (Backpropamine): modulated vs non-modulated vs non-plastic",
                  "neuromod_rl/CueReward-v0", HYPERPARAMETERS, SCALES, evaluate, "accuracy", "go-step accuracy",
                  lstm=True, reward_index=-3,
-                 estimate="Default scale, measured on 2026-11-30: 61 min with `--workers 2` on 2 cores, half of it "
-                 "shared with another study (the runs' own times sum to 109 min).")
+                 estimate="Default scale, measured on 2026-12-01 from scratch: 20 min (1,174 s) with `--workers 2` "
+                 "on 2 quiet cores (runs 2-3 min each; every accuracy equal to the 2026-11-30 run's). On "
+                 "2026-11-30, with sb3-contrib's own RecurrentPPO class (13-14 min per run) and half of the "
+                 "time shared with another study: 61 min.")
 
 
 COLUMNS = [("accuracy", "go-step accuracy"), ("return", "episode return"),
