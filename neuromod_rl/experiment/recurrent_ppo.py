@@ -8,9 +8,8 @@ the per-step loop almost always (on the crippled-HalfCheetah config, 200 LSTM ca
 sequence: a 16,000-step run took 42 s with sb3-contrib's class and 10 s with this one). Zeroing the
 initial state of the sequences that start an episode and then running the LSTM over the whole sequence
 computes the same thing, since the loop's reset ``(1 - episode_start) * state`` is then a no-op at
-every later step. Anything else (an episode start
-later in a sequence, which the buffer never produces, or one-step data collection) takes sb3-contrib's
-own path.
+every later step. Anything else (an episode start later in a sequence, which the buffer never
+produces, or one-step data collection) takes sb3-contrib's own path.
 
 Outputs and gradients agree with sb3-contrib's to float rounding (``tests/experiment/test_recurrent_ppo.py``),
 which a training run amplifies as any change of summation order does, so two runs of the same seed end

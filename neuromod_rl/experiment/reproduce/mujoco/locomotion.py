@@ -167,8 +167,8 @@ def train_all(name: str, title: str, files: dict[str, str], scales: dict[str, Sc
 RECURRENT_PPO_NOTE = """\
 RecurrentPPO is sb3-contrib's algorithm with every setting above; `algo: recurrent_ppo` trains its LSTM
 over each whole minibatch sequence in one call where sb3-contrib loops over time steps in Python (the
-same values and gradients to float rounding, tested; `neuromod_rl/experiment/recurrent_ppo.py`). Runs trained before
-2026-12-01 used sb3-contrib's own class: the same computation, slower."""
+same values and gradients to float rounding, tested; `neuromod_rl/experiment/recurrent_ppo.py`). Runs
+trained before 2026-12-01 used sb3-contrib's own class: the same computation, slower."""
 
 
 def finish(o: Outcome, out: Path, options: multiseed.StudyOptions, tuning: str, estimate: str) -> Path:
