@@ -35,7 +35,9 @@ intact-body bar (0.66 per step over the 200-step episode) is met by staying up, 
 the tables give the episode lengths. Exact values: the YAML files.""",
     estimate=("Default scale, measured on 2026-11-30: 36 min with `--workers 2` on 2 cores, part of it shared "
               "with other work (the runs' own times sum to 62 min: RecurrentPPO 12-13 min per run, rl-zoo3's "
-              "PPO 6, the plastic agent 3)."),
+              "PPO 6, the plastic agent 3). At rl-zoo3's 1M steps (`--budget 1000000`), measured on 2026-12-01 "
+              "from scratch on 2 quiet cores: 58 min (runs: rl-zoo3's PPO 16-17 min, RecurrentPPO 13, the plastic "
+              "agent 8); before RecurrentPPO was trained over whole sequences, about 3 h."),
 )
 
 
