@@ -19,6 +19,7 @@ Run: ``neuromod-rl bench sb3`` (or ``python -m neuromod_rl.experiment.bench.sb3 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import time
 from typing import Any
@@ -39,11 +40,13 @@ PPO_HPARAMS: dict[str, Any] = dict(
 )
 ALGORITHMS: dict[str, dict[str, Any]] = {
     "ppo_mlp": dict(label="SB3 PPO MlpPolicy", policy_kwargs={}),
+    # ``module``: where the RecurrentPPO class comes from (sb3-contrib's, or the studies' whole-sequence one)
     "recurrent_ppo_lstm": dict(
-        label="RecurrentPPO MlpLstmPolicy (64)", policy_kwargs=dict(lstm_hidden_size=64)
+        label="RecurrentPPO MlpLstmPolicy (64)", policy_kwargs=dict(lstm_hidden_size=64), module="sb3_contrib"
     ),
     "recurrent_ppo_lstm_whole_sequence": dict(
-        label="RecurrentPPO MlpLstmPolicy (64), whole-sequence", policy_kwargs=dict(lstm_hidden_size=64)
+        label="RecurrentPPO MlpLstmPolicy (64), whole-sequence", policy_kwargs=dict(lstm_hidden_size=64),
+        module="neuromod_rl.experiment.recurrent_ppo",
     ),
     "plastic_ppo": dict(label="PlasticPPO MlpPlasticPolicy (default core)", policy_kwargs={}),
     "plastic_ppo_rnn": dict(
@@ -71,12 +74,8 @@ def _run_one(name: str, total_timesteps: int, n_envs: int, threads: int) -> dict
     spec = ALGORITHMS[name]
     if name == "ppo_mlp":
         model = PPO("MlpPolicy", env, **PPO_HPARAMS)
-    elif name.startswith("recurrent_ppo_lstm"):
-        if name.endswith("whole_sequence"):
-            from neuromod_rl.experiment.recurrent_ppo import RecurrentPPO
-        else:
-            from sb3_contrib import RecurrentPPO
-
+    elif "module" in spec:
+        RecurrentPPO = importlib.import_module(spec["module"]).RecurrentPPO  # noqa: N806 (a class)
         model = RecurrentPPO("MlpLstmPolicy", env, policy_kwargs=spec["policy_kwargs"], **PPO_HPARAMS)
     else:
         from neuromod_rl.agents import PlasticPPO
