@@ -2,10 +2,12 @@
 
 The kernel is plain C (no torch headers), so it compiles in about a second with the system C
 compiler the first time it is needed, and is cached under ``$NEUROMOD_RL_CACHE`` (default
-``~/.cache/neuromod_rl``), keyed by the source, the flags and the CPU. Loading a shared library
-runs its code, so the cache is trusted only when it is private: the folder is created ``0700`` and
-a folder or library that another user owns, or that others can write to, is never loaded (someone
-could have planted it); the kernel is then built in a fresh private ``mkdtemp`` folder instead.
+``~/.cache/neuromod_rl``), keyed by the source, the flags and the CPU. It is compiled for a fixed
+instruction set, not for the build machine (:func:`target_flags`), so that a seed gives the same
+numbers on every CPU. Loading a shared library runs its code, so the cache is trusted only when it
+is private: the folder is created ``0700`` and a folder or library that another user owns, or that
+others can write to, is never loaded (someone could have planted it); the kernel is then built in a
+fresh private ``mkdtemp`` folder instead.
 Where no compiler works the ``fused`` backend falls back to its torch-op path (exact, slower) and
 says so once. ``NEUROMOD_RL_FUSED_KERNEL=torch`` forces that path.
 """
@@ -32,8 +34,10 @@ _KERNEL = Path(__file__).parent / "kernel"
 _SOURCES = [_KERNEL / "forward.c", _KERNEL / "backward.c"]
 _HEADERS = [_KERNEL / "fused_kernel.h", _KERNEL / "rules.h", _KERNEL / "cells.h"]
 # -ffp-contract=off: the backward replay must round exactly as the forward did (clip masks agree).
-_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fopenmp-simd", "-pthread"]
+_FLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fopenmp-simd", "-pthread"]
 _FLAGS += ["-shared", "-fPIC", "-std=c99", *kernel_defines()]
+#: x86-64-v3's instruction sets (AVX2 and FMA among them), as /proc/cpuinfo names them
+_X86_64_V3 = ("avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave")
 #: dtype -> (C type of ``real``, extra flags); float uses the kernel's vectorisable tanh (3e-7 abs error)
 PRECISIONS = {
     torch.float32: ("float", ["-DREAL=float", "-DFAST_TANH"]),
@@ -55,6 +59,35 @@ def _cpu_id() -> str:
             return next((line for line in f if line.startswith("flags")), platform.processor())
     except OSError:
         return platform.processor() + platform.machine()
+
+
+def target_flags(cpu_flags: str | None = None, machine: str | None = None) -> list[str]:
+    """The instruction set the kernel is compiled for: a fixed one, never ``-march=native``.
+
+    The kernel's sums (``#pragma omp simd reduction``) add in an order set by the vector width the
+    compiler targets, so a ``-march=native`` build rounds differently on CPUs with different vector
+    units, and a training run (where rounding differences grow) ends elsewhere on another machine with
+    the same seed. A fixed target gives the same code, hence the same bits, on every CPU that runs it:
+    x86-64-v3 (AVX2, FMA; most x86 CPUs since 2015) where the CPU has it, else baseline x86-64; other
+    architectures get the compiler's generic target. ``-mtune=generic`` keeps the choices of vector
+    width independent of the build machine too. ``NEUROMOD_RL_KERNEL_TARGET=native`` trades that for the
+    build machine's widest vectors (``-march=native``: 10-25% faster fused passes on an AVX-512 CPU,
+    results then tied to that CPU)."""
+    choice = os.environ.get("NEUROMOD_RL_KERNEL_TARGET", "portable").strip().lower() or "portable"
+    if choice not in ("portable", "native"):
+        raise ValueError(
+            f"NEUROMOD_RL_KERNEL_TARGET={choice!r} is not a kernel target; use 'portable' (the default: the same "
+            "results on every CPU) or 'native' (this CPU's widest vectors)"
+        )
+    if choice == "native":
+        return ["-march=native"]
+    machine = (machine or platform.machine()).lower()
+    if machine not in ("x86_64", "amd64"):
+        return []
+    have = set((cpu_flags if cpu_flags is not None else _cpu_id()).split())
+    if all(f in have for f in _X86_64_V3):
+        return ["-march=x86-64-v3", "-mtune=generic"]
+    return ["-march=x86-64", "-mtune=generic"]
 
 
 def unsafe_reason(path: Path) -> str | None:
@@ -102,7 +135,7 @@ def _compile(real_flags: list[str], out: Path) -> None:
         raise RuntimeError("no C compiler found (install gcc, or set CC)")
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         target = Path(tmp) / out.name
-        cmd = [cc, *_FLAGS, *real_flags, *map(str, _SOURCES), "-o", str(target), "-lm"]
+        cmd = [cc, *_FLAGS, *target_flags(), *real_flags, *map(str, _SOURCES), "-o", str(target), "-lm"]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"compiling the fused kernel failed: {proc.stderr.strip()[:500]}")
@@ -135,7 +168,8 @@ def _built(dtype: torch.dtype, key: str) -> Path:
 
 def source_key() -> str:
     code = b"".join(p.read_bytes() for p in [*_SOURCES, *_HEADERS])
-    return hashlib.sha256(code + " ".join(_FLAGS).encode() + _cpu_id().encode()).hexdigest()[:16]
+    flags = " ".join([*_FLAGS, *target_flags()])
+    return hashlib.sha256(code + flags.encode() + _cpu_id().encode()).hexdigest()[:16]
 
 
 def load() -> dict[torch.dtype, ctypes.CDLL] | None:
