@@ -32,8 +32,9 @@ HYPERPARAMETERS = {"n_steps": 100, "batch_size": 800, "n_epochs": 4, "learning_r
                    "gae_lambda": 0.95, "ent_coef": 0.01, "vf_coef": 0.25, "max_grad_norm": 1.0}
 ESTIMATE = ("Default scale (1M steps), measured on 2026-12-01: 54 min with `--workers 2` on 2 cores, its first 31 min "
             "sharing the cores with another study's last run (the runs sum to 100 min: RecurrentPPO 7-17 min per run, "
-            "the plastic agents 2-5). `--scale paper --seeds 3` (2M steps): 101 min (the runs sum to 169 min: "
-            "RecurrentPPO 15-33 min per run, the plastic agents 4-5).")
+            "the plastic agents 2-5); its twelve plastic runs retrained alone on 2026-12-01 with the portable kernel "
+            "build: 12 min (1.5-3 min per run, every regret equal to the first run's). `--scale paper --seeds 3` "
+            "(2M steps): 101 min (the runs sum to 169 min: RecurrentPPO 15-33 min per run, the plastic agents 4-5).")
 REFERENCES = {"independent": ("thompson", "ucb1", "greedy"),
               "dependent": ("thompson", "ucb1", "greedy", "greedy_dependent")}
 REFERENCE_LABELS = {"thompson": "Thompson sampling", "ucb1": "UCB1",
