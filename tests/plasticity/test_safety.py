@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import shutil
 import subprocess
 import warnings
 from pathlib import Path
@@ -156,7 +155,7 @@ def test_subclass_of_the_cell_runs_on_reference():
 
 
 # ------------------------------------------------------------------------------ kernel cache
-CC = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+CC = build.compiler()
 needs_cc = pytest.mark.skipif(CC is None, reason="needs a C compiler")
 
 

@@ -129,8 +129,13 @@ def _cache_folder(refused: list[str]) -> Path:
     return _private_folder()
 
 
+def compiler() -> str | None:
+    """The C compiler the kernel is built with: ``$CC``, else ``cc``, else ``gcc`` (``None``: none found)."""
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+
+
 def _compile(real_flags: list[str], out: Path) -> None:
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    cc = compiler()
     if cc is None:
         raise RuntimeError("no C compiler found (install gcc, or set CC)")
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
