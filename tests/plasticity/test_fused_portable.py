@@ -17,9 +17,8 @@ import pytest
 import torch
 
 from neuromod_rl.plasticity import PlasticLSTMCell, PlasticRNNCell
-from neuromod_rl.plasticity.fused import build
+from neuromod_rl.plasticity.fused import build, fused_scan_projected
 from neuromod_rl.plasticity.fused import cpu as fused_cpu
-from neuromod_rl.plasticity.fused.spec import config_for, params_for, side_by_side
 
 AVX512_CPU = "flags : fpu sse2 avx avx2 bmi1 bmi2 f16c fma abm movbe xsave avx512f avx512bw avx512cd"
 AVX2_CPU = "flags : fpu sse2 avx avx2 bmi1 bmi2 f16c fma abm movbe xsave"
@@ -97,15 +96,8 @@ def _kernel_bits(core: str, dtype: torch.dtype) -> str:
     xp = torch.from_numpy(rng.normal(0, 1.5, (T, B, width))).to(dtype).requires_grad_()
     starts = torch.zeros(T, B, dtype=torch.bool)
     starts[T // 2, 1] = True  # a reset inside a sequence
-    state = cell.initial_state(B, dtype=dtype)
-    cfg = config_for(cell, T)
-    F0, E0 = side_by_side(cfg, state, B)
-    c0 = state.c if core == "lstm" else None
-    mod_params, layer_params, F_init = params_for(cell, xp)
-    flat = [t for p in layer_params for t in p]
-    H, hT, cT, FT, ET, M = fused_cpu.FusedPlasticCPU.apply(
-        cfg, starts, xp, None, state.h, c0, F0, E0, F_init, *mod_params, *flat
-    )
+    res = fused_scan_projected(cell, xp, cell.initial_state(B, dtype=dtype), starts, None)
+    H, FT, M = res.y, res.state.F, res.modulation
     weights = torch.from_numpy(rng.normal(0, 1, H.shape)).to(dtype)
     ((H * weights).sum() + FT.square().sum()).backward()
     parts = [H, FT, M, xp.grad, cell.rule.alpha.grad]

@@ -41,7 +41,7 @@ from neuromod_rl.plasticity.fused.step import inference_step
 from neuromod_rl.plasticity.fused.torch_ops import FusedPlasticTorch
 from neuromod_rl.plasticity.state import PlasticState
 
-__all__ = ["fused_scan", "inference_step", "supports", "kernel_available"]
+__all__ = ["fused_scan", "fused_scan_projected", "inference_step", "supports", "kernel_available"]
 
 kernel_available = cpu.available
 
@@ -50,8 +50,14 @@ kernel_available = cpu.available
 def fused_scan(
     cell: PlasticCell, x: Tensor, state: PlasticState, episode_starts: Tensor | None, modulation: Tensor | None
 ) -> ScanResult:
-    T, B = x.shape[:2]
-    xp = cell.project_input(x)
+    return fused_scan_projected(cell, cell.project_input(x), state, episode_starts, modulation)
+
+
+def fused_scan_projected(
+    cell: PlasticCell, xp: Tensor, state: PlasticState, episode_starts: Tensor | None, modulation: Tensor | None
+) -> ScanResult:
+    """:func:`fused_scan` from the projected input ``xp = cell.project_input(x)`` on: the engine proper."""
+    T, B = xp.shape[:2]
     cfg = config_for(cell, T)
     F0, E0 = side_by_side(cfg, state, B)
     h0 = state.h if cfg.cell != "mlp" else None
