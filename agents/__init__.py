@@ -9,7 +9,7 @@ by that name (nothing is installed as a top-level ``agents``).
 >>> model.learn(20_000)
 
 The same policy classes train under ``sb3_contrib.RecurrentPPO`` (see
-:mod:`neuromod_rl.agents.recurrent_adapter`).
+:mod:`neuromod_rl.agents.on_policy.recurrent_adapter`).
 
 Off-policy: ``PlasticSAC`` / ``PlasticTD3`` (SB3's SAC / TD3 with plastic actor and critic cores and a
 sequence replay buffer):
@@ -20,28 +20,28 @@ sequence replay buffer):
 """
 
 import neuromod_rl  # noqa: F401  (registers the neuromod_rl/... env ids)
-from neuromod_rl.agents.buffers import SequenceBatch, SequenceDictRolloutBuffer, SequenceRolloutBuffer
-from neuromod_rl.agents.core_factory import CORES, MODULATION_SOURCES, PLASTIC_KEYS, CoreConfig, build_core
+from neuromod_rl.agents.common.core_factory import CORES, MODULATION_SOURCES, PLASTIC_KEYS, CoreConfig, build_core
 from neuromod_rl.agents.es import ESTrainer
-from neuromod_rl.agents.offpolicy_policies import (
+from neuromod_rl.agents.off_policy.plastic_sac import PlasticSAC
+from neuromod_rl.agents.off_policy.plastic_td3 import PlasticTD3
+from neuromod_rl.agents.off_policy.policies import (
     MultiInputPlasticSACPolicy,
     MultiInputPlasticTD3Policy,
     PlasticSACPolicy,
     PlasticTD3Policy,
-    freeze_plasticity,
 )
-from neuromod_rl.agents.plastic_a2c import PlasticA2C
-from neuromod_rl.agents.plastic_ppo import PLASTIC_POLICY_ALIASES, PlasticPPO
-from neuromod_rl.agents.plastic_sac import PlasticSAC
-from neuromod_rl.agents.plastic_td3 import PlasticTD3
-from neuromod_rl.agents.policies import (
+from neuromod_rl.agents.off_policy.sequence_replay import SequenceDictReplayBuffer, SequenceReplayBuffer
+from neuromod_rl.agents.on_policy.buffers import SequenceBatch, SequenceDictRolloutBuffer, SequenceRolloutBuffer
+from neuromod_rl.agents.on_policy.plastic_a2c import PlasticA2C
+from neuromod_rl.agents.on_policy.plastic_ppo import PLASTIC_POLICY_ALIASES, PlasticPPO
+from neuromod_rl.agents.on_policy.policies import (
     CnnPlasticPolicy,
     MlpPlasticPolicy,
     MultiInputPlasticPolicy,
     PlasticActorCriticPolicy,
 )
-from neuromod_rl.agents.recurrent_adapter import RecurrentPPOAdapterMixin, register_with_recurrent_ppo
-from neuromod_rl.agents.sequence_replay import SequenceDictReplayBuffer, SequenceReplayBuffer
+from neuromod_rl.agents.on_policy.recurrent_adapter import RecurrentPPOAdapterMixin, register_with_recurrent_ppo
+from neuromod_rl.plasticity import freeze_plasticity
 
 register_with_recurrent_ppo(PlasticActorCriticPolicy)
 

@@ -40,4 +40,4 @@ TRITON_INTERPRET=0 "$PY" -m pytest -q -p no:cacheprovider tests/plasticity/test_
 
 echo "== GPU benchmark"
 # shellcheck disable=SC2086
-"$PY" -m neuromod_rl.experiment.cli bench core --device cuda ${BENCH_ARGS:-}
+"$PY" -m neuromod_rl.cli bench core --device cuda ${BENCH_ARGS:-}

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
+from support import only_run, write_config
+
+from neuromod_rl.cli import main
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +27,29 @@ def ray_session():
     yield ray
     if started:
         ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    """Never reach the network, whatever the caller's environment says."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+
+
+@pytest.fixture
+def tiny_config(tmp_path) -> Path:
+    return write_config(tmp_path / "tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """One finished tiny run (module scope: trained once per test module)."""
+    root = tmp_path_factory.mktemp("runs")
+    cfg = write_config(root.parent / f"{root.name}-tiny.yaml")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("WANDB_MODE", "offline")
+    try:
+        assert main(["train", str(cfg), "--runs-dir", str(root), "--no-progress"]) == 0
+    finally:
+        mp.undo()
+    return only_run(root)

@@ -84,6 +84,7 @@ def resolve_settings(preset: str | None, **given: Any) -> dict[str, Any]:
 
 def make_searcher(problem, center, settings: dict[str, Any], algorithm_kwargs: dict[str, Any] | None = None):
     """The evotorch search algorithm ``settings["algorithm"]`` on ``problem``, started at ``center``."""
+    # evotorch (heavy: it imports Ray) only when a search starts; openai_es imports evotorch at its top
     from evotorch.algorithms import CMAES, PGPE, SNES, XNES
 
     from neuromod_rl.agents.es.openai_es import OpenAIES

@@ -24,14 +24,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import cloudpickle
 import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.utils import ConstantSchedule
 from torch import nn
+from torch.func import functional_call, vmap
 
-from neuromod_rl.agents.es.params import split_vector
-from neuromod_rl.agents.policies import PlasticActorCriticPolicy, _part, _prefixed
+from neuromod_rl.agents.es.params import set_vector, split_vector
+from neuromod_rl.agents.on_policy.policies import PlasticActorCriticPolicy, _part, _prefixed
 from neuromod_rl.plasticity import PlasticState
 
 
@@ -136,8 +138,6 @@ class Evaluator:
     """Scores vectors for one :class:`EvalSpec`; builds its policy and envs once, reuses them."""
 
     def __init__(self, spec: EvalSpec):
-        import cloudpickle
-
         self.spec = spec
         self.policy = build_policy(spec)
         self._make_env: Callable[[], Any] = lambda: cloudpickle.loads(spec.env_bytes)
@@ -223,8 +223,6 @@ class Evaluator:
         return returns.reshape(n_members, K), lengths.reshape(n_members, K)
 
     def _rollout_member(self, vector: torch.Tensor, seeds: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        from neuromod_rl.agents.es.params import set_vector
-
         policy = self.policy
         set_vector(policy, self.spec.param_names, vector)
         starts = torch.zeros(len(seeds), dtype=torch.bool)
@@ -247,8 +245,6 @@ class Evaluator:
             raise ValueError("batched evaluation needs a Box observation space and a Box or Discrete action "
                              "space; set batched=False for other spaces")
         if self._batched_step is None:
-            from torch.func import functional_call, vmap
-
             actor = self._actor
             # tie_weights=False: PlasticMLPCell registers its last layer's rule twice (layers.-1.rule and
             # rule); swapping it under both names would leave vmapped tensors in the module afterwards

@@ -26,6 +26,7 @@ from collections import deque
 import numpy as np
 import torch
 from evotorch import Problem, SolutionBatch
+from evotorch.core import EvaluationActor
 
 from neuromod_rl.agents.es.evaluation import EvalSpec, Evaluator, MemberResults
 
@@ -107,6 +108,7 @@ class PolicySearchProblem(Problem):
 
     def _dispatch(self, chunks: list[tuple[np.ndarray, int]]) -> list[MemberResults]:
         """Run the chunks on the actors, redoing elsewhere any chunk whose actor died."""
+        # Ray: heavy optional dependency, used only when actors score the population (num_actors > 0)
         import ray
         from ray.exceptions import RayActorError
 
@@ -140,8 +142,8 @@ class PolicySearchProblem(Problem):
 
     def _replace_actor(self, dead):
         """A fresh actor in ``dead``'s place, or ``None`` (and the slot dropped) if none starts."""
+        # Ray: heavy optional dependency, used only when actors score the population (num_actors > 0)
         import ray
-        from evotorch.core import EvaluationActor
         from ray.exceptions import RayActorError
         from ray.util import ActorPool
 

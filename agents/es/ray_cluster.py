@@ -37,7 +37,7 @@ def check_address(address: str | None) -> str | None:
 def connect(address: str | None = None) -> None:
     """Initialise Ray (see the module docstring); a clear ``ConnectionError`` if the cluster is unreachable."""
     quiet_evotorch()
-    import ray
+    import ray  # heavy optional dependency: only when a cluster is joined
 
     if ray.is_initialized():
         return
@@ -60,6 +60,6 @@ def connect(address: str | None = None) -> None:
 
 def cluster_cpus() -> int:
     """CPUs of the connected Ray cluster (at least 1)."""
-    import ray
+    import ray  # heavy optional dependency: only when a cluster is used
 
     return max(1, int(ray.cluster_resources().get("CPU", 1)))

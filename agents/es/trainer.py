@@ -22,18 +22,23 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
+import cloudpickle
+import gymnasium
 import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
+from tqdm import tqdm
 
-from neuromod_rl.agents.es.algorithms import resolve_settings
+from neuromod_rl.agents.es.algorithms import make_searcher, resolve_settings
 from neuromod_rl.agents.es.evaluation import EvalSpec, Evaluator
 from neuromod_rl.agents.es.params import get_vector, select_parameters, set_vector
-from neuromod_rl.agents.plastic_ppo import PLASTIC_POLICY_ALIASES
-from neuromod_rl.agents.policies import PlasticActorCriticPolicy
+from neuromod_rl.agents.es.ray_cluster import check_address, cluster_cpus, connect, quiet_evotorch
+from neuromod_rl.agents.on_policy.plastic_ppo import PLASTIC_POLICY_ALIASES
+from neuromod_rl.agents.on_policy.policies import PlasticActorCriticPolicy
 
 
 class ESTrainer(BaseAlgorithm):
@@ -110,8 +115,6 @@ class ESTrainer(BaseAlgorithm):
         device: th.device | str = "cpu",
         _init_setup_model: bool = True,
     ):
-        from neuromod_rl.agents.es.ray_cluster import check_address
-
         self.settings = resolve_settings(
             preset, algorithm=algorithm, params=params, popsize=popsize, sigma=sigma, lr=lr,
             sigma_decay=sigma_decay, lr_decay=lr_decay, l2_penalty=l2_penalty,
@@ -176,8 +179,6 @@ class ESTrainer(BaseAlgorithm):
 
     def eval_spec(self, env=None) -> EvalSpec:
         """What a worker needs to score vectors (env: the trainer's, unless another is given)."""
-        import cloudpickle
-
         return EvalSpec(
             policy_class=type(self.policy), observation_space=self.observation_space, action_space=self.action_space,
             policy_kwargs=dict(self.policy_kwargs), policy_state={k: v.detach().cpu().clone() for k, v in
@@ -191,21 +192,17 @@ class ESTrainer(BaseAlgorithm):
     def _actors_wanted(self) -> int:
         if self.num_actors == 0:
             return 0
-        from neuromod_rl.agents.es.ray_cluster import cluster_cpus, connect
-
         connect(self.ray_address)
         return cluster_cpus() if self.num_actors == "auto" else int(self.num_actors)
 
     def _ensure_searcher(self):
         """The search, restored from ``search_state`` after a load, else started at the policy's weights."""
-        from neuromod_rl.agents.es.ray_cluster import quiet_evotorch
-
         quiet_evotorch()
         n_actors = self._actors_wanted()
         if self._searcher is None and self.search_state.numel() > 0:
             self._searcher = pickle.loads(self.search_state.numpy().tobytes())
         if self._searcher is None:
-            from neuromod_rl.agents.es.algorithms import make_searcher
+            # problem imports evotorch: heavy, and it reads quiet_evotorch()'s setting when first imported
             from neuromod_rl.agents.es.problem import PolicySearchProblem
 
             problem = PolicySearchProblem(self.eval_spec(), num_actors=n_actors, chunk_size=self.chunk_size,
@@ -227,8 +224,6 @@ class ESTrainer(BaseAlgorithm):
         ``generations`` generations are done. Callbacks see one ``on_rollout_start``/``on_step``/
         ``on_rollout_end`` per generation (a stop requested by ``on_step`` ends training before the
         next generation)."""
-        from tqdm import tqdm
-
         total, callback = self._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, False)
         searcher = self._ensure_searcher()
         bar = tqdm(total=total, initial=self.num_timesteps, unit="step", disable=not progress_bar, desc="ES")
@@ -311,8 +306,6 @@ def _find_monitor(env) -> VecMonitor | None:
 def _single_env(env):
     """The first env of an in-process VecEnv (or the env itself): the template workers copy."""
     if isinstance(env, str):
-        import gymnasium
-
         return gymnasium.make(env)
     while isinstance(env, VecEnv):
         if hasattr(env, "envs"):
@@ -323,6 +316,4 @@ def _single_env(env):
         env = env.venv
     if env is None:
         raise ValueError("this ESTrainer has no env (loaded without one): pass env= to load, or to score()")
-    from stable_baselines3.common.monitor import Monitor
-
     return env.env if isinstance(env, Monitor) else env  # workers keep no episode statistics

@@ -2,8 +2,8 @@
 
 Every entry is an SB3 algorithm (on- or off-policy) with the same API (learn, predict with ``state`` and
 ``episode_start``, save/load), so the rest of the workflow treats them alike; recurrent ones
-simply return a non-``None`` state from ``predict``. Imports are lazy so that ``import
-neuromod_rl`` and config validation of unrelated keys stay light.
+simply return a non-``None`` state from ``predict``. Classes are looked up by name when used, so
+an algorithm whose package cannot be imported is a clear :class:`UserError` (:func:`algo_class`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ ALGOS: dict[str, tuple[str, str]] = {
     "ppo": ("stable_baselines3", "PPO"),
     "a2c": ("stable_baselines3", "A2C"),
     # sb3-contrib's RecurrentPPO, its LSTM trained over whole sequences (same results, faster)
-    "recurrent_ppo": ("neuromod_rl.experiment.recurrent_ppo", "RecurrentPPO"),
+    "recurrent_ppo": ("neuromod_rl.agents.on_policy.recurrent_ppo", "RecurrentPPO"),
     # evolution strategies: an SB3 BaseAlgorithm with the same save/load/predict (docs/es.md)
     "es": ("neuromod_rl.agents", "ESTrainer"),
 }

@@ -10,14 +10,21 @@ the state holds no VecEnv and the resume rebuilds and reseeds the envs instead.
 
 from __future__ import annotations
 
+import importlib
 import io
 import pickle
 import random
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import numpy as np
+import torch
+from gymnasium.utils import EzPickle
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecMonitor
 
 from neuromod_rl.experiment import normalize
 from neuromod_rl.experiment.config import ExperimentConfig
@@ -36,8 +43,6 @@ def picklable_state(env) -> bool:
     """True when pickling ``env`` keeps its state. Gymnasium's MuJoCo envs are ``EzPickle``: they
     pickle as their constructor arguments and come back freshly built, which would silently lose
     the episode in progress, so they count as not picklable."""
-    from gymnasium.utils import EzPickle
-
     while True:
         if isinstance(env, EzPickle):
             return False
@@ -67,16 +72,12 @@ def _picklable(values: dict[str, Any]) -> dict[str, bytes]:
 
 
 def _as_mapping(value: Any) -> tuple[str, str, dict] | None:
-    from collections.abc import Mapping
-
     if not isinstance(value, Mapping):
         return None
     return ("__mapping__", f"{type(value).__module__}:{type(value).__qualname__}", dict(value))
 
 
 def _unpickle(data: bytes) -> Any:
-    import importlib
-
     value = pickle.loads(data)
     if isinstance(value, tuple) and len(value) == 3 and value[0] == "__mapping__":
         module, _, name = value[1].partition(":")
@@ -86,8 +87,6 @@ def _unpickle(data: bytes) -> Any:
 
 def _find_monitor(env):
     """The ``VecMonitor`` in ``env``'s stack (a ``VecNormalize`` may sit above it)."""
-    from stable_baselines3.common.vec_env import VecMonitor
-
     while not isinstance(env, VecMonitor):
         env = env.venv
     return env
@@ -95,9 +94,6 @@ def _find_monitor(env):
 
 def snapshot(model, env) -> tuple[bytes, bytes]:
     """Serialise everything the next rollout depends on: ``(model zip bytes, state pickle bytes)``."""
-    import cloudpickle
-    import torch
-
     monitor = _find_monitor(env)
     vn = model.get_vec_normalize_env()
     buf = io.BytesIO()
@@ -136,8 +132,6 @@ def snapshot(model, env) -> tuple[bytes, bytes]:
 
 def non_finite_weight(model) -> str | None:
     """The name of the first policy parameter holding NaN/inf, or ``None``."""
-    import torch
-
     return next((name for name, p in model.policy.named_parameters() if not bool(torch.isfinite(p).all())), None)
 
 
@@ -154,8 +148,6 @@ def save_checkpoint(run: Run, model, monitor) -> None:
 
 
 def make_checkpoint_callback(run: Run, cfg: ExperimentConfig, guard: InterruptGuard):
-    from stable_baselines3.common.callbacks import BaseCallback
-
     class CheckpointCallback(BaseCallback):
         """Saves at rollout starts (every ``checkpoint_freq`` steps, and when Ctrl-C was pressed),
         then stops training on the next step if Ctrl-C was pressed."""
@@ -228,8 +220,6 @@ def restore_next_rollout(model, state: dict[str, Any]) -> None:
 
 
 def restore_rngs(state: dict[str, Any]) -> None:
-    import torch
-
     torch.set_rng_state(state["rng"]["torch"])
     np.random.set_state(state["rng"]["numpy"])  # noqa: NPY002  (SB3's rollout buffer draws from it)
     random.setstate(state["rng"]["python"])

@@ -41,13 +41,22 @@ import re
 from pathlib import Path
 from typing import Any
 
+import gymnasium
+import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
+from stable_baselines3.common.utils import LinearSchedule
 
+import neuromod_rl  # noqa: F401  (registers the task ids)
+from neuromod_rl import configs as _shipped
+from neuromod_rl.agents.common.core_factory import PLASTIC_KEYS, CoreConfig
 from neuromod_rl.experiment.algos import ALGOS, algo_class
 from neuromod_rl.experiment.errors import UserError
+from neuromod_rl.plasticity.rules import get_rule_class
 
-DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
+#: the configs shipped with the package (``configs/`` in a clone, package data in a wheel)
+CONFIG_DIR = Path(_shipped.__file__).parent
+DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
 #: the project's own wrappers: a config names them without a module path (their full path works too);
 #: nothing else is imported unless its module is listed under ``trusted_modules``
@@ -158,8 +167,6 @@ def check_device(value: str) -> str:
     """``value`` if torch can place a model there on this machine (``auto``, ``cpu``, ``cuda[:i]``, ...)."""
     if value == "auto":
         return value
-    import torch
-
     try:
         device = torch.device(value)
     except (RuntimeError, TypeError, ValueError):
@@ -184,8 +191,6 @@ def parse_schedule(value: Any, key: str = "value") -> Any:
         start = float(value[4:])
     except ValueError:
         raise ValueError(f"{key}={value!r}: a linear schedule is written lin_<number>, e.g. lin_3e-4") from None
-    from stable_baselines3.common.utils import LinearSchedule
-
     return LinearSchedule(start=start, end=0.0, end_fraction=1.0)
 
 
@@ -235,14 +240,30 @@ def validate(data: Any, source: str = "<config>") -> ExperimentConfig:
         raise UserError(_format_validation_error(err, source)) from None
 
 
+def shipped_configs() -> list[str]:
+    """The names of the shipped configs (``neuromod-rl train NAME`` finds them from any folder)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def resolve_config(path: str | Path) -> Path:
+    """``path`` if it is a file; else the shipped config it names: ``NAME``, ``NAME.yaml`` or
+    ``configs/NAME.yaml`` (so the repository's commands also work from a wheel, in any folder)."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if path.parent in (Path("."), Path("configs")) and path.suffix in ("", ".yaml"):
+        shipped = CONFIG_DIR / f"{path.stem}.yaml"
+        if shipped.is_file():
+            return shipped
+    raise UserError(
+        f"config file {str(path)!r} does not exist. Pass a YAML file, the name of a shipped config "
+        f"({', '.join(shipped_configs())}), or no CONFIG at all to train the embedded default."
+    )
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read one YAML mapping; file and syntax problems become :class:`UserError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(
-            f"config file {str(path)!r} does not exist. Pass a YAML file from configs/ "
-            "(e.g. configs/bandit_neuromod.yaml), or no CONFIG at all to train the embedded default."
-        )
+    path = resolve_config(path)
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
@@ -314,8 +335,6 @@ def resolve_wrapper(
     """A ``wrappers`` entry -> (wrapper class, kwargs). Short names are the project's wrappers; any other
     module is imported only when it is in ``trusted`` (the config's ``trusted_modules``), and what it
     names must be a ``gymnasium.Wrapper`` subclass (nothing else is ever called)."""
-    import gymnasium
-
     if isinstance(spec, dict):
         if len(spec) != 1:
             raise UserError(
@@ -385,10 +404,6 @@ def algo_arguments(cls: type) -> list[str]:
 
 def check_semantics(cfg: ExperimentConfig, source: str = "<config>") -> None:
     """Checks that need the libraries: env id registered, policy and hyperparameters known to the algo."""
-    import gymnasium
-
-    import neuromod_rl  # noqa: F401  (registers the task ids)
-
     check_env_module(cfg.env, cfg.trusted_modules, source)
     module, sep, env_id = cfg.env.rpartition(":")
     if sep:
@@ -445,8 +460,6 @@ def check_memory(cfg: ExperimentConfig, source: str = "<config>") -> None:
     before anything is allocated (a huge ``hidden_size`` would otherwise die in the allocator). The
     estimate is a lower bound: N x N slow weights and plastic gains per core and layer, plus each
     env's traces (``F``, and ``E`` for eligibility rules), 4 bytes each."""
-    from neuromod_rl.agents.core_factory import PLASTIC_KEYS, CoreConfig
-
     if not cfg.policy.endswith("PlasticPolicy"):
         return
     try:
@@ -455,8 +468,6 @@ def check_memory(cfg: ExperimentConfig, source: str = "<config>") -> None:
         raise UserError(
             f"invalid config {source}: key `policy_kwargs` has value {cfg.policy_kwargs!r}: {err}"
         ) from None
-    from neuromod_rl.plasticity.rules import get_rule_class
-
     n, traces = core.hidden_size, len(get_rule_class(core.rule).trace_names)
     layers = core.core_layers if core.core == "mlp" else 1
     gates = 4 if core.core == "lstm" else 1

@@ -6,11 +6,13 @@ and the train summary, so every place computes curves the same way.
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
+from stable_baselines3.common.monitor import LoadMonitorResultsError, load_results
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only
     import pandas as pd
 
     from neuromod_rl.experiment.runs import Run
@@ -19,8 +21,6 @@ if TYPE_CHECKING:
 def load_monitor(run: Run) -> pd.DataFrame | None:
     """Every episode of every training segment, in order, with its cumulative step ``step``
     (``None`` when nothing was logged yet). SB3's ``load_results`` reads and merges the CSVs."""
-    from stable_baselines3.common.monitor import LoadMonitorResultsError, load_results
-
     if not run.monitor.is_dir():
         return None
     try:
@@ -43,10 +43,17 @@ def binned(steps: np.ndarray, values: np.ndarray, edges: np.ndarray) -> np.ndarr
         return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
+def learning_curve(run: Run, n_timesteps: int, bins: int = 20) -> list[float]:
+    """Mean training-episode return in ``bins`` equal slices of the budget (NaN for an empty slice)."""
+    df = load_monitor(run)
+    if df is None or len(df) == 0:
+        return [float("nan")] * bins
+    edges = np.linspace(0, n_timesteps, bins + 1)
+    return [float(v) for v in binned(df["step"].to_numpy(), df["r"].to_numpy(), edges)]
+
+
 def quantile_band(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Median, 25th and 75th percentile over axis 0, ignoring NaNs (empty bins)."""
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
         return (np.nanmedian(curves, 0), np.nanpercentile(curves, 25, 0), np.nanpercentile(curves, 75, 0))

@@ -7,7 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
+from stable_baselines3.common.vec_env import DummyVecEnv
 
+import neuromod_rl  # noqa: F401  (registers the task ids)
 from neuromod_rl.experiment.config import ExperimentConfig, check_env_module, resolve_wrapper
 from neuromod_rl.experiment.errors import UserError
 
@@ -15,8 +17,6 @@ from neuromod_rl.experiment.errors import UserError
 def make_env(cfg: ExperimentConfig, render_mode: str | None = None) -> gym.Env:
     """``gymnasium.make(cfg.env, **cfg.env_kwargs)`` wrapped by ``cfg.wrappers`` in order. Imports only
     the project's modules and those the config lists under ``trusted_modules``."""
-    import neuromod_rl  # noqa: F401  (registers the task ids)
-
     check_env_module(cfg.env, cfg.trusted_modules)
 
     kwargs: dict[str, Any] = dict(cfg.env_kwargs)
@@ -50,7 +50,5 @@ def env_factory(cfg: ExperimentConfig) -> Callable[[], gym.Env]:
 def build_vec_env(cfg: ExperimentConfig):
     """``cfg.n_envs`` copies in one process. ``DummyVecEnv`` on purpose: the envs are tiny or few, the
     machine has few cores, and an in-process VecEnv can be pickled into a checkpoint for exact resume."""
-    from stable_baselines3.common.vec_env import DummyVecEnv
-
     make_env(cfg).close()  # fail early, with a clear message, before SB3 wraps the error
     return DummyVecEnv([env_factory(cfg) for _ in range(cfg.n_envs)])

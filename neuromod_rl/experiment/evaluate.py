@@ -13,11 +13,14 @@ policy is queried once per time step for the whole batch.
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
 from neuromod_rl.experiment import normalize
 from neuromod_rl.experiment.algos import algo_class
@@ -33,8 +36,6 @@ BATCH = 32
 
 
 def load_run(run_dir: str | Path) -> tuple[Run, ExperimentConfig]:
-    import torch
-
     run = Run.open(run_dir)
     cfg = validate(load_yaml(run.config), str(run.config))
     torch.set_num_threads(cfg.torch_threads)
@@ -77,8 +78,6 @@ def rollout(cfg: ExperimentConfig, model, episodes: int, tasks: list[Any] | None
     applied to what the policy sees; ``batch``: envs run in lockstep (one policy call per step for all);
     ``info_keys``: numeric ``info`` entries to keep per step as ``info_<key>`` (e.g. ``x_velocity``).
     """
-    from tqdm import tqdm
-
     rewards: list[list[float]] = []
     regrets: list[list[float]] = []
     extras: dict[str, list[list[float]]] = {k: [] for k in info_keys}
@@ -189,8 +188,6 @@ def _evaluate(run: Run, cfg: ExperimentConfig, split: str, n: int, deterministic
     summary = summarize(traces)
     summary.update(split=split, deterministic=det, tasks="env task_split" if tasks is not None else "env sampling")
     run.eval_dir.mkdir(exist_ok=True)
-    import io
-
     buf = io.BytesIO()
     np.savez_compressed(buf, **traces)
     atomic_write_bytes(run.eval_dir / f"{split}.npz", buf.getvalue())

@@ -5,7 +5,7 @@
   :func:`load_exported_model` rebuilds a model for ``predict``; it never imports or calls anything
   named in the file (the env is made from a registered id and the project's own wrappers only).
 * ``onnx`` -- one step of the policy as an ONNX graph, the plastic state an explicit input and
-  output (:func:`export_onnx`, the step is :mod:`neuromod_rl.agents.onnx_step`); runs in onnxruntime
+  output (:func:`export_onnx`, the step is :mod:`neuromod_rl.agents.on_policy.onnx_step`); runs in onnxruntime
   with numpy alone: no torch, no pickle.
 
 SB3's ``.zip`` checkpoints are pickles: loading one runs code stored in it, so they are for your own
@@ -14,14 +14,25 @@ runs only. These two formats are the ones to share. A policy with NaN/inf weight
 
 from __future__ import annotations
 
+import io
+import json
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import yaml
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save
 
+from neuromod_rl.agents.on_policy.onnx_step import PolicyStep, state_layout
+from neuromod_rl.experiment.config import dump_config, validate
+from neuromod_rl.experiment.environment import build_vec_env
 from neuromod_rl.experiment.errors import UserError
+from neuromod_rl.experiment.evaluate import load_model, load_run
 from neuromod_rl.experiment.runs import atomic_write_bytes
+from neuromod_rl.experiment.train import build_model
 
 FORMAT = "neuromod-rl/policy-v1"
 
@@ -38,8 +49,6 @@ def output_path(out: str | Path | None, default: Path, suffix: str) -> Path:
 
 def check_finite_weights(named: dict[str, Any], what: str) -> None:
     """Refuse to write weights holding NaN/inf (a diverged run): name the first bad tensor."""
-    import torch
-
     for name, tensor in named.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise UserError(
@@ -50,11 +59,6 @@ def check_finite_weights(named: dict[str, Any], what: str) -> None:
 
 def export_safetensors(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write the policy weights of ``run_dir`` to ``out`` (default ``RUN_DIR/model.safetensors``)."""
-    from safetensors.torch import save
-
-    from neuromod_rl.experiment.config import dump_config
-    from neuromod_rl.experiment.evaluate import load_model, load_run
-
     run, cfg = load_run(run_dir)
     path = output_path(out, run.path / "model.safetensors", ".safetensors")
     model = load_model(run, cfg)
@@ -69,9 +73,6 @@ def export_safetensors(run_dir: str | Path, out: str | Path | None = None) -> Pa
 
 def load_safetensors(path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
     """``(state_dict, metadata)`` of an exported file (no unpickling)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file, safe_open
-
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path} does not exist; create it with `neuromod-rl export RUN_DIR --format safetensors`.")
@@ -97,12 +98,6 @@ def load_exported_model(path: str | Path, env=None):
             imports or calls anything the file names. For an env of your own (a wrapper from your
             package), import your package and pass the env here.
     """
-    import yaml
-
-    from neuromod_rl.experiment.config import validate
-    from neuromod_rl.experiment.environment import build_vec_env
-    from neuromod_rl.experiment.train import build_model
-
     tensors, metadata = load_safetensors(path)
     try:
         data = yaml.safe_load(metadata.get("config", ""))
@@ -143,7 +138,7 @@ def export_onnx(model_or_run, out: str | Path | None = None, exporter: str = "to
                 verify_steps: int = 20) -> Path:
     """Write one step of a plastic policy as an ONNX graph whose plastic state is an explicit input and
     output: ``(obs, state, episode_start) -> (action, value, next_state)`` (see
-    :mod:`neuromod_rl.agents.onnx_step` for shapes and dtypes). Running it needs onnxruntime and numpy only.
+    :mod:`neuromod_rl.agents.on_policy.onnx_step` for shapes and dtypes). Running it needs onnxruntime and numpy only.
 
     Args:
         model_or_run: a run directory (its final model, else its newest checkpoint), or a PlasticPPO /
@@ -157,21 +152,13 @@ def export_onnx(model_or_run, out: str | Path | None = None, exporter: str = "to
     The file's metadata (``metadata_props``) records the format, the state layout (field, shape per
     env, offset), the spaces and, for a run, its config.
     """
-    import json
-
-    try:
+    try:  # onnx: optional extra (export), imported only for this export
         import onnx
     except ImportError:
         raise UserError(f"ONNX export needs the onnx package: {_EXTRA}") from None
-    import torch
-
-    from neuromod_rl.agents.onnx_step import PolicyStep, state_layout
 
     config = None
     if isinstance(model_or_run, str | Path):
-        from neuromod_rl.experiment.config import dump_config
-        from neuromod_rl.experiment.evaluate import load_model, load_run
-
         run, cfg = load_run(model_or_run)
         path = output_path(out, run.path / "policy.onnx", ".onnx")
         policy, config = load_model(run, cfg).policy, dump_config(cfg)
@@ -221,8 +208,6 @@ def export_onnx(model_or_run, out: str | Path | None = None, exporter: str = "to
 def _cpu_copy(policy):
     """A copy of ``policy`` on the CPU, built as SB3 rebuilds a saved policy (from its constructor
     parameters, then its weights), so the caller's model keeps its device, mode and RNG state."""
-    import torch
-
     with torch.random.fork_rng(devices=[]):  # the new module's random init must not move the caller's RNG
         copy = type(policy)(**policy._get_constructor_parameters())
     copy.load_state_dict(policy.state_dict())
@@ -230,10 +215,6 @@ def _cpu_copy(policy):
 
 
 def _trace(step, example, names, exporter: str) -> bytes:
-    import io
-
-    import torch
-
     batch = ["obs", "state", "episode_start", "action", "value", "next_state"]
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
@@ -258,9 +239,7 @@ def _trace(step, example, names, exporter: str) -> bytes:
 
 def _verify(data: bytes, step, obs_space, n_steps: int, batch: int = 3) -> None:
     """Run the graph in onnxruntime and the policy in torch side by side; refuse a graph that differs."""
-    import torch
-
-    try:
+    try:  # onnxruntime: optional extra (export), imported only to verify an export
         import onnxruntime
     except ImportError:
         raise UserError(f"verifying the ONNX export needs onnxruntime: {_EXTRA}") from None

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from neuromod_rl.envs.registration import ENV_SPECS
+
 
 def env_table() -> str:
     """A Markdown table (readable in a terminal, pasteable into docs) of every registered task."""
-    from neuromod_rl.envs.registration import ENV_SPECS
-
     rows = [("id", "episode", "MuJoCo", "task changes", "switches", "description")]
     for s in ENV_SPECS:
         rows.append((s.id, s.episode_length, "yes" if s.mujoco else "no", s.changes, s.switches, s.description))

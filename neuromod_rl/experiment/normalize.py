@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from gymnasium import spaces
+from stable_baselines3.common.vec_env import VecEnvWrapper, VecNormalize
 
 from neuromod_rl.experiment.config import ExperimentConfig
 from neuromod_rl.experiment.errors import UserError
@@ -27,9 +29,6 @@ def wrap(cfg: ExperimentConfig, venv):
     settings = cfg.normalize_settings()
     if settings is None:
         return venv
-    from gymnasium import spaces
-    from stable_baselines3.common.vec_env import VecNormalize
-
     if settings.norm_obs and not isinstance(venv.observation_space, spaces.Box):
         raise UserError(
             f"normalize.norm_obs needs a Box observation space; {cfg.env} has {venv.observation_space}. "
@@ -40,8 +39,6 @@ def wrap(cfg: ExperimentConfig, venv):
 
 def find(env) -> Any | None:
     """The ``VecNormalize`` in a VecEnv stack, or ``None``."""
-    from stable_baselines3.common.vec_env import VecEnvWrapper, VecNormalize
-
     while isinstance(env, VecEnvWrapper):
         if isinstance(env, VecNormalize):
             return env

@@ -10,11 +10,13 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from neuromod_rl.envs.baselines import bandit_regret
 from neuromod_rl.experiment.plots_learning import _plt, save
 
 
@@ -36,8 +38,6 @@ def aligned(traces: dict[str, np.ndarray], key: str = "rewards") -> tuple[np.nda
 
 def _mean_band(values: np.ndarray, smooth: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean over episodes with a 95% normal interval, each smoothed over ``smooth`` steps."""
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         n = np.sum(np.isfinite(values), axis=0)
@@ -97,8 +97,6 @@ def baseline_regret_curves(variant: str, n_pulls: int, n_episodes: int = 2000, s
 
     ``bandit_regret(n_pulls=t)`` with one seed draws the same arms and the same random numbers for
     its first ``t`` pulls whatever the horizon, so evaluating it at growing ``t`` traces one curve."""
-    from neuromod_rl.envs.baselines import bandit_regret
-
     policies = ["thompson", "ucb1"]
     ts = np.unique(np.linspace(1, n_pulls, points).round().astype(int))
     return {p: (ts, np.array([bandit_regret(p, variant, n_episodes, int(t), seed) for t in ts])) for p in policies}

@@ -7,27 +7,26 @@ over, so its band is the IQR of the episodes inside each bin.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 from neuromod_rl.experiment.curves import binned, load_monitor, quantile_band
 from neuromod_rl.experiment.runs import Run
 
 
 def _plt():
-    import matplotlib
-
+    # at plot time, not import time: importing this module must not change the caller's backend
     matplotlib.use("Agg")  # files only: no display needed, works on headless machines
-    import matplotlib.pyplot as plt
-
     return plt
 
 
 def save(fig, path: Path) -> Path:
     """Save a figure atomically-enough for PNGs (write, then rename) and close it."""
-    import os
-
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110, bbox_inches="tight")
@@ -89,8 +88,6 @@ def plot_learning_curves(groups: dict[str, list[Run]], path: Path, n_bins: int =
 
 def plot_diagnostics(run: Run, path: Path) -> Path | None:
     """The plastic diagnostics SB3 logged during training (``plastic/*`` in ``tb/progress-*.csv``)."""
-    import pandas as pd
-
     frames = [pd.read_csv(p) for p in sorted(run.tb.glob("progress-*.csv")) if p.stat().st_size > 0]
     if not frames:
         return None

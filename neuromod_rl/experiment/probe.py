@@ -13,6 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
+from gymnasium import spaces
 
 from neuromod_rl.experiment.config import ExperimentConfig
 from neuromod_rl.experiment.environment import make_env
@@ -30,9 +32,6 @@ def plastic_trace(model, cfg: ExperimentConfig, task: Any = None, seed: int = 0,
     """One episode step by step: ``F[T, N, N]`` after each step, ``M[T]`` (fan-out: mean over neurons),
     ``M_neurons[T, N]`` for fan-out, ``rewards[T]``, ``actions[T, ...]``; ``None`` for non-plastic policies.
     ``normalizer``: the run's observation normalisation (what the policy saw in training)."""
-    import torch
-    from gymnasium import spaces
-
     policy = model.policy
     if not (hasattr(policy, "step") and hasattr(policy, "initial_state")):
         return None

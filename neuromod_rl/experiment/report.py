@@ -13,17 +13,19 @@ from typing import Any
 
 import numpy as np
 
-from neuromod_rl.experiment import normalize
+from neuromod_rl.experiment import adaptation, normalize
+from neuromod_rl.experiment.environment import make_env
+from neuromod_rl.experiment.errors import UserError
 from neuromod_rl.experiment.evaluate import EVAL_SEED_OFFSET, evaluate, load_model, load_run, load_traces, task_list
 from neuromod_rl.experiment.plots_adaptation import plot_adaptation, plot_fast_weights, plot_modulation, plot_regret
 from neuromod_rl.experiment.plots_learning import plot_diagnostics, plot_learning_curves
+from neuromod_rl.experiment.probe import plastic_trace
 from neuromod_rl.experiment.runs import atomic_write_text, read_json, update_json
+from neuromod_rl.experiment.video import record_video
 
 
 def _bandit_info(cfg) -> tuple[str | None, int] | None:
     """``(variant, n_pulls)`` when the run's env is the two-armed bandit, else ``None``."""
-    from neuromod_rl.experiment.environment import make_env
-
     env = make_env(cfg)
     try:
         base = env.unwrapped
@@ -62,8 +64,6 @@ def _table(rows: dict[str, dict[str, Any]]) -> list[str]:
 def _baseline_traces(run_dir: str | Path, cfg, episodes: int | None, progress: bool):
     """``(run, traces)`` of the baseline run's test split, evaluated first if needed; it must be on the
     same task as the reported run."""
-    from neuromod_rl.experiment.errors import UserError
-
     brun, bcfg = load_run(run_dir)
     if (bcfg.env, bcfg.env_kwargs) != (cfg.env, cfg.env_kwargs):
         raise UserError(
@@ -80,8 +80,6 @@ def _baseline_traces(run_dir: str | Path, cfg, episodes: int | None, progress: b
 def baseline_lines(traces, bname: str, btraces) -> tuple[list[str], dict[str, Any]]:
     """The verdict against a baseline run: recovery after the switch when the task has one, else the
     in-episode gain; "adapts" only when the agent's number beats the baseline's beyond the 95% interval."""
-    from neuromod_rl.experiment import adaptation
-
     cmp = adaptation.compare(traces, btraces)
     if cmp is not None:
         if cmp["agent_pre"] <= 0:
@@ -178,8 +176,6 @@ def make_report(run_dir: str | Path, episodes: int | None = None, progress: bool
         figures.append(("Learning curve (training episodes)", p))
 
     model = load_model(run, cfg)
-    from neuromod_rl.experiment.probe import plastic_trace
-
     tasks = task_list(cfg, "test")
     probe = plastic_trace(model, cfg, tasks[0] if tasks else None, EVAL_SEED_OFFSET + cfg.seed,
                           cfg.eval.deterministic, normalize.load(run))
@@ -196,8 +192,6 @@ def make_report(run_dir: str | Path, episodes: int | None = None, progress: bool
     if p:
         figures.append(("Plastic diagnostics logged during training", p))
     if video:
-        from neuromod_rl.experiment.video import record_video
-
         v = record_video(run, cfg, model)
         if v is not None:
             figures.append(("One episode of the agent", v))

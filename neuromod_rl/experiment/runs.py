@@ -39,6 +39,11 @@ from typing import Any
 
 from neuromod_rl.experiment.errors import UserError
 
+try:
+    import fcntl
+except ImportError:  # no flock (Windows): RunLock excludes nothing there
+    fcntl = None
+
 KEEP_CHECKPOINTS = 3  # periodic checkpoints kept on disk (the newest ones)
 _UMASK = os.umask(0)
 os.umask(_UMASK)  # read once: mkstemp makes 0600 files, run files get the usual 0666 & ~umask
@@ -271,9 +276,7 @@ class RunLock:
         if key in RunLock._held:
             RunLock._held[key][1] += 1
             return self
-        try:
-            import fcntl
-        except ImportError:  # no flock (Windows): no exclusion, as before
+        if fcntl is None:  # no flock (Windows): no exclusion, as before
             return self
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from neuromod_rl.experiment.errors import UserError
+from neuromod_rl.experiment.runs import read_json, write_json
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint", "quniform")
 DEFAULT_METRIC = "train/mean_return_last_100"
@@ -47,6 +48,7 @@ DEFAULT_METRIC = "train/mean_return_last_100"
 # ------------------------------------------------------------------------------ the search space
 def load_space(path: str | Path) -> dict[str, Any]:
     """Read and check a search-space file (see the module docstring)."""
+    # config imports torch and SB3: not when `neuromod-rl` builds its parser (imports this module)
     from neuromod_rl.experiment.config import load_yaml
 
     data = load_yaml(path)
@@ -78,7 +80,7 @@ def _example_point(space: dict[str, Any]) -> dict[str, Any]:
 
 
 def tune_space(space: dict[str, Any]) -> dict[str, Any]:
-    from ray import tune
+    from ray import tune  # Ray Tune: heavy optional dependency (the sweep extra), only when a sweep runs
 
     make = {"choice": lambda a: tune.choice(a), "uniform": lambda a: tune.uniform(*a),
             "loguniform": lambda a: tune.loguniform(*a), "randint": lambda a: tune.randint(*a),
@@ -100,8 +102,6 @@ def apply_point(base: dict[str, Any], point: dict[str, Any]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------ one trial
 def _metric_value(run_dir: Path, metric: str) -> float:
-    from neuromod_rl.experiment.runs import read_json
-
     section, _, key = metric.partition("/")
     value = (read_json(Path(run_dir) / "metrics.json", {}) or {}).get(section, {}).get(key)
     if value is None:
@@ -111,8 +111,6 @@ def _metric_value(run_dir: Path, metric: str) -> float:
 
 
 def _trained_steps(run_dir: Path) -> int:
-    from neuromod_rl.experiment.runs import read_json
-
     return int((read_json(Path(run_dir) / "metrics.json", {}) or {}).get("train", {}).get("num_timesteps", 0))
 
 
@@ -120,12 +118,13 @@ def run_trial(point: dict[str, Any], *, base: dict[str, Any], seeds: list[int], 
               metric: str, wandb: Any, label: str | None = None) -> list[float]:
     """Train ``base`` + ``point`` with every seed, in ``rungs`` segments; after each, report the mean
     score to Tune (inside a trial) and return the scores of every rung."""
+    # config and train import torch and SB3: not when `neuromod-rl` builds its parser (imports this module)
     from neuromod_rl.experiment.config import validate
     from neuromod_rl.experiment.train import TrainOptions, resume, train
 
     in_tune = label is None
     if in_tune:
-        from ray import tune
+        from ray import tune  # Ray Tune: heavy optional dependency, only inside a trial
 
         label = "t" + tune.get_context().get_trial_id().rsplit("_", 1)[-1]  # "<experiment>_00003" -> t00003
     data = apply_point(base, point)
@@ -157,6 +156,7 @@ def sweep(config: str | None, seeds: int, space_path: str | None, samples: int |
           mode: str | None, runs_dir: str, overrides: list[str], ray_address: str | None, cpus_per_trial: float,
           max_concurrent: int | None, wandb: Any, seed: int = 0) -> Path:
     """Run the sweep; return the sweep directory (see the module docstring)."""
+    # config imports torch and SB3: not when `neuromod-rl` builds its parser (imports this module)
     from neuromod_rl.experiment.config import check_semantics, load_config, validate
 
     cfg = load_config(config, overrides)  # validates the base config fully
@@ -185,9 +185,11 @@ def sweep(config: str | None, seeds: int, space_path: str | None, samples: int |
 
 def _run_tune(base, space, seeds, samples, rungs, metric, mode, out: Path, ray_address, cpus_per_trial,
               max_concurrent, wandb, seed) -> list[dict[str, Any]]:
+    # the agents package imports torch and SB3: not when `neuromod-rl` builds its parser (imports this module)
     from neuromod_rl.agents.es.ray_cluster import connect
 
     connect(ray_address)
+    # Ray Tune: heavy optional dependency (the sweep extra), only when a sweep runs
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
@@ -198,7 +200,7 @@ def _run_tune(base, space, seeds, samples, rungs, metric, mode, out: Path, ray_a
     )  # fmt: skip
     search_alg = None
     if space:
-        from ray.tune.search.optuna import OptunaSearch
+        from ray.tune.search.optuna import OptunaSearch  # Optuna: heavy optional dependency (the sweep extra)
 
         search_alg = OptunaSearch(seed=seed)
     scheduler = ASHAScheduler(time_attr="rung", max_t=rungs, grace_period=1, reduction_factor=2) if rungs > 1 else None
@@ -227,8 +229,8 @@ def _run_tune(base, space, seeds, samples, rungs, metric, mode, out: Path, ray_a
 
 
 def _summarize(out: Path, trials: list[dict[str, Any]], metric: str, mode: str, name: str) -> Path:
+    # compare imports torch, SB3 and matplotlib: not when `neuromod-rl` builds its parser (imports this module)
     from neuromod_rl.experiment.compare import compare
-    from neuromod_rl.experiment.runs import write_json
 
     ranked = sorted((t for t in trials if t["score"] is not None), key=lambda t: t["score"], reverse=mode == "max")
     write_json(out / "sweep.json", {"metric": metric, "mode": mode, "trials": ranked + [t for t in trials
@@ -267,6 +269,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_sweep(args, wandb) -> int:
+    # the agents package imports torch and SB3: not when `neuromod-rl` builds its parser (imports this module)
     from neuromod_rl.agents.es.ray_cluster import check_address
 
     try:

@@ -26,6 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
+import torch
+from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
+from stable_baselines3.common.vec_env import VecMonitor
+from torch import nn
+
 from neuromod_rl.experiment import checkpoint, normalize
 from neuromod_rl.experiment.algos import algo_class
 from neuromod_rl.experiment.config import (
@@ -36,6 +43,7 @@ from neuromod_rl.experiment.config import (
     parse_schedule,
     validate,
 )
+from neuromod_rl.experiment.curves import load_monitor
 from neuromod_rl.experiment.environment import build_vec_env
 from neuromod_rl.experiment.errors import UserError
 from neuromod_rl.experiment.runs import (
@@ -77,8 +85,6 @@ def policy_kwargs(cfg: ExperimentConfig) -> dict[str, Any]:
     kwargs = dict(cfg.policy_kwargs)
     act = kwargs.get("activation_fn")
     if isinstance(act, str):
-        from torch import nn
-
         if act not in _ACTIVATIONS:
             raise UserError(
                 f"key `policy_kwargs.activation_fn` has value {act!r}; allowed values: {sorted(_ACTIVATIONS)}"
@@ -100,8 +106,6 @@ def _construct_error(cfg: ExperimentConfig, err: Exception) -> UserError:
 
 
 def build_model(cfg: ExperimentConfig, venv):
-    import torch
-
     check_memory(cfg)
     # before the weights are initialised: orthogonal init runs a QR decomposition whose last bits
     # depend on the thread count, so a run is only reproducible with the same count throughout
@@ -134,16 +138,12 @@ def check_buildable(cfg: ExperimentConfig) -> None:
 
 def _monitor(run: Run, venv):
     """Wrap ``venv`` in a VecMonitor writing a new CSV segment (``load_results`` reads them all)."""
-    from stable_baselines3.common.vec_env import VecMonitor
-
     run.monitor.mkdir(parents=True, exist_ok=True)
     segment = len(list(run.monitor.glob("*.monitor.csv")))
     return VecMonitor(venv, filename=str(run.monitor / f"seg{segment:03d}")), segment
 
 
 def _logger(run: Run, segment: int, wandb: WandbLogger):
-    from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
-
     run.tb.mkdir(parents=True, exist_ok=True)
     formats = [CSVOutputFormat(str(run.tb / f"progress-{segment:03d}.csv")), TensorBoardOutputFormat(str(run.tb))]
     if wandb.active:
@@ -154,8 +154,6 @@ def _logger(run: Run, segment: int, wandb: WandbLogger):
 # ------------------------------------------------------------------------------ train / resume
 def _learn(run: Run, cfg: ExperimentConfig, model, monitor, segment: int, opts: TrainOptions,
            wandb: WandbLogger, resumed: bool) -> TrainResult:
-    from stable_baselines3.common.callbacks import CallbackList
-
     model.set_logger(_logger(run, segment, wandb))
     remaining = cfg.n_timesteps - model.num_timesteps
     start, start_steps = time.time(), model.num_timesteps
@@ -204,8 +202,6 @@ def _last_good(run: Run) -> str:
 
 def train_stats(run: Run) -> dict[str, Any]:
     """Episode statistics from the monitor CSVs of every segment."""
-    from neuromod_rl.experiment.curves import load_monitor
-
     df = load_monitor(run)
     if df is None or len(df) == 0:
         return {"episodes": 0}
@@ -250,9 +246,6 @@ def resume(run_dir: str | Path, overrides: list[str], opts: TrainOptions) -> Tra
 
 
 def _resume(run: Run, overrides: list[str], opts: TrainOptions) -> TrainResult:
-    import cloudpickle
-    import torch
-
     data = load_yaml(run.config)
     for item in overrides:
         if not item.startswith("n_timesteps="):

@@ -7,13 +7,18 @@ fails because of a missing display.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from pathlib import Path
 
+import gymnasium
 import numpy as np
 
+import neuromod_rl  # noqa: F401  (registers the task ids)
+from neuromod_rl.experiment import normalize
 from neuromod_rl.experiment.config import ExperimentConfig
+from neuromod_rl.experiment.environment import make_env
 from neuromod_rl.experiment.runs import Run, atomic_write_bytes
 
 FRAME_EVERY = 2  # render every 2nd step: CPU rendering is ~10 frames/s here
@@ -21,10 +26,6 @@ MAX_STEPS = 400
 
 
 def _is_mujoco(cfg: ExperimentConfig) -> bool:
-    import gymnasium
-
-    import neuromod_rl  # noqa: F401
-
     entry = str(gymnasium.spec(cfg.env).entry_point)
     return "mujoco" in entry or any(k in entry for k in ("locomotion", "crippled", "rand_params"))
 
@@ -37,12 +38,9 @@ def record_video(run: Run, cfg: ExperimentConfig, model) -> Path | None:
     if backend not in ("egl", "osmesa"):
         print("Video skipped: set MUJOCO_GL=egl (or osmesa) to render MuJoCo episodes off-screen.", file=sys.stderr)
         return None
-    from neuromod_rl.experiment import normalize
-    from neuromod_rl.experiment.environment import make_env
-
     see = normalize.load(run) or (lambda o: o)
     try:
-        import imageio.v2 as imageio
+        import imageio.v2 as imageio  # video encoder: only for MuJoCo reports; a failure skips the video
 
         env = make_env(cfg, render_mode="rgb_array")
         frames = []
@@ -57,8 +55,6 @@ def record_video(run: Run, cfg: ExperimentConfig, model) -> Path | None:
             if term or trunc:
                 break
         env.close()
-        import io
-
         buf = io.BytesIO()
         imageio.mimsave(buf, frames, format="GIF", duration=FRAME_EVERY / 30)
         path = run.path / "videos" / "episode.gif"

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stable_baselines3.common.logger import KVWriter
+
 from neuromod_rl.experiment.runs import Run, read_json, write_json
 
 
@@ -89,7 +91,7 @@ class WandbLogger:
         if self._run is None or not paths:
             return
         try:
-            import wandb
+            import wandb  # heavy, and only when logging is on; inside the guard: a failure disables W&B
 
             self.log({f"plots/{p.stem}": wandb.Image(str(p)) for p in paths}, step=step)
         except Exception as err:  # noqa: BLE001
@@ -99,7 +101,7 @@ class WandbLogger:
         if self._run is None:
             return
         try:
-            import wandb
+            import wandb  # heavy, and only when logging is on; inside the guard: a failure disables W&B
 
             self.log({f"videos/{path.stem}": wandb.Video(str(path))}, step=step)
         except Exception as err:  # noqa: BLE001
@@ -136,7 +138,7 @@ def init_wandb(settings: WandbSettings, run: Run, config: dict[str, Any]) -> Wan
         return WandbLogger(None)
     logger = WandbLogger(None)
     try:
-        import wandb
+        import wandb  # heavy (and may reach the network): only with --wandb; a failure disables W&B
 
         mode = choose_mode()
         previous = read_json(run.wandb_id, {}) or {}
@@ -177,9 +179,7 @@ def init_wandb(settings: WandbSettings, run: Run, config: dict[str, Any]) -> Wan
 
 
 def make_output_format(logger: WandbLogger):
-    """An SB3 ``KVWriter`` that forwards every logger dump to ``logger`` (imported lazily: SB3 is heavy)."""
-    from stable_baselines3.common.logger import KVWriter
-
+    """An SB3 ``KVWriter`` that forwards every logger dump to ``logger``."""
     class WandbOutputFormat(KVWriter):
         def write(self, key_values: dict[str, Any], key_excluded: dict[str, Any], step: int = 0) -> None:
             data = {

@@ -15,6 +15,7 @@ from neuromod_rl.plasticity.cells import (
     PlasticRNNCell,
 )
 from neuromod_rl.plasticity.engine import ScanResult, available_backends, cell_step, default_backend, scan
+from neuromod_rl.plasticity.freeze import freeze_plasticity
 from neuromod_rl.plasticity.rules import PlasticityRule, available_rules, make_rule, register_rule
 from neuromod_rl.plasticity.state import PlasticState
 
@@ -32,6 +33,7 @@ __all__ = [
     "available_rules",
     "cell_step",
     "default_backend",
+    "freeze_plasticity",
     "make_rule",
     "register_rule",
     "scan",

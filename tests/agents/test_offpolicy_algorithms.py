@@ -19,8 +19,8 @@ from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import SubprocVecEnv, VecNormalize
 
 from neuromod_rl.agents import PlasticSAC, PlasticTD3, SequenceReplayBuffer
-from neuromod_rl.agents.offpolicy_policies import PlasticSACPolicy
-from neuromod_rl.agents.policies import _part
+from neuromod_rl.agents.off_policy.policies import PlasticSACPolicy
+from neuromod_rl.agents.on_policy.policies import _part
 
 SMALL = dict(hidden_size=4, net_arch=[8])
 
@@ -323,7 +323,7 @@ def test_sequence_passes_are_shared_only_while_parameters_are_unchanged():
 
 def CoreOutputWithGrad(critic, view):  # noqa: N802  (reads like the type it returns)
     """The critic core's outputs computed with autograd, as SB3's own critic would compute them."""
-    from neuromod_rl.agents.offpolicy_policies import CoreOutput
+    from neuromod_rl.agents.off_policy.policies import CoreOutput
 
     return CoreOutput(critic.features_extractor(view))
 

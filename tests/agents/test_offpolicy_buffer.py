@@ -12,7 +12,7 @@ import torch
 from gymnasium import spaces
 
 from neuromod_rl.agents import SequenceReplayBuffer
-from neuromod_rl.agents.sequence_replay import SequenceView
+from neuromod_rl.agents.off_policy.sequence_replay import SequenceView
 
 OBS = spaces.Box(-np.inf, np.inf, (3,), np.float32)
 ACT = spaces.Box(-1.0, 1.0, (1,), np.float32)

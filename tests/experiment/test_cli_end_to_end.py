@@ -13,10 +13,9 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
+from support import only_run, write_config
 
-from neuromod_rl.experiment.cli import main
-
-from .conftest import only_run, write_config
+from neuromod_rl.cli import main
 
 
 def _metrics(run: Path) -> dict:

@@ -12,23 +12,39 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import TINY
 
-from neuromod_rl.experiment.cli import main
-from neuromod_rl.experiment.config import DEFAULT_CONFIG, ExperimentConfig, apply_overrides, load_config, parse_schedule
+from neuromod_rl.cli import main
+from neuromod_rl.experiment.config import (
+    CONFIG_DIR,
+    DEFAULT_CONFIG,
+    ExperimentConfig,
+    apply_overrides,
+    load_config,
+    parse_schedule,
+    resolve_config,
+)
 from neuromod_rl.experiment.errors import UserError
 from neuromod_rl.experiment.train import check_buildable
-
-from .conftest import TINY
 
 CONFIGS = sorted(Path(__file__).resolve().parents[2].joinpath("configs").glob("*.yaml"))
 
 
-def test_shipped_configs_exist_and_the_default_is_mirrored():
+def test_shipped_configs_are_found_by_path_or_by_name_from_any_folder(tmp_path, monkeypatch):
     names = {p.name for p in CONFIGS}
     assert {"default.yaml", "bandit_neuromod.yaml", "bandit_lstm.yaml", "cue_reward_neuromod.yaml"} <= names
-    assert (Path(__file__).resolve().parents[2] / "configs" / "default.yaml").read_text() == DEFAULT_CONFIG.read_text()
+    assert DEFAULT_CONFIG.parent == CONFIG_DIR and {p.name for p in CONFIG_DIR.glob("*.yaml")} == names
     default = load_config(None)
     assert default.algo == "plastic_ppo" and default.policy == "MlpPlasticPolicy"
+    monkeypatch.chdir(tmp_path)  # no configs/ here: the shipped ones answer to their names
+    for name in ("bandit_neuromod", "bandit_neuromod.yaml", "configs/bandit_neuromod.yaml"):
+        assert resolve_config(name) == CONFIG_DIR / "bandit_neuromod.yaml"
+    (tmp_path / "bandit_neuromod.yaml").write_text("name: mine\n")  # a file of the user's wins over the name
+    assert resolve_config("bandit_neuromod.yaml") == Path("bandit_neuromod.yaml")
+    with pytest.raises(UserError, match="does not exist.*bandit_lstm"):
+        resolve_config("nosuch")
+    with pytest.raises(UserError, match="does not exist"):
+        resolve_config("elsewhere/bandit_neuromod.yaml")
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])

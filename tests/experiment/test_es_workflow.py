@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from support import only_run
 
-from neuromod_rl.experiment.cli import main
+from neuromod_rl.cli import main
 from neuromod_rl.experiment.runs import Run, latest_checkpoint
-
-from .conftest import only_run
 
 TINY_ES = {
     "name": "tiny_es",
@@ -122,7 +121,7 @@ def test_an_unreachable_ray_cluster_is_a_user_error(tmp_path):
     cfg = write(tmp_path / "es.yaml")
     args = ["train", str(cfg), "--set", "hyperparameters.num_actors=1", "--set",
             "hyperparameters.ray_address=127.0.0.1:1", "--runs-dir", str(tmp_path / "runs"), "--no-progress"]
-    proc = subprocess.run([sys.executable, "-m", "neuromod_rl.experiment.cli", *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "neuromod_rl.cli", *args], capture_output=True, text=True,
                           timeout=300)  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert "cannot join the Ray cluster at ray_address='127.0.0.1:1'" in proc.stderr

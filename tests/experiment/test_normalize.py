@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from support import TINY, write_config
 
 from neuromod_rl.experiment import normalize
 from neuromod_rl.experiment import train as tr
 from neuromod_rl.experiment.config import load_config, validate
 from neuromod_rl.experiment.errors import UserError
 from neuromod_rl.experiment.evaluate import evaluate, load_model, load_run, rollout
-
-from .conftest import TINY, write_config
 
 
 def test_settings_default_to_the_configs_discount_and_bad_keys_are_named():

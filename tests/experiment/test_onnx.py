@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from neuromod_rl.agents import PlasticPPO
-from neuromod_rl.experiment.cli import main
+from neuromod_rl.cli import main
 from neuromod_rl.experiment.errors import UserError
 from neuromod_rl.experiment.export import ONNX_FORMAT, export_onnx
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from neuromod_rl.experiment.cli import main
+from neuromod_rl.cli import main
 from neuromod_rl.experiment.plots_adaptation import _mean_band, aligned
 
 

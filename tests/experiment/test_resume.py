@@ -9,16 +9,15 @@ import numpy as np
 import pytest
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
+from support import SignalAt, write_config
 
 from neuromod_rl.agents import PlasticPPO
+from neuromod_rl.cli import main
 from neuromod_rl.experiment import train as tr
 from neuromod_rl.experiment.algos import algo_class
-from neuromod_rl.experiment.cli import main
 from neuromod_rl.experiment.config import load_config
 from neuromod_rl.experiment.curves import load_monitor
 from neuromod_rl.experiment.runs import Run
-
-from .conftest import SignalAt, write_config
 
 ALGOS = {
     "plastic_ppo": {},

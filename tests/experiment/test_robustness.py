@@ -20,14 +20,13 @@ import pytest
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
+from support import SignalAt, only_run, write_config
 
 from neuromod_rl.agents import PlasticPPO
+from neuromod_rl.cli import main
 from neuromod_rl.experiment import train as tr
 from neuromod_rl.experiment.algos import algo_class
-from neuromod_rl.experiment.cli import main
 from neuromod_rl.experiment.config import load_config
-
-from .conftest import SignalAt, only_run, write_config
 
 
 class BrokenAt(gym.Env):

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import write_config
 
-from neuromod_rl.experiment.cli import main
-
-from .conftest import write_config
+from neuromod_rl.cli import main
 
 SPACE = {"samples": 2, "space": {"hyperparameters.learning_rate": {"loguniform": [1.0e-4, 1.0e-2]},
                                  "policy_kwargs.hidden_size": {"choice": [4, 8]}}}  # fmt: skip

@@ -14,15 +14,14 @@ import numpy as np
 import pytest
 import yaml
 from safetensors.torch import save_file
+from support import TINY
 
-from neuromod_rl.experiment.cli import main
+from neuromod_rl.cli import main
 from neuromod_rl.experiment.config import validate
 from neuromod_rl.experiment.environment import build_vec_env
 from neuromod_rl.experiment.errors import UserError
 from neuromod_rl.experiment.export import FORMAT, load_exported_model
 from neuromod_rl.experiment.train import build_model
-
-from .conftest import TINY
 
 _names = itertools.count()
 

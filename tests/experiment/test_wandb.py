@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import warnings
 
-from neuromod_rl.experiment.cli import main
-from neuromod_rl.experiment.wandb_logging import WandbLogger, choose_mode
+from support import only_run
 
-from .conftest import only_run
+from neuromod_rl.cli import main
+from neuromod_rl.experiment.wandb_logging import WandbLogger, choose_mode
 
 
 def test_offline_run_directory_holds_the_metrics(tmp_path, tiny_config):

@@ -1,3 +1,0 @@
-from neuromod_rl.experiment.reproduce import main
-
-raise SystemExit(main())

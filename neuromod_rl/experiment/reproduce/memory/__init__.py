@@ -1,5 +1,0 @@
-"""Memory and within-episode learning against the recurrent baselines users already run:
-:mod:`.pomdp` (rl-zoo3's velocity-masked tasks vs RecurrentPPO), :mod:`.bandit` (two-armed bandits
-vs Thompson sampling, UCB1 and RecurrentPPO) and :mod:`.offpolicy` (PlasticSAC vs SAC and
-RecurrentPPO).
-"""

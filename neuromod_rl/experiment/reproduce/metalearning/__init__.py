@@ -1,4 +1,0 @@
-"""Learned update rules from the meta-learning papers, each reproduced on its own claim:
-:mod:`.gregor` (rules that remember), :mod:`.blur` (bidirectional update rules), :mod:`.l2l` (a
-learned optimizer) and :mod:`.es_ant` (an evolved Hebbian rule on a crippled Ant).
-"""

@@ -1,7 +1,0 @@
-"""MuJoCo adaptation studies: a body changes mid-episode (a joint or leg fails, the target velocity
-switches) and the plastic agent is compared with feed-forward PPO and RecurrentPPO on equal budgets.
-
-:mod:`.locomotion` is their common frame (agents, evaluation windows, plots); :mod:`.crippled` the
-limb-failure study that :mod:`.crippled_cheetah` and :mod:`.crippled_ant` configure; :mod:`.cheetah_vel`
-the velocity switch.
-"""

@@ -1,0 +1,3 @@
+from neuromod_rl.studies.command import main
+
+raise SystemExit(main())
