@@ -20,6 +20,7 @@ sequence replay buffer):
 """
 
 import neuromod_rl  # noqa: F401  (registers the neuromod_rl/... env ids)
+from neuromod_rl.agents import former_modules  # noqa: F401  (models saved by 0.1 name their classes by these)
 from neuromod_rl.agents.common.core_factory import CORES, MODULATION_SOURCES, PLASTIC_KEYS, CoreConfig, build_core
 from neuromod_rl.agents.es import ESTrainer
 from neuromod_rl.agents.off_policy.plastic_sac import PlasticSAC
