@@ -110,10 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", choices=sorted(BENCHES))
     p.add_argument("args", nargs=argparse.REMAINDER, help="passed on to the benchmark")
 
-    p = sub.add_parser("reproduce", help="multi-seed studies and paper reproductions (docs/reproduce.md)")
+    # reproduce and demo read their own options, --help included
+    p = sub.add_parser("reproduce", help="multi-seed studies and paper reproductions (docs/reproduce.md)",
+                       add_help=False)
     p.add_argument("args", nargs=argparse.REMAINDER, metavar="NAME [OPTIONS]")
 
-    p = sub.add_parser("demo", help="a short demonstration of the plastic core")
+    p = sub.add_parser("demo", help="a short demonstration of the plastic core", add_help=False)
     p.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 
@@ -240,6 +242,9 @@ def cmd_demo(args) -> int:
     return demo([a for a in args.args if a != "--"]) or 0
 
 
+#: commands whose options their own parser reads
+PASSED_ON = ("bench", "reproduce", "demo")
+
 COMMANDS = {
     "train": cmd_train, "eval": cmd_eval, "report": cmd_report, "compare": cmd_compare, "export": cmd_export,
     "check": cmd_check, "envs": cmd_envs, "bench": cmd_bench, "reproduce": cmd_reproduce, "demo": cmd_demo,
@@ -251,7 +256,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``neuromod-rl``; returns the exit code (0 ok, 2 user error, 130 interrupted)."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, rest = parser.parse_known_args(argv)
+        if rest and args.command not in PASSED_ON:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        if rest:  # `demo --iterations 5`: options before any positional reach the command's own parser
+            args.args = [*rest, *args.args]
     except SystemExit as exc:  # --help (0) and argument errors (2) end here
         return int(exc.code or 0)
     try:

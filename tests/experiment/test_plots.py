@@ -31,5 +31,8 @@ def test_thin_commands_dispatch_to_their_modules(capsys):
     assert main(["bench", "envs", "--help"]) == 0
     assert "usage" in capsys.readouterr().out
     assert main(["reproduce", "nosuch"]) == 2
+    assert main(["demo", "--help"]) == 0 and "--iterations" in capsys.readouterr().out  # options first reach it
+    assert main(["reproduce", "--help"]) == 0 and "maze" in capsys.readouterr().out
+    assert main(["train", "--no-such-option"]) == 2
     assert main(["envs"]) == 0
     assert "neuromod_rl/Maze-v0" in capsys.readouterr().out
