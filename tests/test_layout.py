@@ -39,9 +39,12 @@ MODULES = _modules()
 
 def _imports(path: Path) -> set[str]:
     """Every ``neuromod_rl`` module ``path`` imports, at any depth (a name from a package counts as its
-    submodule where one exists)."""
+    submodule where one exists), except under ``if TYPE_CHECKING:``."""
     out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    for block in [n for n in ast.walk(tree) if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"]:
+        block.body = []  # annotations only: never imported when the program runs
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names if a.name.startswith("neuromod_rl")}
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("neuromod_rl"):
