@@ -12,7 +12,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from neuromod_rl.envs.base import check_action
+from neuromod_rl.envs.base import check_action, check_reset_options
 
 #: base id -> indices of the velocity entries in its observation
 VELOCITY_INDICES: dict[str, tuple[int, ...]] = {
@@ -20,6 +20,14 @@ VELOCITY_INDICES: dict[str, tuple[int, ...]] = {
     "Pendulum-v1": (2,),
     "MountainCar-v0": (1,),
     "MountainCarContinuous-v0": (1,),
+}
+#: base id -> the keys its ``reset(options=...)`` reads (its start-state bounds); the base tasks
+#: ignore any other key, so a misspelt one would silently start from the default state
+RESET_OPTION_KEYS: dict[str, tuple[str, ...]] = {
+    "CartPole-v1": ("low", "high"),
+    "Pendulum-v1": ("x_init", "y_init"),
+    "MountainCar-v0": ("low", "high"),
+    "MountainCarContinuous-v0": ("low", "high"),
 }
 
 
@@ -44,6 +52,14 @@ class MaskVelocity(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
                              f"{env.observation_space}")
         self._mask = np.ones(shape, dtype=env.observation_space.dtype)
         self._mask[list(indices)] = 0
+        env_id = env.unwrapped.spec.id if env.unwrapped.spec is not None else None
+        self._option_keys = RESET_OPTION_KEYS.get(env_id)  # None: a task whose options this wrapper does not know
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if self._option_keys is not None:
+            owner = f"{self.unwrapped.spec.id} (masked)"
+            check_reset_options(options, self._option_keys, owner)
+        return super().reset(seed=seed, options=options)
 
     def step(self, action):
         # the base tasks differ (CartPole asserts, Pendulum clips silently): one clear check for all

@@ -20,6 +20,7 @@ Presets bundle the settings of a paper; explicit arguments override them:
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 ALGORITHMS = ("openai_es", "cmaes", "pgpe", "snes", "xnes")
@@ -80,6 +81,47 @@ def resolve_settings(preset: str | None, **given: Any) -> dict[str, Any]:
     if not float(out["l2_penalty"]) >= 0:
         raise ValueError(f"l2_penalty must be >= 0, got {out['l2_penalty']!r}")
     return out
+
+
+def physical_memory() -> int | None:
+    """Bytes of memory of this machine, or ``None`` where the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_search_memory(settings: dict[str, Any], n_parameters: int,
+                        algorithm_kwargs: dict[str, Any] | None = None) -> None:  # fmt: skip
+    """Refuse a search that cannot fit in this machine's memory, before evotorch allocates it (a huge
+    ``popsize`` would otherwise die in the allocator, or swap the machine to a halt).
+
+    The estimate is a lower bound, in float32 (the search's dtype): the population of ``popsize x D``
+    values is held twice (the search's own and the copy the evaluation scores), and CMA-ES without
+    ``separable=True`` keeps two ``D x D`` matrices (the covariance and its square root)."""
+    have = physical_memory()
+    if have is None:  # no way to tell: let the allocator judge
+        return
+    popsize, d = int(settings["popsize"]), int(n_parameters)
+    population = 2 * 4 * popsize * d
+    full_covariance = settings["algorithm"] == "cmaes" and not (algorithm_kwargs or {}).get("separable", False)
+    covariance = 2 * 4 * d * d if full_covariance else 0
+    need = population + covariance
+    if need <= have:
+        return
+    if covariance > population:
+        raise ValueError(
+            f"algorithm='cmaes' with {d:,} evolved parameters needs at least {need:,} bytes ({need / 2**30:.1f} GiB, "
+            f"mostly its full covariance: two {d:,} x {d:,} matrices), more than this machine's {have / 2**30:.1f} "
+            "GiB of memory. Pass algorithm_kwargs={'separable': True} (a diagonal covariance), choose another "
+            "algorithm, or evolve fewer parameters (params='rule', a smaller hidden_size)"
+        )
+    raise ValueError(
+        f"popsize={popsize:,} with {d:,} evolved parameters needs at least {need:,} bytes ({need / 2**30:.1f} GiB: "
+        f"the population, {popsize:,} x {d:,} float32 values held twice), more than this machine's "
+        f"{have / 2**30:.1f} GiB of memory. Use a lower popsize (or evolve fewer parameters: params='rule', a "
+        "smaller hidden_size)"
+    )
 
 
 def make_searcher(problem, center, settings: dict[str, Any], algorithm_kwargs: dict[str, Any] | None = None):

@@ -32,6 +32,7 @@ from stable_baselines3.common.utils import ConstantSchedule
 from torch import nn
 from torch.func import functional_call, vmap
 
+from neuromod_rl.agents.common.finite import check_transition, non_finite_source
 from neuromod_rl.agents.es.params import set_vector, split_vector
 from neuromod_rl.agents.on_policy.policies import PlasticActorCriticPolicy, _part, _prefixed
 from neuromod_rl.plasticity import PlasticState
@@ -128,10 +129,8 @@ class _ActorStep(nn.Module):
         features = p._features(obs)[0]
         signal = p._previous_reward(obs).to(features.dtype) if p.core_config.modulation_source == "reward" else None
         y, _, state = p.core.step(p.core.project_input(features), _part(PlasticState(**fields), "pi"), signal)
-        out = p.action_net(p.mlp_extractor.forward_actor(y))
-        if isinstance(p.action_space, spaces.Discrete):
-            out = out.argmax(dim=-1)
-        return out, _prefixed(state, "pi")
+        # Discrete: the logits (the caller takes the argmax, which would hide a NaN)
+        return p.action_net(p.mlp_extractor.forward_actor(y)), _prefixed(state, "pi")
 
 
 class Evaluator:
@@ -155,16 +154,26 @@ class Evaluator:
         use_batched = self.spec.batched if batched is None else batched
         with torch.no_grad():
             if use_batched:
-                returns, lengths = self._rollout_batched(vectors, seeds)
+                returns, lengths = self._rollout_batched(vectors, seeds, _Members(offset, generation))
             else:
                 parts = []
                 for j, v in enumerate(vectors):
                     with torch.random.fork_rng():  # action noise from the member's own stream
                         torch.manual_seed(_member_seed(self.spec.seed, generation, offset + j))
-                        parts.append(self._rollout_member(v, seeds))
+                        parts.append(self._rollout_member(v, seeds, _Members(offset + j, generation)))
                 returns, lengths = np.stack([p[0] for p in parts]), np.stack([p[1] for p in parts])
         penalty = self.spec.l2_penalty * vectors.pow(2).mean(dim=1).double().numpy()
-        return MemberResults(returns.mean(axis=1) - penalty, returns, lengths)
+        with np.errstate(over="ignore"):  # an overflow is reported below, with the member
+            fitness = returns.mean(axis=1) - penalty
+        if not np.isfinite(fitness).all():
+            # evotorch would rank a NaN fitness and fail far from here ("'NoneType' object has no attribute 'evals'")
+            j = int(np.flatnonzero(~np.isfinite(fitness))[0])
+            raise FloatingPointError(
+                f"{_Members(offset, generation).name(j)} scored a non-finite fitness ({fitness[j]}) from finite "
+                f"rewards: its returns {returns[j].tolist()} or its L2 penalty ({penalty[j]}) left the float range; "
+                "scale the env's rewards down (or lower l2_penalty)"
+            )
+        return MemberResults(fitness, returns, lengths)
 
     def episode_start_state(self, seeds: Sequence[int]) -> PlasticState:
         """The state at the start of each episode ``[K, ...]``: the policy's initial state, with fresh
@@ -202,39 +211,59 @@ class Evaluator:
             self._envs.append(self._make_env())
         return self._envs[:n]
 
-    def _run(self, n_members: int, seeds: Sequence[int], act: Callable, state) -> tuple[np.ndarray, np.ndarray]:
+    def _run(self, n_members: int, seeds: Sequence[int], act: Callable, state,
+             members: _Members) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         """Roll out ``n_members x K`` envs in lockstep until every episode ended; ``act(obs[n*K], state)
-        -> (env actions[n*K], state)``. Slot ``j*K + k`` is member ``j``'s episode ``k``."""
+        -> (env actions[n*K], state)``. Slot ``j*K + k`` is member ``j``'s episode ``k``; ``members``
+        names them when an env returns NaN/inf."""
         K = len(seeds)
         envs = self._env_slots(n_members * K)
         obs = [env.reset(seed=seeds[i % K])[0] for i, env in enumerate(envs)]
         returns = np.zeros(n_members * K)
         lengths = np.zeros(n_members * K, dtype=np.int64)
         active = np.ones(n_members * K, dtype=bool)
-        for _ in range(self.spec.max_episode_steps):
-            actions, state = act(_stack(obs), state)
+        rewards = np.zeros(n_members * K)
+
+        def where(slot: int) -> str:
+            return f"episode {slot % K} of {members.name(slot // K)}"
+
+        stacked = _stack(obs)
+        check_transition(stacked, rewards, "0 (reset)", where=where)
+        for t in range(self.spec.max_episode_steps):
+            actions, state = act(stacked, state)
+            rewards[:] = 0.0  # an ended episode adds nothing
             for i in np.flatnonzero(active):
                 obs[i], r, terminated, truncated, _ = envs[i].step(actions[i])
-                returns[i] += float(r)
+                rewards[i] = float(r)
+                returns[i] += rewards[i]
                 lengths[i] += 1
                 active[i] = not (terminated or truncated)
+            stacked = _stack(obs)
+            # a NaN fitness fails inside evotorch's ranking, far from its source; every member shares
+            # the episodes, so the first bad slot names the step that produced it
+            check_transition(stacked, rewards, t + 1, where=where)
             if not active.any():
                 break
         return returns.reshape(n_members, K), lengths.reshape(n_members, K)
 
-    def _rollout_member(self, vector: torch.Tensor, seeds: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    def _rollout_member(self, vector: torch.Tensor, seeds: Sequence[int],
+                        member: _Members) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         policy = self.policy
         set_vector(policy, self.spec.param_names, vector)
         starts = torch.zeros(len(seeds), dtype=torch.bool)
 
         def act(obs, state):
-            out = policy.step(policy.obs_to_tensor(obs)[0], state, starts, deterministic=self.spec.deterministic)
+            try:
+                out = policy.step(policy.obs_to_tensor(obs)[0], state, starts, deterministic=self.spec.deterministic)
+            except FloatingPointError as err:  # the policy names the source; say which member it was
+                raise FloatingPointError(f"{member.name(0)}: {err}") from None
             return env_actions(policy, out.actions), out.state
 
-        returns, lengths = self._run(1, seeds, act, self.episode_start_state(seeds))
+        returns, lengths = self._run(1, seeds, act, self.episode_start_state(seeds), member)
         return returns[0], lengths[0]
 
-    def _rollout_batched(self, vectors: torch.Tensor, seeds: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    def _rollout_batched(self, vectors: torch.Tensor, seeds: Sequence[int],
+                         members: _Members) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         policy, n, K = self.policy, vectors.shape[0], len(seeds)
         if not self.spec.deterministic:
             raise ValueError("batched evaluation rolls out the deterministic action; set deterministic=True "
@@ -255,10 +284,37 @@ class Evaluator:
 
         def act(obs, fields):
             obs_t = policy.obs_to_tensor(obs)[0]
-            out, fields = self._batched_step(params, obs_t.reshape(n, K, *obs_t.shape[1:]), fields)
-            return env_actions(policy, out.reshape(n * K, *out.shape[2:])), fields
+            obs_t = obs_t.reshape(n, K, *obs_t.shape[1:])
+            out, new_fields = self._batched_step(params, obs_t, fields)
+            if not bool(torch.isfinite(out).all()):
+                self._raise_non_finite(vectors, out, obs_t, fields, new_fields, members)
+            if isinstance(policy.action_space, spaces.Discrete):
+                out = out.argmax(dim=-1)
+            return env_actions(policy, out.reshape(n * K, *out.shape[2:])), new_fields
 
-        return self._run(n, seeds, act, fields)
+        return self._run(n, seeds, act, fields, members)
+
+    def _raise_non_finite(self, vectors: torch.Tensor, out: torch.Tensor, obs: torch.Tensor,
+                          fields: dict[str, torch.Tensor], new_fields: dict[str, torch.Tensor],
+                          members: _Members) -> None:  # fmt: skip
+        """Name the first member whose batched step produced NaN/inf and why (the vmapped step cannot
+        say): that member's weights go into the policy, which :func:`non_finite_source` then inspects."""
+        j = int((~torch.isfinite(out.reshape(out.shape[0], -1))).any(1).nonzero()[0])
+        set_vector(self.policy, self.spec.param_names, vectors[j])
+        source = non_finite_source(self.policy, obs[j], PlasticState(**{k: v[j] for k, v in fields.items()}),
+                                   PlasticState(**{k: v[j] for k, v in new_fields.items()}))  # fmt: skip
+        raise FloatingPointError(f"{members.name(j)}: {type(self.policy).__name__}: {source}")
+
+
+@dataclass(frozen=True)
+class _Members:
+    """Names population members in errors: member ``j`` of a chunk is ``first + j`` in ``generation``."""
+
+    first: int
+    generation: int
+
+    def name(self, j: int) -> str:
+        return f"population member {self.first + j} (generation {self.generation})"
 
 
 def _stack(obs: list[Any]) -> np.ndarray | dict[str, np.ndarray]:

@@ -133,6 +133,10 @@ class PolicySearchProblem(Problem):
             try:
                 results[i] = ray.get(ref)
                 idle.append(actor)
+            except FloatingPointError as err:
+                # Ray's error is a FloatingPointError too, whose text holds the actor's traceback: keep the
+                # message alone (the member and the source of the NaN), as in-process evaluation gives it
+                raise FloatingPointError(str(getattr(err, "cause", err))) from None
             except RayActorError:
                 pending.appendleft(i)
                 replacement = self._replace_actor(actor)

@@ -33,7 +33,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 from tqdm import tqdm
 
-from neuromod_rl.agents.es.algorithms import make_searcher, resolve_settings
+from neuromod_rl.agents.es.algorithms import check_search_memory, make_searcher, resolve_settings
 from neuromod_rl.agents.es.evaluation import EvalSpec, Evaluator
 from neuromod_rl.agents.es.params import get_vector, select_parameters, set_vector
 from neuromod_rl.agents.es.ray_cluster import check_address, cluster_cpus, connect, quiet_evotorch
@@ -158,6 +158,7 @@ class ESTrainer(BaseAlgorithm):
             raise ValueError("ES evolves no value function, so modulation_source='td_error' has no TD error to "
                              "use; choose modulation_source='hidden' or 'reward'")  # fmt: skip
         self.param_names = select_parameters(self.policy, self.settings["params"])
+        check_search_memory(self.settings, self.num_parameters, self.algorithm_kwargs)
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_searcher"]
@@ -195,12 +196,26 @@ class ESTrainer(BaseAlgorithm):
         connect(self.ray_address)
         return cluster_cpus() if self.num_actors == "auto" else int(self.num_actors)
 
+    def restore_search(self) -> None:
+        """Unpickle the search that :meth:`save` stored in ``search_state`` (nothing when none was stored or
+        it is restored already). ``learn`` does it by itself; a resume calls it right after ``load`` so that
+        a damaged search state is found before anything is written. Raises ``ValueError`` on damage."""
+        if self._searcher is not None or self.search_state.numel() == 0:
+            return
+        quiet_evotorch()  # before evotorch is first imported, which unpickling may do
+        try:
+            searcher = pickle.loads(self.search_state.numpy().tobytes())
+        except Exception as err:  # noqa: BLE001  (any damage must become one clear error)
+            raise ValueError(f"the saved search state is damaged ({type(err).__name__}: {err})") from None
+        if not (hasattr(searcher, "step") and hasattr(searcher, "problem")):
+            raise ValueError(f"the saved search state is damaged: it holds a {type(searcher).__name__}, not a search")
+        self._searcher = searcher
+
     def _ensure_searcher(self):
         """The search, restored from ``search_state`` after a load, else started at the policy's weights."""
         quiet_evotorch()
         n_actors = self._actors_wanted()
-        if self._searcher is None and self.search_state.numel() > 0:
-            self._searcher = pickle.loads(self.search_state.numpy().tobytes())
+        self.restore_search()
         if self._searcher is None:
             # problem imports evotorch: heavy, and it reads quiet_evotorch()'s setting when first imported
             from neuromod_rl.agents.es.problem import PolicySearchProblem

@@ -43,6 +43,7 @@ from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
 from neuromod_rl.agents.common.core_factory import CoreConfig, build_core, split_policy_kwargs
+from neuromod_rl.agents.common.finite import check_step, find_non_finite_source
 from neuromod_rl.agents.off_policy.sequence_replay import SequenceSample, SequenceView
 from neuromod_rl.agents.on_policy.policies import (
     PlasticActorCriticPolicy,
@@ -316,7 +317,8 @@ class PlasticOffPolicyPolicyMixin(StatefulPredictMixin):
 
     def step(self, obs, state: PlasticState, episode_starts: th.Tensor, deterministic: bool = False) -> PlasticStep:
         """One step for every env; ``episode_starts[B]`` resets those rows first (SB3 semantics). The
-        critic core advances too when ``state`` holds its fields."""
+        critic core advances too when ``state`` holds its fields. NaN/inf in the actions or the next
+        state raises ``FloatingPointError`` naming its source (observation, weights, state, traces)."""
         with_critic = any(k.startswith("vf.") for k in state)
         episode_starts = episode_starts.to(dtype=th.bool, device=state.device)
         if bool(episode_starts.any()):
@@ -327,8 +329,17 @@ class PlasticOffPolicyPolicyMixin(StatefulPredictMixin):
         if with_critic:
             _, _, vf_state = self.critic.features_extractor.step(obs, _part(state, "vf"))
             fields.update(_prefixed(vf_state, "vf"))
-        actions = self._actor_actions(CoreOutput(y), deterministic)
-        return PlasticStep(actions, PlasticState(**fields), m)
+        new_state = PlasticState(**fields)
+        try:
+            actions = self._actor_actions(CoreOutput(y), deterministic)
+        except (ValueError, RuntimeError):  # torch's "invalid values" says nothing about where they came from
+            source = find_non_finite_source(self, obs, state, new_state)
+            if source is None:
+                raise
+            raise FloatingPointError(f"{type(self).__name__}: {source}") from None
+        # TD3's deterministic actor would hand a NaN on to the env without a word
+        check_step(self, obs, state, new_state, actions)
+        return PlasticStep(actions, new_state, m)
 
     def _predict(self, observation, deterministic: bool = False) -> th.Tensor:
         raise TypeError(_NEEDS_STATE)

@@ -9,8 +9,9 @@ overrides only:
 * ``_sample_action`` -- one ``policy.step`` per env step carries the plastic state (also during the
   random warm-up, so stored states always describe the history the buffer holds); exploration
   (warm-up sampling, ``action_noise``) is SB3's;
-* ``_store_transition`` -- hands the buffer the step's episode starts and the state held before
-  the step (kept every ``sequence_length`` steps), then SB3's own storage runs;
+* ``_store_transition`` -- refuses a NaN/inf reward or observation (naming the env and the step),
+  hands the buffer the step's episode starts and the state held before the step (kept every
+  ``sequence_length`` steps), then SB3's own storage runs;
 * ``train`` -- SB3's ``SAC.train`` / ``TD3.train`` unchanged, skipped only until the buffer holds a
   whole sequence (a model loaded without its replay buffer refills it first);
 * ``dump_logs`` -- adds the plastic diagnostics (``plastic/mean_abs_F``, ``plastic/clip_fraction``,
@@ -33,6 +34,7 @@ from stable_baselines3.common.utils import obs_as_tensor
 
 from neuromod_rl.agents.common import diagnostics
 from neuromod_rl.agents.common.algorithm import PlasticAlgorithmMixin
+from neuromod_rl.agents.common.finite import check_transition
 from neuromod_rl.agents.off_policy.policies import PlasticOffPolicyPolicyMixin
 from neuromod_rl.agents.off_policy.sequence_replay import (
     SequenceDictReplayBuffer,
@@ -118,22 +120,49 @@ class PlasticOffPolicyMixin(PlasticAlgorithmMixin):
                 f"{type(self.policy).__name__}; feed-forward policies: {self.feed_forward_peers}"
             )
         self._check_plastic_config()
+        self.replay_buffer.plastic_config = self.plastic_config  # checked when a saved buffer is loaded
         self.learning_starts = max(self.learning_starts, (self.burn_in + self.sequence_length) * self.n_envs)
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_last_plastic_state", "_state_before_step", "_modulation_sums"]  # type: ignore[misc]
 
     def load_replay_buffer(self, path, truncate_last_traj: bool = True) -> None:
-        """SB3's, plus a check that the buffer is a sequence buffer with this model's settings."""
+        """SB3's, plus a check that the buffer was filled by a model like this one (sequence settings,
+        envs, spaces and, where it stores plastic states, the plastic configuration): otherwise the
+        error comes only later, from inside ``learn``. A refused buffer leaves the model's own in place."""
+        own = self.replay_buffer
         super().load_replay_buffer(path, truncate_last_traj)  # type: ignore[misc]
-        buf = self.replay_buffer
-        settings = (self.sequence_length, self.burn_in, self.start_state)
-        if not isinstance(buf, _BUFFERS) or (buf.sequence_length, buf.burn_in, buf.start_state) != settings:
-            found = tuple(getattr(buf, k, None) for k in ("sequence_length", "burn_in", "start_state"))
+        differences = self._replay_buffer_differences(self.replay_buffer)
+        if differences:
+            self.replay_buffer = own
             raise ValueError(
-                f"the loaded replay buffer ({type(buf).__name__}, sequence_length/burn_in/start_state={found}) does "
-                f"not match this model's {settings}; load a buffer saved by a model with the same settings"
+                f"the loaded replay buffer does not match this model's settings ({'; '.join(differences)}); load a "
+                "buffer saved by a model with the same settings, or none (training refills the buffer)"
             )
+
+    def _replay_buffer_differences(self, buf) -> list[str]:
+        """What differs between ``buf`` and the buffer this model fills, as ``"key: X in the buffer, Y in this
+        model"``; empty when it fits."""
+        if not isinstance(buf, _BUFFERS):
+            return [f"type: {type(buf).__name__} in the buffer, one of {[c.__name__ for c in _BUFFERS]} in this model"]
+        ours: dict[str, Any] = {
+            "sequence_length": self.sequence_length, "burn_in": self.burn_in, "start_state": self.start_state,
+            "n_envs": self.n_envs, "observation_space": self.observation_space, "action_space": self.action_space,
+        }  # fmt: skip
+        theirs = {k: getattr(buf, k, None) for k in ours}
+        if self.start_state == "stored":  # the stored states are the plastic core's: they fit only its configuration
+            saved = getattr(buf, "plastic_config", None)
+            if saved is not None:
+                ours.update(self.plastic_config or {})
+                theirs.update({k: saved.get(k) for k in self.plastic_config or {}})
+            elif buf.start_states is not None:  # a buffer saved before it recorded the configuration
+                ours["plastic state width"] = self._stored_state_width()
+                theirs["plastic state width"] = buf.start_states.shape[-1]
+        return [f"{k}: {theirs[k]!r} in the buffer, {v!r} in this model" for k, v in ours.items() if theirs[k] != v]
+
+    def _stored_state_width(self) -> int:
+        """Floats per env of the state the buffer stores (the actor's, plus the critic's where carried)."""
+        return int(self.policy.initial_state(1, critic=self._carries_critic_state).flat().shape[1])
 
     # -- acting ----------------------------------------------------------------------------------------
     @property
@@ -167,6 +196,8 @@ class PlasticOffPolicyMixin(PlasticAlgorithmMixin):
         return policy.unscale_action(scaled), scaled
 
     def _store_transition(self, replay_buffer, buffer_action, new_obs, reward, dones, infos) -> None:
+        # names the env before a NaN/inf enters the buffer, where the critic's targets would spread it
+        check_transition(new_obs, reward, self.num_timesteps, infos)
         stored = self._state_before_step.flat() if self.start_state == "stored" else None  # type: ignore[union-attr]
         replay_buffer.stage(self._last_episode_starts, stored)
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)  # type: ignore[misc]

@@ -152,6 +152,9 @@ class _SequenceStorage:
         self.episode_starts = np.zeros((self.buffer_size, self.n_envs), dtype=bool)
         self.start_states: np.ndarray | None = None  # [n_chunks, n_envs, D], allocated at the first state
         self.states_stored = 0  # how many [n_envs, D] states were written (tests, benchmark)
+        # the plastic configuration of the model filling the buffer (set by PlasticSAC / PlasticTD3): the
+        # stored states fit only a core like it, which loading a saved buffer checks
+        self.plastic_config: dict[str, Any] | None = None
         self._staged: tuple[np.ndarray, np.ndarray | None] | None = None
 
     # -- writing ------------------------------------------------------------------------------------

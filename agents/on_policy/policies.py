@@ -39,7 +39,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import CombinedExtractor, FlattenExtractor, MlpExtractor, NatureCNN
 
 from neuromod_rl.agents.common.core_factory import CoreConfig, build_core, split_policy_kwargs
-from neuromod_rl.agents.common.finite import non_finite_source
+from neuromod_rl.agents.common.finite import find_non_finite_source
 from neuromod_rl.agents.on_policy.buffers import SequenceBatch
 from neuromod_rl.agents.on_policy.recurrent_adapter import RecurrentPPOAdapterMixin
 from neuromod_rl.plasticity import PlasticState, cell_step, scan
@@ -90,11 +90,48 @@ def previous_reward(obs, reward_index: int | str) -> th.Tensor:
     return obs.reshape(obs.shape[0], -1)[:, reward_index].float()
 
 
+def check_extractor(space: spaces.Space, extractor: type | None) -> None:
+    """Refuse a features extractor that cannot read ``space``, naming the policy to use instead (as SB3
+    does for ``MlpPolicy`` with a Dict space): a flattening or CNN extractor given a Dict observation
+    would otherwise fail at the first step with ``'dict' object has no attribute 'flatten'``."""
+    if not isinstance(extractor, type):
+        return
+    single = {FlattenExtractor: "MlpPlasticPolicy", NatureCNN: "CnnPlasticPolicy"}
+    name = next((alias for cls, alias in single.items() if issubclass(extractor, cls)), None)
+    if isinstance(space, spaces.Dict) and name is not None:
+        raise ValueError(
+            f"You must use `MultiInputPlasticPolicy` with a Dict observation space (keys {list(space.spaces)}), "
+            f"not `{name}`, whose {extractor.__name__} reads a single array"
+        )
+    if issubclass(extractor, CombinedExtractor) and not isinstance(space, spaces.Dict):
+        raise ValueError(
+            f"MultiInputPlasticPolicy reads a Dict observation, but the observation space is {space}; use "
+            "`MlpPlasticPolicy` (or `CnnPlasticPolicy` for images)"
+        )
+
+
+def _episode_starts(episode_start: Any, n_envs: int) -> th.Tensor:
+    """``predict``'s ``episode_start`` as ``[n_envs]`` booleans: one flag per row of the observation batch."""
+    starts = np.asarray(episode_start, dtype=bool)
+    if starts.size != n_envs:
+        raise ValueError(
+            f"episode_start has {starts.size} entries (shape {starts.shape}) but the observation batch has "
+            f"{n_envs} envs: pass one flag per env, shape [{n_envs}] (or None: no episode starts)"
+        )
+    return th.as_tensor(starts.reshape(n_envs))
+
+
 class StatefulPredictMixin:
     """``predict`` of every plastic policy, on- and off-policy: one ``step`` from the state passed in,
     with SB3's action post-processing. The policy provides ``initial_state(n)``, ``unpack_state(flat)``
     and ``step(obs, state, episode_starts, deterministic)`` returning actions (squashed ones in
-    [-1, 1]) and the next state."""
+    [-1, 1]) and the next state. It also checks, before SB3 builds anything, that the features
+    extractor can read the observation space."""
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule, *args: Any,
+                 **kwargs: Any):  # fmt: skip
+        check_extractor(observation_space, kwargs.get("features_extractor_class"))
+        super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)  # type: ignore[call-arg]
 
     def predict(
         self,
@@ -117,11 +154,8 @@ class StatefulPredictMixin:
                 current = self.unpack_state(th.as_tensor(np.asarray(state), dtype=th.float32, device=self.device))
                 if current.batch_size != n_envs:
                     raise ValueError(f"state has {current.batch_size} rows but the observation has {n_envs} envs")
-            starts = (
-                th.zeros(n_envs, dtype=th.bool)
-                if episode_start is None
-                else th.as_tensor(np.asarray(episode_start, dtype=bool).reshape(n_envs))
-            )
+            no_starts = episode_start is None
+            starts = th.zeros(n_envs, dtype=th.bool) if no_starts else _episode_starts(episode_start, n_envs)
             out = self.step(obs_tensor, current, starts.to(self.device), deterministic)
         actions = out.actions.cpu().numpy().reshape((-1, *self.action_space.shape))
         if isinstance(self.action_space, spaces.Box):
@@ -269,9 +303,9 @@ class PlasticActorCriticPolicy(StatefulPredictMixin, RecurrentPPOAdapterMixin, A
         try:
             distribution = self._get_action_dist_from_latent(latent_pi)
         except (ValueError, RuntimeError):  # torch's "invalid values" says nothing about where they came from
-            if bool(th.isfinite(latent_pi).all()):
+            source = find_non_finite_source(self, obs, state, new_state)  # a head's weight counts too
+            if source is None:
                 raise
-            source = non_finite_source(self, obs, state, new_state)
             raise FloatingPointError(f"{type(self).__name__}: {source}") from None
         actions = distribution.get_actions(deterministic=deterministic)
         log_prob = distribution.log_prob(actions)

@@ -145,7 +145,8 @@ class PlasticOnPolicyMixin(PlasticAlgorithmMixin):
 
             new_obs, rewards, dones, infos = env.step(clipped_actions)
             self.num_timesteps += env.num_envs
-            check_transition(new_obs, rewards, self.num_timesteps)  # names the env before a NaN reaches the weights
+            # names the env before a NaN reaches the weights (an episode's last observation sits in its info)
+            check_transition(new_obs, rewards, self.num_timesteps, infos)
             callback.update_locals(locals())
             if not callback.on_step():
                 return False

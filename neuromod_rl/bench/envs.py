@@ -14,7 +14,6 @@ Usage: ``python -m neuromod_rl.bench.envs [--steps N] [--repeats R] [--json PATH
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -26,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 import neuromod_rl  # noqa: F401  (registers the ids)
-from neuromod_rl.bench.harness import Column, print_table
+from neuromod_rl.bench.harness import Column, print_table, write_report
 from neuromod_rl.envs.registration import ENV_SPECS
 
 # the raw v5 body behind each task, and the v5 keyword arguments that make the comparison fair
@@ -142,23 +141,21 @@ def bench_envs(
         "results": results,
     }
     print_table(None, _COLUMNS, [{"task": env_id, **r} for env_id, r in results.items()])
-    if json_path is not None:
-        os.makedirs(os.path.dirname(json_path) or ".", exist_ok=True)
-        with open(json_path, "w") as f:
-            json.dump(out, f, indent=2)
+    write_report(out, json_path)
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="neuromod-rl bench envs", description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--change-at", type=int, default=None, help="also exercise a mid-episode switch")
-    parser.add_argument("--json", default=DEFAULT_JSON)
+    parser.add_argument("--json", default=DEFAULT_JSON, help="where the JSON goes ('' for none)")
     args = parser.parse_args(argv)
-    bench_envs(args.steps, args.json, repeats=args.repeats, seed=args.seed, change_at=args.change_at)
+    bench_envs(args.steps, args.json or None, repeats=args.repeats, seed=args.seed, change_at=args.change_at)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -15,6 +15,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from neuromod_rl.experiment.runs import atomic_write_text, check_output_file, check_output_folder
+
 
 def in_fresh_process(fn: Callable[..., Any], *args: Any) -> Any:
     """``fn(*args)`` in a freshly spawned process (``fn`` a module-level function, ``args`` picklable)."""
@@ -61,9 +63,8 @@ def write_report(report: dict[str, Any], json_path: str | os.PathLike | None) ->
     nothing is written."""
     if not json_path:
         return
-    os.makedirs(os.path.dirname(json_path) or ".", exist_ok=True)
-    with open(json_path, "w") as f:
-        json.dump(report, f, indent=2)
+    check_output_folder(os.path.dirname(json_path) or ".", "--json's folder")
+    atomic_write_text(check_output_file(json_path, "--json"), json.dumps(report, indent=2))
     print(f"wrote {json_path}")
 
 

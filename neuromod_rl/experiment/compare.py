@@ -17,7 +17,7 @@ from neuromod_rl.experiment.errors import UserError
 from neuromod_rl.experiment.evaluate import evaluate, load_run, load_traces
 from neuromod_rl.experiment.plots_adaptation import _mean_band, aligned
 from neuromod_rl.experiment.plots_learning import _plt, plot_learning_curves, save
-from neuromod_rl.experiment.runs import Run, atomic_write_text, read_json
+from neuromod_rl.experiment.runs import Run, atomic_write_text, check_output_folder, read_json
 
 METRICS = ("mean_return", "adaptation_gain", "mean_cumulative_regret", "late_reward_per_step")
 
@@ -64,7 +64,7 @@ def compare(run_dirs: list[str], out: str | Path | None = None, progress: bool =
         groups.setdefault(cfg.name, []).append(run)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(out) if out is not None else Path(run_dirs[0]).resolve().parent / f"compare-{stamp}"
-    out.mkdir(parents=True, exist_ok=True)
+    check_output_folder(out, "--out")
     lines = ["# Comparison", "", "Runs grouped by config name; numbers are median [25%, 75%] over the runs of a "
              "group (test tasks).", ""]
     lines += ["| config | runs | " + " | ".join(METRICS) + " |", "|---|---|" + "---|" * len(METRICS)]

@@ -36,7 +36,6 @@ import copy
 import difflib
 import importlib
 import inspect
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -49,10 +48,11 @@ from stable_baselines3.common.utils import LinearSchedule
 
 import neuromod_rl  # noqa: F401  (registers the task ids)
 from neuromod_rl import configs as _shipped
-from neuromod_rl.agents.common.core_factory import PLASTIC_KEYS, CoreConfig
 from neuromod_rl.experiment.algos import ALGOS, algo_class
+from neuromod_rl.experiment.config_limits import check_counts, check_memory, check_net_arch
 from neuromod_rl.experiment.errors import UserError
-from neuromod_rl.plasticity.rules import get_rule_class
+from neuromod_rl.experiment.safe_yaml import InvalidYAML, load_file, short_repr, truncate
+from neuromod_rl.experiment.safe_yaml import load as load_yaml_text
 
 #: the configs shipped with the package (``configs/`` in a clone, package data in a wheel)
 CONFIG_DIR = Path(_shipped.__file__).parent
@@ -71,6 +71,7 @@ _MODULE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 
 # constructor arguments the workflow sets itself; a config must not set them as hyperparameters
 _RESERVED = {"policy", "env", "policy_kwargs", "seed", "verbose", "tensorboard_log", "device", "_init_setup_model"}
+
 
 
 class EvalSettings(BaseModel):
@@ -129,7 +130,9 @@ class ExperimentConfig(BaseModel):
     def _module_names(cls, value: list[str]) -> list[str]:
         for name in value:
             if not re.fullmatch(_MODULE_NAME, name):
-                raise ValueError(f"{name!r} is not a module name; write dotted module names, e.g. my_package.wrappers")
+                raise ValueError(
+                    f"{short_repr(name)} is not a module name; write dotted module names, e.g. my_package.wrappers"
+                )
         return value
 
     @field_validator("device")
@@ -190,7 +193,9 @@ def parse_schedule(value: Any, key: str = "value") -> Any:
     try:
         start = float(value[4:])
     except ValueError:
-        raise ValueError(f"{key}={value!r}: a linear schedule is written lin_<number>, e.g. lin_3e-4") from None
+        raise ValueError(
+            f"{key}={short_repr(value)}: a linear schedule is written lin_<number>, e.g. lin_3e-4"
+        ) from None
     return LinearSchedule(start=start, end=0.0, end_fraction=1.0)
 
 
@@ -203,8 +208,8 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
         if loc[:1] == ("normalize",) and len(loc) > 1:  # `normalize` is `bool | NormalizeSettings`
             if len(loc) == 2:  # neither a bool nor a mapping: one message for both branches
                 if loc[1] == "bool" and not isinstance(e["input"], dict):
-                    lines.append(f"key `normalize` has value {e['input']!r}: use true, false or a mapping with keys "
-                                 f"{sorted(NormalizeSettings.model_fields)}")
+                    lines.append(f"key `normalize` has value {short_repr(e['input'])}: use true, false or a mapping "
+                                 f"with keys {sorted(NormalizeSettings.model_fields)}")
                 continue
             if loc[1] == "bool":
                 continue  # a mapping was given: the settings' own error says what is wrong
@@ -214,13 +219,13 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
             parent = loc[:-1]
             model = {("eval",): EvalSettings, ("normalize",): NormalizeSettings}.get(parent, ExperimentConfig)
             lines.append(
-                f"unknown key `{key}` (value {e['input']!r}); allowed keys: {sorted(model.model_fields)}"
+                f"unknown key `{key}` (value {short_repr(e['input'])}); allowed keys: {sorted(model.model_fields)}"
             )
         elif e["type"] == "missing":
             lines.append(f"missing required key `{key}`")
         else:
             msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"key `{key}` has value {e['input']!r}: {msg}")
+            lines.append(f"key `{key}` has value {short_repr(e['input'])}: {msg}")
     return (
         f"invalid config {source}: " + "; ".join(lines) + ". Fix the YAML file, or override a key with "
         "--set key=value (e.g. --set n_envs=4). `neuromod-rl check CONFIG` validates a file without training."
@@ -261,17 +266,13 @@ def resolve_config(path: str | Path) -> Path:
     )
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read one YAML mapping; file and syntax problems become :class:`UserError`."""
+def load_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """Read one YAML document within :mod:`~neuromod_rl.experiment.safe_yaml`'s limits; file and syntax
+    problems become :class:`UserError` naming ``what`` and the file."""
     path = resolve_config(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise UserError(f"config file {str(path)!r} is not valid YAML: {err}. Fix the syntax at that line.") from None
-    except UnicodeDecodeError:
-        raise UserError(f"config file {str(path)!r} is not a text (UTF-8) YAML file.") from None
+    data = load_file(path, f"{what} {str(path)!r}")
     if data is None:
-        raise UserError(f"config file {str(path)!r} is empty; see configs/default.yaml for the layout.")
+        raise UserError(f"{what} {str(path)!r} is empty; see configs/default.yaml for the layout.")
     return data
 
 
@@ -282,12 +283,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         key, sep, raw = item.partition("=")
         if not sep or not key or not re.fullmatch(r"[A-Za-z0-9_.]+", key):
             raise UserError(
-                f"--set {item!r} is not of the form key=value; e.g. --set n_envs=4 or "
+                f"--set {short_repr(item)} is not of the form key=value; e.g. --set n_envs=4 or "
                 "--set hyperparameters.learning_rate=lin_1e-3"
             )
         try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
+            value = load_yaml_text(raw, f"--set {key}") if raw else ""
+        except InvalidYAML:
             value = raw
         node = data
         parts = key.split(".")
@@ -295,8 +296,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
                 raise UserError(
-                    f"--set {item!r}: `{'.'.join(parts[: i + 1])}` is {child!r}, not a mapping, so it has no "
-                    f"key `{parts[i + 1]}`. Set `{'.'.join(parts[: i + 1])}` itself instead."
+                    f"--set {short_repr(item)}: `{'.'.join(parts[: i + 1])}` is {short_repr(child)}, not a mapping, "
+                    f"so it has no key `{parts[i + 1]}`. Set `{'.'.join(parts[: i + 1])}` itself instead."
                 )
             node = child
         node[parts[-1]] = value
@@ -339,7 +340,7 @@ def resolve_wrapper(
         if len(spec) != 1:
             raise UserError(
                 f"invalid config {source}: each `wrappers` entry is a name or a one-key mapping "
-                f"{{Name: {{kwargs}}}}, got {spec!r}"
+                f"{{Name: {{kwargs}}}}, got {short_repr(spec)}"
             )
         name, kwargs = next(iter(spec.items()))
         kwargs = dict(kwargs or {})
@@ -351,29 +352,29 @@ def resolve_wrapper(
         module, _, attr = name.rpartition(".")
     else:
         raise UserError(
-            f"invalid config {source}: key `wrappers` has unknown wrapper {name!r}; allowed values: "
+            f"invalid config {source}: key `wrappers` has unknown wrapper {short_repr(name)}; allowed values: "
             f"{list(PROJECT_WRAPPERS)}, or a class from a module you list under `trusted_modules`."
             f"{_suggest(name, list(PROJECT_WRAPPERS))}"
         )
     own = PROJECT_WRAPPERS.get(attr) == module
     if not own and not _trusted(module, list(trusted or [])):
         raise UserError(
-            f"invalid config {source}: key `wrappers` names {name!r} from module {module!r}, which this config does "
-            f"not trust. Importing a module runs its code, so a config imports nothing but the project's wrappers "
-            f"({list(PROJECT_WRAPPERS)}) unless it opts in: add `trusted_modules: [{module}]` to the config if you "
-            "trust that module."
+            f"invalid config {source}: key `wrappers` names {short_repr(name)} from module {short_repr(module)}, "
+            f"which this config does not trust. Importing a module runs its code, so a config imports nothing but the "
+            f"project's wrappers ({list(PROJECT_WRAPPERS)}) unless it opts in: add `trusted_modules: "
+            f"[{truncate(module, 200)}]` to the config if you trust that module."
         )
     try:
         cls = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError):
         raise UserError(
-            f"invalid config {source}: key `wrappers` names {name!r}, which cannot be imported; "
+            f"invalid config {source}: key `wrappers` names {short_repr(name)}, which cannot be imported; "
             f"use one of {list(PROJECT_WRAPPERS)} or an importable class such as gymnasium.wrappers.TimeLimit"
         ) from None
     if not (isinstance(cls, type) and issubclass(cls, gymnasium.Wrapper)):
         raise UserError(
-            f"invalid config {source}: key `wrappers` names {name!r}, which is not a gymnasium.Wrapper class; "
-            "only wrapper classes can be named there"
+            f"invalid config {source}: key `wrappers` names {short_repr(name)}, which is not a gymnasium.Wrapper "
+            "class; only wrapper classes can be named there"
         )
     return cls, kwargs
 
@@ -384,9 +385,9 @@ def check_env_module(env_id: str, trusted: list[str], source: str = "<config>") 
     module, sep, _ = env_id.partition(":")
     if sep and module != "neuromod_rl" and not _trusted(module, trusted):
         raise UserError(
-            f"invalid config {source}: key `env` has value {env_id!r}, which imports module {module!r} when made. "
-            f"Add `trusted_modules: [{module}]` to the config if you trust that module, or import it yourself "
-            "and use the registered id without the module prefix."
+            f"invalid config {source}: key `env` has value {short_repr(env_id)}, which imports module "
+            f"{short_repr(module)} when made. Add `trusted_modules: [{truncate(module, 200)}]` to the config if you "
+            "trust that module, or import it yourself and use the registered id without the module prefix."
         )
 
 
@@ -410,19 +411,19 @@ def check_semantics(cfg: ExperimentConfig, source: str = "<config>") -> None:
         try:
             importlib.import_module(module)  # trusted (checked above): registers its ids
         except ImportError as err:
-            raise UserError(f"invalid config {source}: key `env` names module {module!r}, which cannot be imported "
-                            f"({err})") from None
+            raise UserError(f"invalid config {source}: key `env` names module {short_repr(module)}, which cannot be "
+                            f"imported ({truncate(str(err))})") from None
     if env_id not in gymnasium.registry:
         raise UserError(
-            f"invalid config {source}: key `env` has value {cfg.env!r}, which is not a registered Gymnasium id."
-            f"{_suggest(cfg.env, list(gymnasium.registry))} `neuromod-rl envs` lists the tasks of neuromod-rl."
+            f"invalid config {source}: key `env` has value {short_repr(cfg.env)}, which is not a registered Gymnasium "
+            f"id.{_suggest(cfg.env, list(gymnasium.registry))} `neuromod-rl envs` lists the tasks of neuromod-rl."
         )
     cls = algo_class(cfg.algo)
     aliases = sorted(getattr(cls, "policy_aliases", {}))
     if cfg.policy not in aliases:
         raise UserError(
-            f"invalid config {source}: key `policy` has value {cfg.policy!r}, which algo {cfg.algo!r} does not "
-            f"know; allowed values: {aliases}"
+            f"invalid config {source}: key `policy` has value {short_repr(cfg.policy)}, which algo {cfg.algo!r} does "
+            f"not know; allowed values: {aliases}"
         )
     allowed = algo_arguments(cls)
     for key in cfg.hyperparameters:
@@ -431,55 +432,8 @@ def check_semantics(cfg: ExperimentConfig, source: str = "<config>") -> None:
                 f"invalid config {source}: key `hyperparameters.{key}` is not an argument of {cls.__name__}."
                 f"{_suggest(key, allowed)} Allowed keys: {allowed}"
             )
+    check_counts(cfg.hyperparameters, source)
     for spec in cfg.wrappers:
         resolve_wrapper(spec, source, cfg.trusted_modules)
     check_net_arch(cfg.policy_kwargs.get("net_arch"), source)
     check_memory(cfg, source)
-
-
-def check_net_arch(net_arch: Any, source: str = "<config>") -> None:
-    """SB3's ``net_arch``: a list of positive layer sizes, or ``{pi: [...], vf: [...]}``."""
-    if net_arch is None:
-        return
-    lists = net_arch.items() if isinstance(net_arch, dict) else [("", net_arch)]
-    for key, sizes in lists:
-        where = "policy_kwargs.net_arch" + (f".{key}" if key else "")
-        if isinstance(net_arch, dict) and key not in ("pi", "vf", "qf"):
-            raise UserError(f"invalid config {source}: key `{where}` is not valid; allowed keys: pi, vf")
-        if not isinstance(sizes, list) or not all(
-            isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 1_000_000 for n in sizes
-        ):
-            raise UserError(
-                f"invalid config {source}: key `{where}` has value {sizes!r}: a list of layer sizes, each a positive "
-                "integer, e.g. [64, 64] (or [] for linear heads)"
-            )
-
-
-def check_memory(cfg: ExperimentConfig, source: str = "<config>") -> None:
-    """Refuse a plastic policy whose weights and per-env state alone exceed this machine's memory,
-    before anything is allocated (a huge ``hidden_size`` would otherwise die in the allocator). The
-    estimate is a lower bound: N x N slow weights and plastic gains per core and layer, plus each
-    env's traces (``F``, and ``E`` for eligibility rules), 4 bytes each."""
-    if not cfg.policy.endswith("PlasticPolicy"):
-        return
-    try:
-        core = CoreConfig(**{k: v for k, v in cfg.policy_kwargs.items() if k in PLASTIC_KEYS})
-    except (TypeError, ValueError) as err:
-        raise UserError(
-            f"invalid config {source}: key `policy_kwargs` has value {cfg.policy_kwargs!r}: {err}"
-        ) from None
-    n, traces = core.hidden_size, len(get_rule_class(core.rule).trace_names)
-    layers = core.core_layers if core.core == "mlp" else 1
-    gates = 4 if core.core == "lstm" else 1
-    cores = 1 if core.shared_core else 2
-    need = 4 * cores * layers * n * n * (traces * cfg.n_envs + gates + 1)
-    try:
-        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):  # no sysconf: let the allocator judge
-        return
-    if need > have:
-        raise UserError(
-            f"policy_kwargs.hidden_size={n} with n_envs={cfg.n_envs} needs at least {need:,} bytes "
-            f"({need / 2**30:.1f} GiB: {cores} core(s) of {n}x{n} weights and {traces} trace(s) per env), more than "
-            f"this machine's {have / 2**30:.1f} GiB of memory. Use a smaller hidden_size or fewer n_envs."
-        )

@@ -9,12 +9,18 @@ Tasks come from the env's own train/test split (``task_split(seed)``, fixed by t
 one task per episode in turn; episodes are seeded ``EVAL_SEED_OFFSET + seed + i``, so evaluation
 is deterministic and never reuses a training seed. Envs run in lockstep batches so that the
 policy is queried once per time step for the whole batch.
+
+What a command will read (``metrics.json``, saved traces) and the room it will write into are
+checked before its rollout starts, so a damaged file or a full disk costs no evaluation.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +39,10 @@ EVAL_SEED_OFFSET = 1_000_000
 MAX_EPISODES = 100_000  # as the config's eval.episodes: traces are [episodes, T] arrays in memory
 MAX_EPISODE_STEPS = 100_000  # a guard against envs that never end
 BATCH = 32
+TRACE_KEYS = ("rewards", "regret", "lengths", "returns", "switch_at")  # what summaries and plots read
+PROBE_BYTES = 4 * 2**20  # the largest probe write of check_room
+METRICS_REMEDY = ("It holds the run's train and eval summaries: delete it (eval and report write it again, a resumed "
+                  "run its train section), then run the command again.")
 
 
 def load_run(run_dir: str | Path) -> tuple[Run, ExperimentConfig]:
@@ -40,6 +50,43 @@ def load_run(run_dir: str | Path) -> tuple[Run, ExperimentConfig]:
     cfg = validate(load_yaml(run.config), str(run.config))
     torch.set_num_threads(cfg.torch_threads)
     return run, cfg
+
+
+def read_mapping(path: Path, remedy: str) -> dict[str, Any] | None:
+    """The JSON object in ``path`` (``None`` when there is no file); a :class:`UserError` naming the file
+    when it is damaged or holds anything else (``remedy`` says what to do)."""
+    data = read_json(path)
+    if data is not None and not isinstance(data, dict):
+        raise UserError(f"{path} holds a {type(data).__name__}, not a JSON object of named sections: the file is "
+                        f"damaged. {remedy}")
+    return data
+
+
+def check_room(folder: Path, need: int, what: str) -> None:
+    """Refuse to start ``what`` when ``folder`` cannot take ``need`` more bytes: the disk has less free, or
+    a probe write of that size (:data:`PROBE_BYTES` at most; removed again) fails, as a quota, a file
+    size limit or a read-only mount makes it fail. Work that would fail at its first save never starts."""
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise UserError(
+            f"{what} needs about {need:,} bytes in {folder}, but the disk has only {free:,} bytes free. Free disk "
+            "space, then run the command again (nothing was written)."
+        )
+    probe = None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".neuromod-rl.", suffix=".probe", dir=folder)
+        with os.fdopen(fd, "wb") as f:
+            f.write(bytes(min(need, PROBE_BYTES)))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:
+        raise UserError(
+            f"cannot write in {folder} ({err.strerror}), so {what} could not save its results. Free disk space or "
+            "fix the folder's permissions or quota, then run the command again (nothing was written)."
+        ) from None
+    finally:
+        if probe is not None and os.path.exists(probe):
+            os.unlink(probe)
 
 
 def load_model(run: Run, cfg: ExperimentConfig):
@@ -175,6 +222,8 @@ def evaluate(run_dir: str | Path, split: str = "test", episodes: int | None = No
         raise UserError(f"--episodes {n} is not valid; pass a number of episodes from 1 to {MAX_EPISODES}, e.g. 50")
     run, cfg = load_run(run_dir)
     with RunLock(run, f"eval --tasks {split}"):
+        read_mapping(run.metrics, METRICS_REMEDY)  # updated at the end: a damaged one would waste the rollout
+        check_room(run.path, 2**20, "eval")
         return _evaluate(run, cfg, split, cfg.eval.episodes if n is None else n, deterministic, progress)
 
 
@@ -203,12 +252,15 @@ def load_traces(run: Run, split: str) -> dict[str, np.ndarray] | None:
         return None
     try:
         with np.load(path) as data:
-            return {k: data[k] for k in data.files}
+            traces = {k: data[k] for k in data.files}
     except Exception:  # noqa: BLE001
-        raise UserError(
-            f"{path} is damaged; re-create it with `neuromod-rl eval {run.path} --tasks {split}`."
-        ) from None
+        traces = {}
+    if not set(TRACE_KEYS) <= set(traces):
+        raise UserError(f"{path} is damaged; re-create it with `neuromod-rl eval {run.path} --tasks {split}`.")
+    return traces
 
 
 def eval_summary(run: Run, split: str) -> dict[str, Any] | None:
-    return read_json(run.eval_dir / f"{split}.json")
+    """The summary ``evaluate`` saved for ``split`` (``None`` if not evaluated); damage is a :class:`UserError`."""
+    return read_mapping(run.eval_dir / f"{split}.json",
+                        f"Re-create it with `neuromod-rl eval {run.path} --tasks {split}`.")

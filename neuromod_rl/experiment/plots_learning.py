@@ -7,7 +7,6 @@ over, so its band is the IQR of the episodes inside each bin.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -16,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from neuromod_rl.experiment.curves import binned, load_monitor, quantile_band
-from neuromod_rl.experiment.runs import Run
+from neuromod_rl.experiment.runs import Run, atomic_save_figure
 
 
 def _plt():
@@ -26,11 +25,8 @@ def _plt():
 
 
 def save(fig, path: Path) -> Path:
-    """Save a figure atomically-enough for PNGs (write, then rename) and close it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    """Save a figure atomically (never through a file of a predictable name) and close it."""
+    atomic_save_figure(fig, path, dpi=110, bbox_inches="tight")
     _plt().close(fig)
     return path
 

@@ -3,6 +3,9 @@
 The report's verdict lines are computed from the evaluation traces (never written by hand): the
 in-episode gain (late minus early reward per step on held-out tasks, with its 95% interval over
 episodes) and, for bandits, the regret next to Thompson sampling and UCB1.
+
+Every file the report reads (of the run and of a ``--baseline`` run) and the model are checked
+before anything is evaluated or written: a damaged one is refused by name and the run stays as it was.
 """
 
 from __future__ import annotations
@@ -12,15 +15,28 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from neuromod_rl.experiment import adaptation, normalize
+from neuromod_rl.experiment.curves import check_monitor
 from neuromod_rl.experiment.environment import make_env
 from neuromod_rl.experiment.errors import UserError
-from neuromod_rl.experiment.evaluate import EVAL_SEED_OFFSET, evaluate, load_model, load_run, load_traces, task_list
+from neuromod_rl.experiment.evaluate import (
+    EVAL_SEED_OFFSET,
+    METRICS_REMEDY,
+    check_room,
+    eval_summary,
+    evaluate,
+    load_model,
+    load_run,
+    load_traces,
+    read_mapping,
+    task_list,
+)
 from neuromod_rl.experiment.plots_adaptation import plot_adaptation, plot_fast_weights, plot_modulation, plot_regret
 from neuromod_rl.experiment.plots_learning import plot_diagnostics, plot_learning_curves
 from neuromod_rl.experiment.probe import plastic_trace
-from neuromod_rl.experiment.runs import atomic_write_text, read_json, update_json
+from neuromod_rl.experiment.runs import Run, atomic_write_text, update_json
 from neuromod_rl.experiment.video import record_video
 
 
@@ -61,20 +77,57 @@ def _table(rows: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _baseline_traces(run_dir: str | Path, cfg, episodes: int | None, progress: bool):
-    """``(run, traces)`` of the baseline run's test split, evaluated first if needed; it must be on the
-    same task as the reported run."""
+def _check_progress_log(path: Path) -> None:
+    """A ``tb/progress-*.csv`` that the diagnostics plot can read (its steps and ``plastic/*`` columns numbers)."""
+    try:
+        df = pd.read_csv(path)
+        used = [c for c in df.columns if c.startswith("plastic/") or c == "time/total_timesteps"]
+        bad = next((c for c in used if not pd.api.types.is_numeric_dtype(df[c])), None)
+        problem = None if bad is None else f"column {bad!r} holds values that are not numbers"
+    except Exception as err:  # noqa: BLE001  (pandas raises many kinds on damage; each becomes this message)
+        problem = type(err).__name__
+    if problem is not None:
+        raise UserError(
+            f"{path} is not a training log ({problem}). It holds the diagnostics SB3 logged during one training "
+            "segment, read only for the report's diagnostics plot: restore it from a copy, or delete it, then run "
+            "the command again."
+        )
+
+
+def check_inputs(run: Run) -> None:
+    """Every file of ``run`` that the report reads, each refused by name when damaged (a :class:`UserError`)."""
+    read_mapping(run.metrics, METRICS_REMEDY)
+    for split in ("train", "test"):
+        load_traces(run, split)
+        eval_summary(run, split)
+    check_monitor(run)
+    for path in sorted(run.tb.glob("progress-*.csv")):
+        if path.stat().st_size > 0:  # as the plot: an empty log is a segment stopped before its first update
+            _check_progress_log(path)
+    normalize.load(run)
+
+
+def _baseline_run(run_dir: str | Path, cfg) -> tuple[Run, Any]:
+    """The baseline run and its config, the files the report reads of it checked; it must be on the same
+    task as the reported run."""
     brun, bcfg = load_run(run_dir)
     if (bcfg.env, bcfg.env_kwargs) != (cfg.env, cfg.env_kwargs):
         raise UserError(
             f"baseline run {brun.path} is on {bcfg.env} {bcfg.env_kwargs}, the reported run on {cfg.env} "
             f"{cfg.env_kwargs}: pass a baseline trained on the same task (same env and env_kwargs)."
         )
+    read_mapping(brun.metrics, METRICS_REMEDY)  # evaluating it updates its metrics
+    load_traces(brun, "test")
+    return brun, bcfg
+
+
+def _baseline_traces(brun: Run, episodes: int | None, progress: bool):
+    """The baseline run's test traces, evaluated first if needed."""
     t = load_traces(brun, "test")
     if t is None or (episodes is not None and len(t["returns"]) != episodes):
         evaluate(brun.path, "test", episodes, progress=progress)
         t = load_traces(brun, "test")
-    return brun, bcfg, t
+    return t
 
 
 def baseline_lines(traces, bname: str, btraces) -> tuple[list[str], dict[str, Any]]:
@@ -118,6 +171,10 @@ def make_report(run_dir: str | Path, episodes: int | None = None, progress: bool
     run on the same task, e.g. feed-forward PPO), the adaptation verdict compares against it: "adapts"
     then means "recovers more than an agent that cannot adapt"."""
     run, cfg = load_run(run_dir)
+    check_inputs(run)
+    brun = None if baseline is None else _baseline_run(baseline, cfg)[0]
+    load_model(run, cfg)  # refused now if damaged; the probe loads its own below, as loading reseeds the RNGs
+    check_room(run.path, 2**20, "report")
     traces = {}
     for split in ("train", "test"):
         t = load_traces(run, split)
@@ -134,7 +191,7 @@ def make_report(run_dir: str | Path, episodes: int | None = None, progress: bool
     lines.append("")
     if gain is not None:
         mean, hw = gain
-        s = read_json(run.eval_dir / "test.json", {}) or {}
+        s = eval_summary(run, "test") or {}
         verdict = (
             "yes: reward per step rises within the episode" if mean - hw > 0
             else "not visibly: reward per step does not rise significantly within the episode"
@@ -146,8 +203,8 @@ def make_report(run_dir: str | Path, episodes: int | None = None, progress: bool
             f"(95% CI ±{hw:.3f}) -> **{verdict}**."
         )
     vs_baseline: dict[str, Any] = {}
-    if baseline is not None:
-        brun, _, btraces = _baseline_traces(baseline, cfg, episodes, progress)
+    if brun is not None:
+        btraces = _baseline_traces(brun, episodes, progress)
         more, vs_baseline = baseline_lines(traces["test"], str(brun.path), btraces)
         lines += ["", *more]
     elif (traces["test"]["switch_at"] >= 0).any():
@@ -203,7 +260,7 @@ def make_report(run_dir: str | Path, episodes: int | None = None, progress: bool
         if path.suffix == ".png" and path not in plots:
             plots.append(path)
 
-    metrics = read_json(run.metrics, {}) or {}
+    metrics = read_mapping(run.metrics, METRICS_REMEDY) or {}
     lines += ["## Metrics", ""]
     rows = {name: metrics[key] for name, key in (("train tasks", "eval_train"), ("test tasks", "eval_test"))
             if key in metrics}

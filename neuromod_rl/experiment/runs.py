@@ -17,6 +17,9 @@ Layout of one run (``runs/<name>-<timestamp>/``)::
 
 Every file that a later step reads back is written atomically (temp file in the same directory,
 fsync, ``os.replace``), so an interrupt or a crash never leaves a half-written checkpoint.
+Nothing is written through a link: a run directory from elsewhere holding one (or a FIFO, a device)
+is refused (:func:`check_run_tree`), and a path the user names for output must be new or a regular
+file (:func:`check_output_file`) or a folder (:func:`check_output_folder`).
 One process writes a run at a time (:class:`RunLock`). Checkpoints are pickles (SB3's format) and
 trusted like code: ``neuromod-rl export`` writes the weights as safetensors or ONNX for sharing.
 """
@@ -24,11 +27,14 @@ trusted like code: ``neuromod-rl export`` writes the weights as safetensors or O
 from __future__ import annotations
 
 import datetime as _dt
+import errno
+import io
 import json
 import os
 import re
 import signal
 import socket
+import stat
 import sys
 import tempfile
 import threading
@@ -51,7 +57,11 @@ os.umask(_UMASK)  # read once: mkstemp makes 0600 files, run files get the usual
 
 # ------------------------------------------------------------------------------ atomic files
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix."""
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix.
+
+    A link at ``path`` is replaced, never written through. The temporary file is safe from a planted
+    link too: ``mkstemp`` picks an unpredictable name and creates it ``O_EXCL | O_NOFOLLOW``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -86,10 +96,22 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
+    """:func:`atomic_write_bytes` of ``text`` as UTF-8."""
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def atomic_save_figure(fig: Any, path: str | Path, **savefig_kwargs: Any) -> Path:
+    """Save a matplotlib figure as ``path`` (the format named by its suffix, PNG without one) through
+    :func:`atomic_write_bytes`: rendered in memory first, so no file of a predictable name is ever
+    opened for writing."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format=Path(path).suffix.lstrip(".").lower() or "png", **savefig_kwargs)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
 def write_json(path: str | Path, obj: Any) -> None:
+    """``obj`` as indented, key-sorted JSON, written atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
 
 
@@ -111,6 +133,95 @@ def update_json(path: str | Path, section: str, value: Any) -> None:
     data = read_json(path, {}) or {}
     data[section] = value
     write_json(path, data)
+
+
+# ------------------------------------------------------------------------------ paths made by others
+_KINDS = ((stat.S_ISREG, "a file"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def path_kind(path: str | Path) -> str | None:
+    """What ``path`` itself is (a link is not followed), in words, e.g. ``"a file"``; ``None`` if absent."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(mode):
+        return f"a symbolic link (to {os.readlink(path)!r})"
+    return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
+
+
+def _check_creatable(folder: Path, what: str) -> None:
+    """Create and delete one file in ``folder``: the only test that /proc, /sys, a read-only mount or a
+    folder without write permission all fail the way the real write would, before any work is done."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".neuromod-rl.", suffix=".probe", dir=folder)
+    except OSError as err:
+        raise UserError(
+            f"{what}: cannot create files in the folder {str(folder)!r} ({err.strerror}); pass a path where you can "
+            "write files"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_output_file(path: str | Path, what: str = "--out") -> Path:
+    """``path`` if a file may be written there: a new path or an existing regular file (then replaced
+    atomically), in an existing folder that takes new files; else a :class:`UserError` naming it.
+
+    A writer of a file path the user gives calls this before any work. Replacing a device node or a FIFO with a
+    file would break it without a word, and a symbolic link is refused rather than replaced (the
+    user may have meant the file it points to), so the check is on the path itself, not its target.
+    """
+    path = Path(path)
+    kind = path_kind(path)
+    if kind == "a directory":
+        raise UserError(f"{what} {str(path)!r} is a directory; pass a file path in it")
+    if kind not in (None, "a file"):
+        raise UserError(
+            f"{what} {str(path)!r} is {kind}, not a regular file. neuromod-rl writes only to a new path or over a "
+            "regular file, never through a link or over a device or pipe; pass another path."
+        )
+    if not path.parent.is_dir():
+        raise UserError(f"{what} {str(path)!r}: the folder {str(path.parent)!r} does not exist; create it first")
+    _check_creatable(path.parent, f"{what} {str(path)!r}")
+    return path
+
+
+def check_output_folder(path: str | Path, what: str = "--out", hint: str = "") -> Path:
+    """``path`` as a folder to write files in, created if missing; a :class:`UserError` naming it when it
+    is something else (a file, a FIFO, a device, a dangling link) or cannot be created or written.
+    ``hint`` ends the message that asks for a folder, e.g. ``" (default: runs/)"``."""
+    path = Path(path)
+    if os.path.lexists(path) and not path.is_dir():  # a link to a folder the user names is that folder
+        raise UserError(f"{what} {str(path)!r} is {path_kind(path)}, not a folder; pass a folder{hint}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create {what} {str(path)!r} ({err.strerror}); pass another {what}") from None
+    _check_creatable(path, f"{what} {str(path)!r}")
+    return path
+
+
+def check_run_tree(root: str | Path) -> None:
+    """Refuse a run directory holding anything but regular files and folders (``wandb/`` aside, whose
+    links wandb makes itself): writes into the run would follow a link out of it, onto a file of the
+    user's, and reading a FIFO or a device would hang. A run made elsewhere (a download, a clone) can
+    hold either; one made here never does."""
+    root = Path(root)
+    for folder, dirs, files in os.walk(root):  # a link to a folder is listed, never entered
+        for name in dirs + files:
+            path = Path(folder) / name
+            kind = path_kind(path)
+            if kind not in (None, "a file", "a directory"):  # None: a temporary file renamed meanwhile
+                raise UserError(
+                    f"{path} is {kind}: a run directory holds only regular files and folders, and neuromod-rl never "
+                    "writes through a link in one nor reads a pipe or device (a run made elsewhere could use one to "
+                    "overwrite a file of yours). Replace it with a copy of what it points to, or delete it, then run "
+                    "the command again."
+                )
+        if Path(folder) == root:
+            dirs[:] = [d for d in dirs if d != "wandb"]
 
 
 # ------------------------------------------------------------------------------ run directories
@@ -135,15 +246,7 @@ class Run:
     def create(cls, root: str | Path, name: str) -> Run:
         """A new, empty ``<root>/<name>-<timestamp>`` (a suffix keeps two runs in one second apart)."""
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        root = Path(root)
-        if root.exists() and not root.is_dir():
-            raise UserError(f"--runs-dir {str(root)!r} is a file, not a folder; pass a folder (default: runs/)")
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise UserError(
-                f"cannot create the runs folder {str(root)!r} ({err.strerror}); pass another --runs-dir"
-            ) from None
+        root = check_output_folder(root, "--runs-dir", " (default: runs/)")
         for k in range(1000):
             path = root / (f"{name}-{stamp}" + (f"-{k}" if k else ""))
             try:
@@ -160,7 +263,8 @@ class Run:
 
     @classmethod
     def open(cls, path: str | Path) -> Run:
-        """An existing run; a clear :class:`UserError` if ``path`` is not one."""
+        """An existing run; a clear :class:`UserError` if ``path`` is not one or holds a link, a FIFO or a
+        device (:func:`check_run_tree`)."""
         run = cls(path)
         if not run.path.is_dir():
             raise UserError(
@@ -172,6 +276,7 @@ class Run:
                 f"{str(path)!r} is not a neuromod-rl run directory (it has no config.yaml). Pass a directory "
                 "made by `neuromod-rl train`, e.g. runs/default-20250101-120000."
             )
+        check_run_tree(run.path)
         return run
 
     def model_path(self) -> Path:
@@ -271,20 +376,39 @@ class RunLock:
         lock.path, lock.what, lock.command = Path(path), what, command
         return lock
 
+    def _key(self) -> Path:
+        # the folder resolved, the name not: a link planted as the lock file must not change the key
+        return self.path.parent.resolve() / self.path.name
+
+    def _not_a_file(self, kind: str) -> UserError:
+        return UserError(
+            f"{self.path} is {kind}, not a regular file: the lock of {self.what} is a plain file, and neuromod-rl "
+            "never writes through a link (one could point at a file of yours). Delete it (it only records who held "
+            "the lock last) and run the command again."
+        )
+
     def __enter__(self) -> RunLock:
-        key = self.path.resolve()
+        key = self._key()
         if key in RunLock._held:
             RunLock._held[key][1] += 1
             return self
         if fcntl is None:  # no flock (Windows): no exclusion, as before
             return self
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        kind = path_kind(self.path)
+        if kind not in (None, "a file"):  # before opening: opening a device can act on it
+            raise self._not_a_file(kind)
+        try:  # O_NOFOLLOW, O_NONBLOCK: a link or FIFO swapped in since the check is refused, not followed or waited on
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
         except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise self._not_a_file("a symbolic link") from None
             raise UserError(
                 f"cannot write to {self.what} ({err.strerror}); it must be writable (check the permissions and free "
                 "space of the folder)"
             ) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise self._not_a_file(path_kind(self.path) or "not a regular file")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -311,7 +435,7 @@ class RunLock:
         return self
 
     def __exit__(self, *exc) -> None:
-        key = self.path.resolve()
+        key = self._key()
         entry = RunLock._held.get(key)
         if entry is None:
             return

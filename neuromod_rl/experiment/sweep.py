@@ -26,6 +26,11 @@ ASHA stopped it) and ``compare/compare.md`` (``neuromod-rl compare`` over all ru
 trial). On a multi-node cluster ``--runs-dir`` must be a filesystem every node mounts at the same
 path. ES configs run with ``num_actors: 0`` inside a trial unless they set it: the trial already
 holds its CPUs (``--cpus-per-trial``).
+
+The space is checked before Ray starts: its settings and bounds, and every key at each extreme of
+its distribution (each choice, both bounds) is applied to the config, which is validated and built
+(env and model). A failed trial is listed with its own exception; a sweep none of whose trials
+succeeded is a :class:`UserError` (exit code 2).
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as _dt
+import math
+import re
+import signal
 import statistics
 import sys
 from pathlib import Path
@@ -43,6 +51,12 @@ from neuromod_rl.experiment.runs import read_json, write_json
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint", "quniform")
 DEFAULT_METRIC = "train/mean_return_last_100"
+# every trial trains the seeds of --seeds and names its runs after the config and the trial: a space
+# setting these would be overwritten without a word
+NOT_SEARCHABLE = {"seed": "every point is trained with the seeds of --seeds (the config's seed, seed+1, ...)",
+                  "name": "each run is named after the config and its trial"}  # fmt: skip
+_KEY = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 # ------------------------------------------------------------------------------ the search space
@@ -51,7 +65,7 @@ def load_space(path: str | Path) -> dict[str, Any]:
     # config imports torch and SB3: not when `neuromod-rl` builds its parser (imports this module)
     from neuromod_rl.experiment.config import load_yaml
 
-    data = load_yaml(path)
+    data = load_yaml(path, "search space")
     allowed = {"space", "samples", "metric", "mode"}
     if not isinstance(data, dict) or not isinstance(data.get("space"), dict) or not data["space"]:
         raise UserError(f"search space {path}: expected a mapping with a non-empty `space:` of config keys, e.g. "
@@ -59,6 +73,12 @@ def load_space(path: str | Path) -> dict[str, Any]:
     if set(data) - allowed:
         raise UserError(f"search space {path}: unknown keys {sorted(set(data) - allowed)}; allowed: {sorted(allowed)}")
     for key, dist in data["space"].items():
+        if not isinstance(key, str) or not _KEY.fullmatch(key):
+            raise UserError(f"search space {path}: `{key}` is not a config key; write dotted keys as for --set, "
+                            "e.g. hyperparameters.gamma")  # fmt: skip
+        if key.split(".")[0] in NOT_SEARCHABLE:
+            raise UserError(f"search space {path}: `{key}` cannot be searched: {NOT_SEARCHABLE[key.split('.')[0]]}. "
+                            f"Remove it from `space:`{' and use --seeds' if key == 'seed' else ''}.")  # fmt: skip
         if not isinstance(dist, dict) or len(dist) != 1 or next(iter(dist)) not in DISTRIBUTIONS:
             raise UserError(f"search space {path}: `{key}` must be one of {{name: args}} with name in "
                             f"{list(DISTRIBUTIONS)}, e.g. {{uniform: [0.9, 0.99]}}; got {dist!r}")  # fmt: skip
@@ -67,16 +87,85 @@ def load_space(path: str | Path) -> dict[str, Any]:
         if not isinstance(args, list) or not args or len(args) != n_args:
             raise UserError(f"search space {path}: `{key}: {{{name}: ...}}` needs a list of "
                             f"{'values' if name == 'choice' else 'bounds'}, got {args!r}")  # fmt: skip
+        if name != "choice":
+            _check_bounds(path, key, name, args)
+    _check_settings(path, data)
     return data
 
 
-def _example_point(space: dict[str, Any]) -> dict[str, Any]:
-    """One value per key (the first choice, or the lower bound), to validate the keys early."""
-    out = {}
-    for key, dist in space.items():
-        name, args = next(iter(dist.items()))
-        out[key] = args[0]
-    return out
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_bounds(path: str | Path, key: str, name: str, args: list[Any]) -> None:
+    """Refuse bounds Ray or Optuna would choke on inside a trial (or sample nonsense from)."""
+    entry = f"search space {path}: `{key}` ({{{name}: {args!r}}})"
+    if name == "randint" and not all(isinstance(a, int) and not isinstance(a, bool) for a in args):
+        raise UserError(f"{entry} needs integers as bounds, e.g. {{randint: [16, 65]}} (upper bound excluded)")
+    if not all(_is_number(a) for a in args):
+        raise UserError(f"{entry} needs finite numbers as bounds, e.g. {{{name}: [0.9, 0.99]}}; "
+                        "use {choice: [...]} for other values")  # fmt: skip
+    low, high = args[0], args[1]
+    if not low < high:
+        raise UserError(f"{entry}: its lower bound must be below the upper bound"
+                        f"{' (which randint excludes)' if name == 'randint' else ''}")  # fmt: skip
+    if name == "loguniform" and low <= 0:
+        raise UserError(f"{entry} needs bounds above 0 (it samples on a log scale), e.g. [1.0e-4, 1.0e-2]")
+    if name == "quniform" and args[2] <= 0:
+        raise UserError(f"{entry} needs a step above 0 as its third value, e.g. [0.9, 0.99, 0.01]")
+
+
+def _check_settings(path: str | Path, data: dict[str, Any]) -> None:
+    samples, metric, mode = data.get("samples"), data.get("metric"), data.get("mode")
+    if "samples" in data and not (isinstance(samples, int) and not isinstance(samples, bool) and samples >= 1):
+        raise UserError(f"search space {path}: `samples` must be a positive integer (points to try), got {samples!r}")
+    if "metric" in data and not (isinstance(metric, str) and "/" in metric):
+        raise UserError(f"search space {path}: `metric` must be <section>/<key> of metrics.json, e.g. "
+                        f"{DEFAULT_METRIC}; got {metric!r}")  # fmt: skip
+    if "mode" in data and mode not in ("max", "min"):
+        raise UserError(f"search space {path}: `mode` must be 'max' or 'min', got {mode!r}")
+
+
+def _extremes(name: str, args: list[Any]) -> list[Any]:
+    """The values a distribution can give at its edges: every choice, or both bounds (randint's upper
+    bound is excluded)."""
+    if name == "choice":
+        return list(args)
+    return [args[0], args[1] - 1 if name == "randint" else args[1]]
+
+
+def check_points(base: dict[str, Any], space: dict[str, Any], path: str | Path, config: str | None) -> None:
+    """Build the config and the model for every key at each of its extremes (the others as in
+    ``base``), so that a key or value the config, the policy or the env refuses stops the sweep
+    before Ray starts rather than failing every trial."""
+    # train imports torch and SB3: not when `neuromod-rl` builds its parser (imports this module)
+    from neuromod_rl.experiment.config import check_semantics, validate
+    from neuromod_rl.experiment.train import check_buildable
+
+    points = [(key, value) for key, dist in space.items() for name, args in dist.items()
+              for value in _extremes(name, args)] or [(None, None)]  # fmt: skip
+    source = config or "the default config"
+    for key, value in points:
+        try:
+            data = trial_config(base, {} if key is None else {key: value})
+        except UserError as err:  # a key path through a value that is not a mapping
+            raise UserError(f"search space {path}: {err}") from None
+        try:
+            cfg = validate(data, source)
+            check_semantics(cfg, source)
+            check_buildable(cfg)
+        except UserError as err:
+            if key is None:
+                raise
+            raise UserError(f"search space {path}: `{key}` cannot take the value {value!r}: {err}") from None
+
+
+def trial_config(base: dict[str, Any], point: dict[str, Any]) -> dict[str, Any]:
+    """What a trial trains (before its seed and budget are set): ``base`` with ``point`` applied."""
+    data = apply_point(base, point)
+    if data.get("algo") == "es":
+        data.setdefault("hyperparameters", {}).setdefault("num_actors", 0)
+    return data
 
 
 def tune_space(space: dict[str, Any]) -> dict[str, Any]:
@@ -94,8 +183,13 @@ def apply_point(base: dict[str, Any], point: dict[str, Any]) -> dict[str, Any]:
     for key, value in point.items():
         node = data
         parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                parent = ".".join(parts[: i + 1])
+                raise UserError(f"`{key}`: `{parent}` is {child!r}, not a mapping, so it has no key "
+                                f"`{parts[i + 1]}`. Search `{parent}` itself instead.")  # fmt: skip
+            node = child
         node[parts[-1]] = value.item() if hasattr(value, "item") else value  # numpy scalars -> YAML-friendly
     return data
 
@@ -117,7 +211,7 @@ def _trained_steps(run_dir: Path) -> int:
 def run_trial(point: dict[str, Any], *, base: dict[str, Any], seeds: list[int], rungs: int, runs_dir: str,
               metric: str, wandb: Any, label: str | None = None) -> list[float]:
     """Train ``base`` + ``point`` with every seed, in ``rungs`` segments; after each, report the mean
-    score to Tune (inside a trial) and return the scores of every rung."""
+    score to Tune (inside a trial) and return the scores of every rung (Tune calls :func:`tune_trial`)."""
     # config and train import torch and SB3: not when `neuromod-rl` builds its parser (imports this module)
     from neuromod_rl.experiment.config import validate
     from neuromod_rl.experiment.train import TrainOptions, resume, train
@@ -127,10 +221,8 @@ def run_trial(point: dict[str, Any], *, base: dict[str, Any], seeds: list[int], 
         from ray import tune  # Ray Tune: heavy optional dependency, only inside a trial
 
         label = "t" + tune.get_context().get_trial_id().rsplit("_", 1)[-1]  # "<experiment>_00003" -> t00003
-    data = apply_point(base, point)
+    data = trial_config(base, point)
     data["name"] = f"{base['name']}-{label}"[:80]
-    if data.get("algo") == "es":
-        data.setdefault("hyperparameters", {}).setdefault("num_actors", 0)
     opts = TrainOptions(runs_dir=Path(runs_dir), wandb=wandb, progress=False)
     total, run_dirs, scores = int(data["n_timesteps"]), [None] * len(seeds), []
     for rung in range(1, rungs + 1):
@@ -151,35 +243,59 @@ def run_trial(point: dict[str, Any], *, base: dict[str, Any], seeds: list[int], 
     return scores
 
 
+def tune_trial(point: dict[str, Any], **kwargs: Any) -> None:
+    """:func:`run_trial` as a Tune trainable: it reports each rung itself, and Tune takes only a number
+    or a dict as a return value (a list fails the trial after its last report)."""
+    run_trial(point, **kwargs)
+
+
+def error_text(err: BaseException) -> str:
+    """A trial's exception as one plain line: the exception raised in the trial rather than Ray's
+    wrapper around it (whose first line is a coloured header naming the worker), with its type unless
+    it is a :class:`UserError`, whose message stands alone."""
+    while isinstance(getattr(err, "cause", None), BaseException):  # RayTaskError keeps the trial's own error
+        err = err.cause
+    text = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
+    return " ".join(_ANSI.sub("", text).split())
+
+
 # ------------------------------------------------------------------------------ the sweep
 def sweep(config: str | None, seeds: int, space_path: str | None, samples: int | None, rungs: int, metric: str | None,
           mode: str | None, runs_dir: str, overrides: list[str], ray_address: str | None, cpus_per_trial: float,
           max_concurrent: int | None, wandb: Any, seed: int = 0) -> Path:
     """Run the sweep; return the sweep directory (see the module docstring)."""
     # config imports torch and SB3: not when `neuromod-rl` builds its parser (imports this module)
-    from neuromod_rl.experiment.config import check_semantics, load_config, validate
+    from neuromod_rl.experiment.config import load_config
 
     cfg = load_config(config, overrides)  # validates the base config fully
     base = cfg.model_dump()
     space = load_space(space_path) if space_path else {"space": {}}
-    samples = samples or space.get("samples") or (8 if space["space"] else 1)
+    if samples is None:
+        samples = space.get("samples") or (8 if space["space"] else 1)
     metric, mode = metric or space.get("metric") or DEFAULT_METRIC, mode or space.get("mode") or "max"
     if mode not in ("max", "min"):
         raise UserError(f"--mode {mode!r} is not valid; allowed values: ['max', 'min']")
     if "/" not in metric:
         raise UserError(f"--metric {metric!r} must be <section>/<key> of metrics.json, e.g. {DEFAULT_METRIC}")
     if seeds < 1 or rungs < 1 or samples < 1:
-        raise UserError("--seeds, --rungs and --samples must be positive integers")
-    if space["space"]:  # every key must make a valid config (caught here, not inside a trial)
-        example = apply_point(base, _example_point(space["space"]))
-        check_semantics(validate(example, f"{space_path} applied to {config}"), str(space_path))
+        raise UserError(f"--seeds, --rungs and --samples must be positive integers, got {seeds}, {rungs} and {samples}")
+    if max_concurrent is not None and max_concurrent < 1:
+        raise UserError(f"--max-concurrent must be a positive integer (trials at once), got {max_concurrent}")
+    if not (cpus_per_trial > 0 and math.isfinite(cpus_per_trial)):
+        raise UserError(f"--cpus-per-trial must be a positive number of CPUs, e.g. 1 or 0.5; got {cpus_per_trial}")
+    check_points(base, space["space"], space_path, config)  # here, not once per trial
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = (Path(runs_dir) / f"sweep-{cfg.name}-{stamp}").resolve()
     out.mkdir(parents=True)
     if wandb.enabled and not wandb.group:
         wandb.group = out.name
-    results = _run_tune(base, space["space"], list(range(cfg.seed, cfg.seed + seeds)), samples, rungs, metric, mode,
-                        out, ray_address, cpus_per_trial, max_concurrent, wandb, seed)  # fmt: skip
+    try:
+        results = _run_tune(base, space["space"], list(range(cfg.seed, cfg.seed + seeds)), samples, rungs, metric,
+                            mode, out, ray_address, cpus_per_trial, max_concurrent, wandb, seed)  # fmt: skip
+    except BaseException:
+        if not any(out.iterdir()):  # Ray never started (a cluster nobody answers): leave nothing behind
+            out.rmdir()
+        raise
     return _summarize(out, results, metric, mode, base["name"])
 
 
@@ -194,7 +310,7 @@ def _run_tune(base, space, seeds, samples, rungs, metric, mode, out: Path, ray_a
     from ray.tune.schedulers import ASHAScheduler
 
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, base=base, seeds=seeds, rungs=rungs, runs_dir=str(out), metric=metric,
+        tune.with_parameters(tune_trial, base=base, seeds=seeds, rungs=rungs, runs_dir=str(out), metric=metric,
                              wandb=wandb),
         {"cpu": cpus_per_trial},
     )  # fmt: skip
@@ -211,7 +327,12 @@ def _run_tune(base, space, seeds, samples, rungs, metric, mode, out: Path, ray_a
                                     num_samples=samples, max_concurrent_trials=max_concurrent),
         run_config=tune.RunConfig(name="tune", storage_path=str(out), verbose=0),
     )  # fmt: skip
-    grid = tuner.fit()
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        grid = tuner.fit()
+    finally:  # Tune installs its own Ctrl-C handler and leaves it behind; the caller's are put back
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     trials = []
     for result in grid:
         metrics = result.metrics or {}
@@ -223,7 +344,7 @@ def _run_tune(base, space, seeds, samples, rungs, metric, mode, out: Path, ray_a
             "stopped_early": bool(metrics.get("rung", 0) < rungs and result.error is None),
             "score_per_rung": [] if history is None or "score" not in history else history["score"].tolist(),
             "run_dirs": [d for d in metrics.get("run_dirs", "").split("\n") if d],
-            "error": None if result.error is None else str(result.error).splitlines()[0],
+            "error": None if result.error is None else error_text(result.error),
         })  # fmt: skip
     return trials
 
@@ -237,13 +358,21 @@ def _summarize(out: Path, trials: list[dict[str, Any]], metric: str, mode: str, 
                                                                                            if t["score"] is None]})
     failed = [t for t in trials if t["error"]]
     if failed:
-        print(f"{len(failed)} trial(s) failed, first error: {failed[0]['error']}", file=sys.stderr)
+        print(f"{len(failed)} of {len(trials)} trial(s) failed:", file=sys.stderr)
+        for trial in failed:
+            print(f"  {trial['point'] or 'the config'}: {trial['error']}", file=sys.stderr)
     run_dirs = [d for t in ranked for d in t["run_dirs"]]
     if run_dirs:
         report = compare(run_dirs, out / "compare", progress=False)
         print(f"Comparison: {report}", file=sys.stderr)
-    if ranked:
-        best = ranked[0]
+    if trials and len(failed) == len(trials):
+        causes = list(dict.fromkeys(t["error"] for t in failed))
+        raise UserError(f"every trial ({len(trials)}) failed, so the sweep has no result: {'; '.join(causes[:5])}"
+                        f"{f' (and {len(causes) - 5} other errors)' if len(causes) > 5 else ''}. Each trial's error is "
+                        f"in {out / 'sweep.json'}; fix the cause and run the sweep again.")  # fmt: skip
+    succeeded = [t for t in ranked if not t["error"]]
+    if succeeded:
+        best = succeeded[0]
         print(f"Best of {len(trials)} trial(s) of {name}: {metric} {best['score']:.4g} with {best['point']}",
               file=sys.stderr)  # fmt: skip
     return out

@@ -12,6 +12,9 @@ to the next rollout start (a fraction of a second to a few seconds), saves a che
 Guarantees on disk: one process writes a run at a time (:class:`~neuromod_rl.experiment.runs.RunLock`);
 a checkpoint with NaN/inf weights never becomes the latest (training stops, the last good one stays);
 a run whose model cannot be built leaves no directory behind; a resume that fails changes nothing.
+Before a resume writes or trains anything it checks ``config.yaml`` against the config the checkpoint
+was trained with, every run file it will read (monitor CSVs, ``metrics.json``, the checkpoint with an
+ES search state) and the room on the disk for its next checkpoint.
 """
 
 from __future__ import annotations
@@ -37,15 +40,16 @@ from neuromod_rl.experiment import checkpoint, normalize
 from neuromod_rl.experiment.algos import algo_class
 from neuromod_rl.experiment.config import (
     ExperimentConfig,
-    check_memory,
     dump_config,
     load_yaml,
     parse_schedule,
     validate,
 )
-from neuromod_rl.experiment.curves import load_monitor
+from neuromod_rl.experiment.config_limits import check_memory
+from neuromod_rl.experiment.curves import check_monitor, load_monitor
 from neuromod_rl.experiment.environment import build_vec_env
 from neuromod_rl.experiment.errors import UserError
+from neuromod_rl.experiment.evaluate import METRICS_REMEDY, check_room, read_mapping
 from neuromod_rl.experiment.runs import (
     InterruptGuard,
     Run,
@@ -55,6 +59,7 @@ from neuromod_rl.experiment.runs import (
     latest_checkpoint,
     update_json,
 )
+from neuromod_rl.experiment.safe_yaml import short_repr, truncate
 from neuromod_rl.experiment.wandb_logging import WandbLogger, WandbSettings, init_wandb, make_output_format
 
 _ACTIVATIONS = {"tanh": "Tanh", "relu": "ReLU", "elu": "ELU", "leaky_relu": "LeakyReLU", "gelu": "GELU"}
@@ -100,8 +105,9 @@ def hyperparameters(cfg: ExperimentConfig) -> dict[str, Any]:
 
 def _construct_error(cfg: ExperimentConfig, err: Exception) -> UserError:
     return UserError(
-        f"cannot build {cfg.algo} with policy {cfg.policy!r}, policy_kwargs {cfg.policy_kwargs!r} and "
-        f"hyperparameters {cfg.hyperparameters!r}: {err}. Fix those keys in the config (or with --set)."
+        f"cannot build {cfg.algo} with policy {cfg.policy!r}, policy_kwargs {short_repr(cfg.policy_kwargs)} and "
+        f"hyperparameters {short_repr(cfg.hyperparameters)}: {truncate(str(err))}. Fix those keys in the config (or "
+        "with --set)."
     )
 
 
@@ -163,7 +169,7 @@ def _learn(run: Run, cfg: ExperimentConfig, model, monitor, segment: int, opts: 
         try:
             model.learn(remaining, callback=callbacks, reset_num_timesteps=not resumed, progress_bar=opts.progress)
             if not ckpt.stopped:
-                checkpoint.save_checkpoint(run, model, monitor)
+                checkpoint.save_checkpoint(run, model, monitor, cfg)
         except FloatingPointError as err:  # NaN/inf: name the source and what is still on disk
             monitor.close()
             reason = str(err).rstrip(".")
@@ -245,6 +251,17 @@ def resume(run_dir: str | Path, overrides: list[str], opts: TrainOptions) -> Tra
         return _resume(run, overrides, opts)
 
 
+def _model_zip(cfg: ExperimentConfig) -> bytes:
+    """The zip of a model built from ``cfg`` on envs of its own (what a checkpoint of ``cfg`` would record)."""
+    venv = build_vec_env(cfg)
+    try:
+        buf = io.BytesIO()
+        build_model(cfg, venv).save(buf)
+        return buf.getvalue()
+    finally:
+        venv.close()
+
+
 def _resume(run: Run, overrides: list[str], opts: TrainOptions) -> TrainResult:
     data = load_yaml(run.config)
     for item in overrides:
@@ -271,6 +288,12 @@ def _resume(run: Run, overrides: list[str], opts: TrainOptions) -> TrainResult:
             f"--set n_timesteps=N with N > {step}."
         )
     state = checkpoint.read_state(state_path, model_path)
+    if not checkpoint.check_config(cfg, state, model_path, state_path):  # a checkpoint from before fingerprints
+        checkpoint.check_recorded(cfg, model_path, lambda: _model_zip(cfg))
+    check_monitor(run, state["monitor"]["rows"])
+    read_mapping(run.metrics, METRICS_REMEDY)
+    # a checkpoint, then the final model: a disk too full for them would fail after a whole segment
+    check_room(run.checkpoints, 2 * model_path.stat().st_size + state_path.stat().st_size + 2**20, "the resume")
     stats = normalize.decode(state.get("normalize"))
     if state["venv"] is not None:
         venv = cloudpickle.loads(state["venv"])
@@ -286,6 +309,8 @@ def _resume(run: Run, overrides: list[str], opts: TrainOptions) -> TrainResult:
     torch.set_num_threads(cfg.torch_threads)  # as in build_model
     try:
         model = algo_class(cfg.algo).load(model_path, device=cfg.device)
+        if hasattr(model, "restore_search"):  # ES: its search state is read at the first generation otherwise
+            model.restore_search()
         replay = None if state.get("replay_buffer") is None else pickle.loads(state["replay_buffer"])
     except Exception as err:  # noqa: BLE001
         venv.close()

@@ -11,7 +11,7 @@ import torch
 
 from neuromod_rl.agents.common.core_factory import CORES
 from neuromod_rl.experiment.errors import UserError
-from neuromod_rl.experiment.runs import RunLock
+from neuromod_rl.experiment.runs import RunLock, check_output_folder
 from neuromod_rl.studies.registry import SCALES, Study, studies
 from neuromod_rl.studies.scaffold.multiseed import StudyOptions
 
@@ -99,7 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     command = _command(args, tasks)
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        check_output_folder(args.out, "--out")
+    except UserError as err:
+        return _refuse(f"{args.name}: {err}")
     print(f"{args.name}: writing the report, plots and progress file to {args.out.resolve()}", file=sys.stderr)
     options = StudyOptions(seeds=args.seeds, workers=args.workers, runs_dir=args.runs_dir, budget=args.budget,
                            tasks=tasks, core=args.core)

@@ -20,7 +20,7 @@ from neuromod_rl.cli import main
 from neuromod_rl.experiment.config import validate
 from neuromod_rl.experiment.environment import build_vec_env
 from neuromod_rl.experiment.errors import UserError
-from neuromod_rl.experiment.export import FORMAT, load_exported_model
+from neuromod_rl.experiment.export import FORMAT, load_exported_model, space_metadata
 from neuromod_rl.experiment.train import build_model
 
 _names = itertools.count()
@@ -91,7 +91,8 @@ def _crafted_export(path: Path, **config_changes) -> Path:
     tensors = {k: v.detach().contiguous().clone() for k, v in model.policy.state_dict().items()}
     config = yaml.safe_dump({**TINY, **config_changes})
     save_file(tensors, str(path), metadata={"format": FORMAT, "config": config, "algo": "plastic_ppo",
-                                            "policy": "MlpPlasticPolicy", "num_timesteps": "0"})
+                                            "policy": "MlpPlasticPolicy", "num_timesteps": "0",
+                                            **space_metadata(model.observation_space, model.action_space)})
     return path
 
 

@@ -7,7 +7,8 @@ instruction set, not for the build machine (:func:`target_flags`), so that a see
 numbers on every CPU. Loading a shared library runs its code, so the cache is trusted only when it
 is private: the folder is created ``0700`` and a folder or library that another user owns, or that
 others can write to, is never loaded (someone could have planted it); the kernel is then built in a
-fresh private ``mkdtemp`` folder instead.
+fresh private ``mkdtemp`` folder instead. A cached library of this user's that cannot be loaded or
+lacks the kernel's functions (an interrupted write, a full disk) is rebuilt in place.
 Where no compiler works the ``fused`` backend falls back to its torch-op path (exact, slower) and
 says so once. ``NEUROMOD_RL_FUSED_KERNEL=torch`` forces that path.
 """
@@ -15,6 +16,7 @@ says so once. ``NEUROMOD_RL_FUSED_KERNEL=torch`` forces that path.
 from __future__ import annotations
 
 import ctypes
+import errno
 import hashlib
 import os
 import platform
@@ -43,10 +45,29 @@ PRECISIONS = {
     torch.float32: ("float", ["-DREAL=float", "-DFAST_TANH"]),
     torch.float64: ("double", ["-DREAL=double", "-DTANH=tanh"]),
 }
+#: the functions a library must export to be the kernel
+_ENTRY_POINTS = ("plastic_forward", "plastic_backward")
+_NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 _lock = threading.Lock()
 _libs: dict[torch.dtype, ctypes.CDLL] | None = None
 _failure: str | None = None
 _private_dir: Path | None = None
+
+
+class KernelError(RuntimeError):
+    """Why the kernel cannot be built or loaded (the message), and what fixes it (``fix``)."""
+
+    def __init__(self, cause: str, fix: str):
+        super().__init__(cause)
+        self.fix = fix
+
+
+def _write_error(folder: Path, err: OSError) -> KernelError:
+    """A failure to write in ``folder``, with the fix for its cause (a full disk, a read-only folder)."""
+    where = f"cannot write the kernel in {folder}: {err.strerror or err}"
+    if err.errno in _NO_SPACE:
+        return KernelError(where, "Free disk space there, or set NEUROMOD_RL_CACHE to a folder on another disk.")
+    return KernelError(where, "Make that folder writable, or set NEUROMOD_RL_CACHE to a folder of your own.")
 
 
 def cache_dir() -> Path:
@@ -135,21 +156,33 @@ def compiler() -> str | None:
 
 
 def _compile(real_flags: list[str], out: Path) -> None:
+    """Compile the kernel into ``out``; a :class:`KernelError` naming the cause when that fails."""
     cc = compiler()
     if cc is None:
-        raise RuntimeError("no C compiler found (install gcc, or set CC)")
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        target = Path(tmp) / out.name
-        cmd = [cc, *_FLAGS, *target_flags(), *real_flags, *map(str, _SOURCES), "-o", str(target), "-lm"]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"compiling the fused kernel failed: {proc.stderr.strip()[:500]}")
-        os.chmod(target, 0o700)
-        os.replace(target, out)  # atomic: concurrent processes never load a half-written library
+        raise KernelError("no C compiler found", "Install a C compiler (gcc), or set CC to one, for full speed.")
+    try:
+        with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+            target = Path(tmp) / out.name
+            cmd = [cc, *_FLAGS, *target_flags(), *real_flags, *map(str, _SOURCES), "-o", str(target), "-lm"]
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+            except OSError as err:  # CC names a program that is not there or cannot run
+                raise KernelError(f"cannot run the C compiler {cc!r}: {err}",
+                                  "Install a C compiler (gcc), or set CC to one that works.") from None  # fmt: skip
+            if proc.returncode != 0:
+                if "No space left on device" in proc.stderr or "Disk quota exceeded" in proc.stderr:
+                    raise _write_error(out.parent, OSError(errno.ENOSPC, "No space left on device"))
+                raise KernelError(f"compiling the fused kernel with {cc} failed: {proc.stderr.strip()[:500]}",
+                                  f"Check that {cc} works, or set CC to another C compiler.")  # fmt: skip
+            os.chmod(target, 0o700)
+            os.replace(target, out)  # atomic: concurrent processes never load a half-written library
+    except OSError as err:
+        raise _write_error(out.parent, err) from None
 
 
-def _built(dtype: torch.dtype, key: str) -> Path:
-    """The compiled library for ``dtype``, built on first use in a private cache folder."""
+def _built(dtype: torch.dtype, key: str) -> tuple[Path, bool]:
+    """The compiled library for ``dtype``, built on first use in a private cache folder, and whether it
+    was built now."""
     real, flags = PRECISIONS[dtype]
     refused: list[str] = []
     path = _cache_folder(refused) / f"fused_kernel_{real}_{key}.so"
@@ -166,9 +199,59 @@ def _built(dtype: torch.dtype, key: str) -> Path:
             RuntimeWarning,
             stacklevel=4,
         )
-    if not path.exists():
-        _compile(flags, path)
-    return path
+    if path.exists():
+        return path, False
+    _compile(flags, path)
+    return path, True
+
+
+def _missing_entry_points(lib: ctypes.CDLL) -> list[str]:
+    return [name for name in _ENTRY_POINTS if not hasattr(lib, name)]
+
+
+def _unload(lib: ctypes.CDLL) -> None:
+    """Close ``lib`` so that loading its path again reads the file anew (the dynamic loader hands back
+    a library that is still open under the same name)."""
+    try:
+        import _ctypes
+
+        _ctypes.dlclose(lib._handle)
+    except (ImportError, AttributeError, OSError):  # no dlclose (Windows): the rebuilt library is checked anyway
+        pass
+
+
+def _open(dtype: torch.dtype, key: str) -> ctypes.CDLL:
+    """The kernel library for ``dtype``. A cached one that cannot be loaded or lacks the kernel's
+    functions (an interrupted write, a full disk, another build's file under this name) is ours,
+    since the cache is private (:func:`_built`), so it is rebuilt in place rather than trusted."""
+    path, fresh = _built(dtype, key)
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError as err:
+        if fresh:
+            raise KernelError(f"the kernel just compiled in {path} cannot be loaded ({err})",
+                              "Set NEUROMOD_RL_CACHE to a folder on a file system that allows running programs "
+                              "(not mounted noexec).") from None  # fmt: skip
+        problem = f"it cannot be loaded ({err})"
+    else:
+        if fresh:  # just compiled from the kernel's own sources
+            return lib
+        missing = _missing_entry_points(lib)
+        if not missing:
+            return lib
+        problem = f"it lacks the kernel's functions {missing}"
+        _unload(lib)
+    try:
+        _compile(PRECISIONS[dtype][1], path)
+        lib = ctypes.CDLL(str(path))
+    except (KernelError, OSError) as err:
+        fix = getattr(err, "fix", f"Delete {path} and run again.")
+        raise KernelError(f"the cached kernel {path} is damaged ({problem}) and rebuilding it failed: {err}",
+                          fix) from None  # fmt: skip
+    missing = _missing_entry_points(lib)
+    if missing:
+        raise KernelError(f"the rebuilt kernel {path} lacks the functions {missing}", f"Delete {path} and run again.")
+    return lib
 
 
 def source_key() -> str:
@@ -190,12 +273,13 @@ def load() -> dict[torch.dtype, ctypes.CDLL] | None:
             return None
         try:
             key = source_key()
-            _libs = {dtype: ctypes.CDLL(str(_built(dtype, key))) for dtype in PRECISIONS}
+            _libs = {dtype: _open(dtype, key) for dtype in PRECISIONS}
         except (OSError, RuntimeError) as err:
             _failure = str(err)
+            fix = err.fix if isinstance(err, KernelError) else "Set NEUROMOD_RL_CACHE to a folder of your own."
             warnings.warn(
                 f"neuromod_rl: the fused CPU kernel is unavailable ({_failure}); the fused backend uses its "
-                "slower torch-op path. Install a C compiler (gcc) for full speed.",
+                f"slower torch-op path. {fix}",
                 RuntimeWarning,
                 stacklevel=3,
             )

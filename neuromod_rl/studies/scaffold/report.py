@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from neuromod_rl.experiment.runs import atomic_save_figure, atomic_write_text
+
 #: where a report points for how long its study takes: measured wall times are results, kept in the docs
 WALL_TIMES = "Wall times measured for each study and scale are listed in the project's docs/reproduce.md."
 
@@ -71,7 +73,7 @@ class Report:
             "",
         ]
         path = out / f"{self.name}.md"
-        path.write_text("\n".join(lines))
+        atomic_write_text(path, "\n".join(lines))  # replaces a link in the folder, never writes through it
         return path
 
 
@@ -104,7 +106,7 @@ def save_figure(fig, out: Path, filename: str) -> str:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    fig.savefig(out / filename, dpi=110)
+    atomic_save_figure(fig, out / filename, dpi=110)
     plt.close(fig)
     return f"![{filename}]({filename})"
 
