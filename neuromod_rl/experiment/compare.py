@@ -15,8 +15,10 @@ import numpy as np
 
 from neuromod_rl.experiment.errors import UserError
 from neuromod_rl.experiment.evaluate import evaluate, load_run, load_traces
-from neuromod_rl.experiment.plots_adaptation import _mean_band, aligned
-from neuromod_rl.experiment.plots_learning import _plt, plot_learning_curves, save
+from neuromod_rl.experiment.markdown import markdown_table
+from neuromod_rl.experiment.plots.adaptation import _mean_band, aligned
+from neuromod_rl.experiment.plots.figures import pyplot, save
+from neuromod_rl.experiment.plots.learning import plot_learning_curves
 from neuromod_rl.experiment.runs import Run, atomic_write_text, check_output_folder, read_json
 
 METRICS = ("mean_return", "adaptation_gain", "mean_cumulative_regret", "late_reward_per_step")
@@ -34,7 +36,7 @@ def _merge(traces: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 
 def _adaptation_by_group(groups: dict[str, list[Run]], path: Path) -> Path | None:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for label, runs in groups.items():
         found = [t for r in runs if (t := load_traces(r, "test")) is not None]
@@ -67,7 +69,7 @@ def compare(run_dirs: list[str], out: str | Path | None = None, progress: bool =
     check_output_folder(out, "--out")
     lines = ["# Comparison", "", "Runs grouped by config name; numbers are median [25%, 75%] over the runs of a "
              "group (test tasks).", ""]
-    lines += ["| config | runs | " + " | ".join(METRICS) + " |", "|---|---|" + "---|" * len(METRICS)]
+    rows = []
     for label, runs in groups.items():
         cells = []
         for m in METRICS:
@@ -75,7 +77,8 @@ def compare(run_dirs: list[str], out: str | Path | None = None, progress: bool =
             cells.append(
                 f"{np.median(vals):.4g} [{np.percentile(vals, 25):.4g}, {np.percentile(vals, 75):.4g}]" if vals else "-"
             )
-        lines.append(f"| {label} | {len(runs)} | " + " | ".join(cells) + " |")
+        rows.append([label, len(runs), *cells])
+    lines += markdown_table(["config", "runs", *METRICS], rows).split("\n")
     lines.append("")
     for caption, path in (
         ("Learning curves (median and IQR over seeds)", plot_learning_curves(groups, out / "learning_curves.png")),

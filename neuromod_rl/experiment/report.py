@@ -33,8 +33,9 @@ from neuromod_rl.experiment.evaluate import (
     read_mapping,
     task_list,
 )
-from neuromod_rl.experiment.plots_adaptation import plot_adaptation, plot_fast_weights, plot_modulation, plot_regret
-from neuromod_rl.experiment.plots_learning import plot_diagnostics, plot_learning_curves
+from neuromod_rl.experiment.markdown import fmt_value, markdown_table
+from neuromod_rl.experiment.plots.adaptation import plot_adaptation, plot_fast_weights, plot_modulation, plot_regret
+from neuromod_rl.experiment.plots.learning import plot_diagnostics, plot_learning_curves
 from neuromod_rl.experiment.probe import plastic_trace
 from neuromod_rl.experiment.runs import Run, atomic_write_text, update_json
 from neuromod_rl.experiment.video import record_video
@@ -66,15 +67,9 @@ def adaptation_gain(traces: dict[str, np.ndarray]) -> tuple[float, float] | None
     return float(g.mean()), float(1.96 * g.std() / np.sqrt(len(g)))
 
 
-def _fmt(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
 def _table(rows: dict[str, dict[str, Any]]) -> list[str]:
     keys = sorted({k for r in rows.values() for k in r})
-    lines = ["| metric | " + " | ".join(rows) + " |", "|---|" + "---|" * len(rows)]
-    lines += [f"| {k} | " + " | ".join(_fmt(r.get(k, "")) for r in rows.values()) + " |" for k in keys]
-    return lines
+    return markdown_table(["metric", *rows], [[k, *(r.get(k, "") for r in rows.values())] for k in keys]).split("\n")
 
 
 def _check_progress_log(path: Path) -> None:
@@ -267,7 +262,7 @@ def make_report(run_dir: str | Path, episodes: int | None = None, progress: bool
     if rows:
         lines += _table(rows) + [""]
     if "train" in metrics:
-        lines += ["Training: " + ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(metrics["train"].items())), ""]
+        lines += ["Training: " + ", ".join(f"{k} {fmt_value(v)}" for k, v in sorted(metrics["train"].items())), ""]
     lines += ["Reproduce: `neuromod-rl eval " + str(run.path) + " --tasks test` re-creates the evaluation; "
               "`neuromod-rl report " + str(run.path) + "` this report.", ""]
     atomic_write_text(run.report, "\n".join(lines))

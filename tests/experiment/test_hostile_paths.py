@@ -16,10 +16,11 @@ import pytest
 
 from neuromod_rl.cli import main
 from neuromod_rl.experiment.errors import UserError
-from neuromod_rl.experiment.plots_learning import save as save_plot
+from neuromod_rl.experiment.plots.figures import new_figure
+from neuromod_rl.experiment.plots.figures import save as save_plot
 from neuromod_rl.experiment.runs import Run, RunLock, atomic_write_bytes
 from neuromod_rl.studies import command as reproduce
-from neuromod_rl.studies.scaffold.report import Report, new_figure, save_figure
+from neuromod_rl.studies.scaffold.report import Report, save_figure
 
 matplotlib.use("Agg")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from neuromod_rl.cli import main
-from neuromod_rl.experiment.plots_adaptation import _mean_band, aligned
+from neuromod_rl.experiment.plots.adaptation import _mean_band, aligned
 
 
 def test_traces_are_aligned_on_the_task_switch():

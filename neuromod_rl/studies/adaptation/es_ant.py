@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.logger import KVWriter, Logger
 
+from neuromod_rl.experiment.markdown import markdown_table
+from neuromod_rl.experiment.plots.figures import new_figure
 from neuromod_rl.studies.registry import Study
 from neuromod_rl.studies.scaffold import multiseed
 from neuromod_rl.studies.scaffold.multiseed import (
@@ -47,7 +49,7 @@ from neuromod_rl.studies.scaffold.multiseed import (
     plot_bands,
     seed_list,
 )
-from neuromod_rl.studies.scaffold.report import Report, markdown_table, new_figure, save_figure, settings_dict
+from neuromod_rl.studies.scaffold.report import Report, save_figure, settings_dict
 
 ENV = "neuromod_rl/CrippledAnt-v0"
 VERSION = "es-ant-1"  # bump when train_one changes (finished runs are then recomputed)

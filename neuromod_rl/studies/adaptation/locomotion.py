@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from neuromod_rl.experiment.curves import learning_curve
+from neuromod_rl.experiment.plots.figures import new_figure
 from neuromod_rl.studies.scaffold import multiseed, rl
-from neuromod_rl.studies.scaffold.report import WALL_TIMES, Report, new_figure, save_figure
+from neuromod_rl.studies.scaffold.report import WALL_TIMES, Report, save_figure
 
 PLASTIC, PPO, LSTM = "plastic (PlasticPPO)", "MLP PPO", "LSTM (RecurrentPPO)"
 AGENT_ORDER = (PLASTIC, PPO, LSTM)

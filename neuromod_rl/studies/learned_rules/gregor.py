@@ -30,10 +30,12 @@ import torch.nn.functional as Fn
 from torch import nn
 from tqdm.auto import tqdm
 
+from neuromod_rl.experiment.markdown import markdown_table
+from neuromod_rl.experiment.plots.figures import new_figure
 from neuromod_rl.plasticity import PlasticRNNCell, scan
 from neuromod_rl.studies.registry import Study
 from neuromod_rl.studies.scaffold.multiseed import StudyOptions, run_seeds
-from neuromod_rl.studies.scaffold.report import markdown_table, new_figure, save_figure
+from neuromod_rl.studies.scaffold.report import save_figure
 
 
 @dataclass(frozen=True)

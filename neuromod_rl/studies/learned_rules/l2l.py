@@ -22,10 +22,12 @@ import torch
 import torch.nn.functional as Fn
 from tqdm.auto import tqdm
 
+from neuromod_rl.experiment.markdown import markdown_table
+from neuromod_rl.experiment.plots.figures import new_figure
 from neuromod_rl.plasticity.learned_optimizer import L2LOptimizer
 from neuromod_rl.studies.registry import Study
 from neuromod_rl.studies.scaffold.multiseed import StudyOptions, run_seeds
-from neuromod_rl.studies.scaffold.report import load_digits_split, markdown_table, new_figure, save_figure
+from neuromod_rl.studies.scaffold.report import load_digits_split, save_figure
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from neuromod_rl.experiment.markdown import markdown_table
+from neuromod_rl.experiment.plots.figures import new_figure
 from neuromod_rl.studies.registry import Study
 from neuromod_rl.studies.scaffold import multiseed, rl
 from neuromod_rl.studies.scaffold.multiseed import StudyOptions
-from neuromod_rl.studies.scaffold.report import WALL_TIMES, Report, markdown_table, new_figure, save_figure
+from neuromod_rl.studies.scaffold.report import WALL_TIMES, Report, save_figure
 
 NAME = "bandit"
 VERSION = "bandit-1"

@@ -27,12 +27,13 @@ from typing import Any
 
 import numpy as np
 
+from neuromod_rl.experiment.markdown import markdown_table
 from neuromod_rl.studies.memory import pomdp_suite
 from neuromod_rl.studies.memory.summary import fmt_steps, plot_curves, steps_to
 from neuromod_rl.studies.registry import Study
 from neuromod_rl.studies.scaffold import multiseed
 from neuromod_rl.studies.scaffold.multiseed import StudyOptions
-from neuromod_rl.studies.scaffold.report import Report, markdown_table
+from neuromod_rl.studies.scaffold.report import Report
 
 NAME = "core-sweep"
 VERSION = "core-sweep-1"  # bump when the protocol of a run changes (its results are then recomputed)

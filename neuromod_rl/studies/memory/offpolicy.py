@@ -41,6 +41,8 @@ from typing import Any
 
 import numpy as np
 
+from neuromod_rl.experiment.markdown import markdown_table
+from neuromod_rl.experiment.plots.figures import new_figure
 from neuromod_rl.studies.registry import Study
 from neuromod_rl.studies.scaffold import multiseed
 from neuromod_rl.studies.scaffold.multiseed import (
@@ -52,7 +54,7 @@ from neuromod_rl.studies.scaffold.multiseed import (
     plot_bands,
     seed_list,
 )
-from neuromod_rl.studies.scaffold.report import Report, markdown_table, new_figure, save_figure, settings_dict
+from neuromod_rl.studies.scaffold.report import Report, save_figure, settings_dict
 
 PENDULUM, PENDULUM_FULL, CHEETAH = "neuromod_rl/PendulumNoVel-v1", "Pendulum-v1", "neuromod_rl/CrippledHalfCheetah-v0"
 VERSION = "offpolicy-1"  # bump when run_job changes (finished runs are then recomputed)

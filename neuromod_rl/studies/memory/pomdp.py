@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from neuromod_rl.experiment.markdown import markdown_table
+from neuromod_rl.experiment.plots.figures import new_figure
 from neuromod_rl.studies.memory.pomdp_suite import (
     FULL_OBSERVATIONS,
     NAME,
@@ -48,7 +50,7 @@ from neuromod_rl.studies.memory.throughput import time_all
 from neuromod_rl.studies.registry import Study
 from neuromod_rl.studies.scaffold import multiseed
 from neuromod_rl.studies.scaffold.multiseed import StudyOptions
-from neuromod_rl.studies.scaffold.report import Report, markdown_table, new_figure, save_figure
+from neuromod_rl.studies.scaffold.report import Report, save_figure
 
 
 def train_all(s: Settings, seeds: list[int], out: Path, scale: str, options: StudyOptions) -> dict:

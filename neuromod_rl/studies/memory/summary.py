@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from neuromod_rl.experiment.plots.figures import new_figure
 from neuromod_rl.studies.memory.pomdp_suite import TASKS, Settings, label
 from neuromod_rl.studies.scaffold import multiseed
-from neuromod_rl.studies.scaffold.report import new_figure, save_figure
+from neuromod_rl.studies.scaffold.report import save_figure
 
 
 def steps_to(curve: list[tuple[int, float]], level: float) -> float:

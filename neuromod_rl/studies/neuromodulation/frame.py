@@ -26,8 +26,10 @@ from typing import Any
 import numpy as np
 
 from neuromod_rl.experiment.curves import learning_curve
+from neuromod_rl.experiment.markdown import markdown_table
+from neuromod_rl.experiment.plots.figures import new_figure
 from neuromod_rl.studies.scaffold import multiseed, rl
-from neuromod_rl.studies.scaffold.report import WALL_TIMES, Report, markdown_table, new_figure, save_figure
+from neuromod_rl.studies.scaffold.report import WALL_TIMES, Report, save_figure
 
 RETRO, SIMPLE, PLASTIC, RNN, LSTM = ("retroactive modulation", "simple modulation", "plastic (non-modulated)",
                                      "non-plastic (alpha = 0)", "LSTM (RecurrentPPO)")  # fmt: skip

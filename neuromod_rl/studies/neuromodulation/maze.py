@@ -16,11 +16,11 @@ from typing import Any
 import gymnasium
 import numpy as np
 
+from neuromod_rl.experiment.markdown import markdown_table
 from neuromod_rl.studies.neuromodulation import frame as bp
 from neuromod_rl.studies.registry import Study
 from neuromod_rl.studies.scaffold import rl
 from neuromod_rl.studies.scaffold.multiseed import StudyOptions
-from neuromod_rl.studies.scaffold.report import markdown_table
 
 HYPERPARAMETERS = {"n_steps": 200, "batch_size": 1600, "n_epochs": 4, "learning_rate": "lin_1e-3", "gamma": 0.9,
                    "ent_coef": 0.03, "vf_coef": 0.1, "max_grad_norm": 4.0}

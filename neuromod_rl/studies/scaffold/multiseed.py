@@ -26,8 +26,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 import neuromod_rl
+from neuromod_rl.experiment.markdown import markdown_table
 from neuromod_rl.experiment.runs import read_json, write_json
-from neuromod_rl.studies.scaffold.report import WALL_TIMES
+from neuromod_rl.studies.scaffold.report import WALL_TIMES, Report, settings_dict
 
 FORMAT = 1
 
@@ -224,8 +225,6 @@ def run_seeds(study: str, title: str, scale: str, seed: int, out: Path, command:
               compute: Callable[[str, int, str], dict[str, Any]], options: StudyOptions) -> SeedRuns:
     """Run ``compute("all", seed, scale)`` for every seed (3, 2 at the smoke scale, or ``--seeds``) as one
     job each, fingerprinted by ``settings`` (a dataclass) and ``version``, and start the report."""
-    from neuromod_rl.studies.scaffold.report import Report, settings_dict
-
     seeds = seed_list(seed, options.seeds or (2 if scale == "smoke" else 3))
     report = Report(study, title, command, seed, scale, settings_dict(settings), seeds=seeds)
     progress = Progress(out, study, scale)
@@ -265,8 +264,6 @@ def median_of(results: dict[tuple[str, int], dict], agent: str, key: str) -> flo
 def summary_table(results: dict[tuple[str, int], dict], agents: Sequence[str],
                   columns: Sequence[tuple[str, str]], digits: int = 3) -> str:
     """Markdown table: one row per agent, one column per ``(key, label)``, cells median [IQR] over seeds."""
-    from neuromod_rl.studies.scaffold.report import markdown_table
-
     rows = [[a, len(metric(results, a, columns[0][0])), *[fmt_miqr(metric(results, a, k), digits) for k, _ in columns]]
             for a in agents]  # fmt: skip
     return markdown_table(["agent", "seeds", *[label for _, label in columns]], rows)
@@ -275,8 +272,6 @@ def summary_table(results: dict[tuple[str, int], dict], agents: Sequence[str],
 def per_seed_table(results: dict[tuple[str, int], dict], agents: Sequence[str],
                    columns: Sequence[tuple[str, str]], progress: Progress | None = None) -> str:
     """Markdown table of every (agent, seed) with its numbers (and wall time when ``progress`` is given)."""
-    from neuromod_rl.studies.scaffold.report import markdown_table
-
     rows = []
     for a in agents:
         for (agent, seed), r in sorted(results.items(), key=lambda kv: kv[0][1]):

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from neuromod_rl.experiment.runs import atomic_save_figure, atomic_write_text
+from neuromod_rl.experiment.plots.figures import save
+from neuromod_rl.experiment.runs import atomic_write_text
 
 #: where a report points for how long its study takes: measured wall times are results, kept in the docs
 WALL_TIMES = "Wall times measured for each study and scale are listed in the project's docs/reproduce.md."
@@ -81,33 +82,9 @@ def settings_dict(settings) -> dict:
     return asdict(settings) if hasattr(settings, "__dataclass_fields__") else dict(settings)
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    def fmt(v: object) -> str:
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
-    return "\n".join(out)
-
-
-def new_figure(ncols: int = 1, width: float = 5.0, height: float = 3.6):
-    """A matplotlib figure on the Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
-    return fig, axes[0]
-
-
 def save_figure(fig, out: Path, filename: str) -> str:
     """Save ``fig`` as ``out/filename`` and return the Markdown image line."""
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    atomic_save_figure(fig, out / filename, dpi=110)
-    plt.close(fig)
+    save(fig, out / filename, tight_bbox=False)
     return f"![{filename}]({filename})"
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from neuromod_rl.envs.baselines import bandit_regret
-from neuromod_rl.experiment.plots_learning import _plt, save
+from neuromod_rl.experiment.plots.figures import pyplot, save
 
 
 def aligned(traces: dict[str, np.ndarray], key: str = "rewards") -> tuple[np.ndarray, np.ndarray]:
@@ -57,7 +57,7 @@ def plot_adaptation(traces_by_split: dict[str, dict[str, np.ndarray]], path: Pat
     """Reward per step against time in the episode (and, for bandits, P(better arm))."""
     if not traces_by_split:
         return None
-    plt = _plt()
+    plt = pyplot()
     bandit = all(np.isfinite(t["regret"]).any() for t in traces_by_split.values())
     fig, axes = plt.subplots(1, 2 if bandit else 1, figsize=(11 if bandit else 7, 4), squeeze=False)
     switched = any((t["switch_at"] >= 0).any() for t in traces_by_split.values())
@@ -107,7 +107,7 @@ def plot_regret(traces: dict[str, np.ndarray], variant: str | None, n_pulls: int
     """Agent's cumulative regret (mean, IQR) against the bandit baselines; returns the final values."""
     if not np.isfinite(traces["regret"]).any():
         return None, {}
-    plt = _plt()
+    plt = pyplot()
     cum = np.nancumsum(traces["regret"], axis=1)
     t = np.arange(1, cum.shape[1] + 1)
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -131,7 +131,7 @@ def plot_regret(traces: dict[str, np.ndarray], variant: str | None, n_pulls: int
 
 def plot_fast_weights(probe: dict[str, Any], path: Path, n_panels: int = 5) -> Path:
     """Heatmaps of the fast weights at evenly spaced times of one episode (one shared colour scale)."""
-    plt = _plt()
+    plt = pyplot()
     F = probe["F"]
     T = F.shape[0]
     times = np.unique(np.linspace(0, T - 1, n_panels).round().astype(int))
@@ -154,7 +154,7 @@ def plot_modulation(probe: dict[str, Any], path: Path) -> Path | None:
     M = probe["M"]
     if not np.isfinite(M).any():
         return None
-    plt = _plt()
+    plt = pyplot()
     t = np.arange(1, len(M) + 1)
     r = probe["rewards"]
     fig, ax = plt.subplots(figsize=(8, 3.4))

@@ -9,26 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from neuromod_rl.experiment.curves import binned, load_monitor, quantile_band
-from neuromod_rl.experiment.runs import Run, atomic_save_figure
-
-
-def _plt():
-    # at plot time, not import time: importing this module must not change the caller's backend
-    matplotlib.use("Agg")  # files only: no display needed, works on headless machines
-    return plt
-
-
-def save(fig, path: Path) -> Path:
-    """Save a figure atomically (never through a file of a predictable name) and close it."""
-    atomic_save_figure(fig, path, dpi=110, bbox_inches="tight")
-    _plt().close(fig)
-    return path
+from neuromod_rl.experiment.plots.figures import pyplot, save
+from neuromod_rl.experiment.runs import Run
 
 
 def _single_run_band(run: Run, n_bins: int) -> tuple[np.ndarray, ...] | None:
@@ -49,7 +35,7 @@ def _single_run_band(run: Run, n_bins: int) -> tuple[np.ndarray, ...] | None:
 def plot_learning_curves(groups: dict[str, list[Run]], path: Path, n_bins: int = 40,
                          title: str = "Learning curves") -> Path | None:
     """Median and IQR of episode return against training step, one line per group of seeds."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     drawn = 0
     for label, runs in groups.items():
@@ -91,7 +77,7 @@ def plot_diagnostics(run: Run, path: Path) -> Path | None:
     cols = [c for c in df.columns if c.startswith("plastic/")]
     if not cols or "time/total_timesteps" not in df.columns:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 2.8), squeeze=False)
     for ax, col in zip(axes[0], cols):
         d = df[["time/total_timesteps", col]].dropna()
