@@ -1,6 +1,8 @@
 """The ``neuromod-rl`` command: argument parsing and dispatch only (the work lives in sibling modules).
 
-Every subcommand imports what it needs when it runs, so ``neuromod-rl --help`` and ``envs`` are fast.
+Every subcommand imports what it needs when it runs: the imports inside the ``cmd_*`` functions are
+deliberate, because torch, SB3 and the studies take seconds to import, and ``neuromod-rl --help`` (and
+``envs``) should answer in under a second.
 User errors (:class:`UserError`, a file that cannot be written, NaN/inf traced to its source) print
 one paragraph and exit with code 2; Ctrl-C during training saves a checkpoint and exits with code 130
 (SIGTERM: 143).

@@ -33,9 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.logger import KVWriter, Logger
 
+from neuromod_rl.agents import ESTrainer
 from neuromod_rl.experiment.markdown import markdown_table
 from neuromod_rl.experiment.plots.figures import new_figure
 from neuromod_rl.studies.registry import Study
@@ -88,10 +90,6 @@ METHODS = {
 
 
 def make_env(s: Settings, split: str):
-    import gymnasium as gym
-
-    import neuromod_rl  # noqa: F401
-
     return gym.make(ENV, split=split, include_cfrc_ext_in_observation=False, max_episode_steps=s.episode_steps)
 
 
@@ -110,8 +108,6 @@ class _Capture(KVWriter):
 
 def train_one(method: str, seed: int, s: Settings) -> dict[str, Any]:
     """Evolve one method with one seed; score the start and the final centre."""
-    from neuromod_rl.agents import ESTrainer
-
     spec = METHODS[method]
     model = ESTrainer(
         "MlpPlasticPolicy", make_env(s, "train"), preset="najarro_risi", popsize=s.popsize,

@@ -170,6 +170,7 @@ def meta_train_gradient(genome: BlurGenome, s: Settings, seed: int) -> list[floa
 
 def meta_train_cmaes(genome: BlurGenome, s: Settings, seed: int) -> list[float]:
     """CMA-ES (evotorch) over the flat genome; fitness = mean meta-loss on fixed training tasks."""
+    # lazy: evotorch takes seconds to import (it pulls in Ray), and only this meta-training needs it
     from evotorch import Problem
     from evotorch.algorithms import CMAES
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from neuromod_rl.envs.baselines import bandit_regret, bandit_regrets
 from neuromod_rl.experiment.markdown import markdown_table
 from neuromod_rl.experiment.plots.figures import new_figure
 from neuromod_rl.studies.registry import Study
@@ -116,8 +117,6 @@ def imprecise_note(results: dict[tuple[str, int], dict[str, Any]], scale: Scale)
 
 
 def references(variant: str, scale: Scale, seed: int) -> dict[str, tuple[float, float]]:
-    from neuromod_rl.envs.baselines import bandit_regrets
-
     out = {}
     for policy in REFERENCES[variant]:
         r = bandit_regrets(policy, variant, scale.reference_episodes, 100, seed)
@@ -144,8 +143,6 @@ def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | 
             jobs += [multiseed.Job(key, s, fp, job, (agent, sc, options.runs_dir, train_fp)) for s in seeds]
     results = multiseed.run_jobs(progress, jobs, options.workers)
     refs = {v: references(v, sc, seed) for v in BANDITS}
-
-    from neuromod_rl.envs.baselines import bandit_regret
 
     fig, axes = new_figure(ncols=2, width=5.5)
     for ax, variant in zip(axes, BANDITS):

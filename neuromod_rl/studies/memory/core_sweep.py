@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from neuromod_rl.agents.common.core_factory import CoreConfig
 from neuromod_rl.experiment.markdown import markdown_table
 from neuromod_rl.studies.memory import pomdp_suite
 from neuromod_rl.studies.memory.summary import fmt_steps, plot_curves, steps_to
@@ -79,16 +80,12 @@ SCALES = {
 
 def default_core() -> str:
     """The library's default core, in words (``core=lstm, hidden_size=64, ...``)."""
-    from neuromod_rl.agents.common.core_factory import CoreConfig
-
     c = CoreConfig()
     return (f"core={c.core}, hidden_size={c.hidden_size}, alpha_shape={c.alpha_shape}, rule={c.rule}, "
             f"modulation={c.cell_modulation}")
 
 
 def _agent() -> str:
-    from neuromod_rl.agents.common.core_factory import CoreConfig
-
     return f"plastic_{CoreConfig().core}"
 
 

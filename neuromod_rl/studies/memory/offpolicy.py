@@ -39,8 +39,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
+from sb3_contrib import RecurrentPPO
+from stable_baselines3 import SAC
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import VecNormalize, sync_envs_normalization
 
+from neuromod_rl.agents import PlasticSAC
+from neuromod_rl.envs import PrevActionReward
 from neuromod_rl.experiment.markdown import markdown_table
 from neuromod_rl.experiment.plots.figures import new_figure
 from neuromod_rl.studies.registry import Study
@@ -137,11 +145,6 @@ class RunSpec:
 
 # -- one training run (runs in a worker process) -----------------------------------------------------
 def _env(task: str, method: str, s: Settings, split: str = "train"):
-    import gymnasium as gym
-
-    import neuromod_rl  # noqa: F401  (registers the task ids)
-    from neuromod_rl.envs import PrevActionReward
-
     length = {} if s.episode_steps is None else {"max_episode_steps": s.episode_steps}
     if task == "pendulum":
         return gym.make(PENDULUM_FULL if method == "sac_full" else PENDULUM, **length)
@@ -167,11 +170,6 @@ def episode_rewards(model, venv, episodes: int) -> np.ndarray:
 
 
 def _build(job: RunSpec, s: Settings, venv):
-    from sb3_contrib import RecurrentPPO
-    from stable_baselines3 import SAC
-
-    from neuromod_rl.agents import PlasticSAC
-
     sac = dict(learning_starts=s.learning_starts, seed=job.seed, policy_kwargs=dict(net_arch=list(s.net_arch)))
     if job.task == "pendulum":
         sac["learning_rate"] = 1e-3  # rl-zoo, Pendulum-v1
@@ -189,10 +187,6 @@ def _build(job: RunSpec, s: Settings, venv):
 def run_job(agent: str, seed: int, steps: int, eval_every: int, s: Settings) -> dict[str, Any]:
     """Train one method (``agent`` is ``"task/method"``) from one seed for ``steps`` env steps, evaluated
     every ``eval_every``; returns its learning curve and final per-step evaluation rewards."""
-    from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import VecNormalize, sync_envs_normalization
-
     task, _, method = agent.partition("/")
     job = RunSpec(task, method, seed, steps, eval_every)
     start = time.perf_counter()

@@ -15,6 +15,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+from sb3_contrib import RecurrentPPO
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.utils import LinearSchedule
+from stable_baselines3.common.vec_env import VecNormalize
+
+from neuromod_rl.agents import PlasticPPO
+from neuromod_rl.agents.common.core_factory import CoreConfig
+from neuromod_rl.plasticity import freeze_plasticity
 from neuromod_rl.studies.scaffold import multiseed
 from neuromod_rl.studies.scaffold.multiseed import StudyOptions
 
@@ -91,8 +103,6 @@ def env_id(task: str, agent: str) -> str:
 
 def label(agent: str) -> str:
     """The agent's name in tables and plots; the library's default core is marked."""
-    from neuromod_rl.agents.common.core_factory import CoreConfig
-
     default = agent.startswith("plastic") and agent.split("_")[1] == CoreConfig().core
     return LABELS[agent] + (" (default)" if default else "")
 
@@ -124,8 +134,6 @@ SCALES = {
 # ------------------------------------------------------------------------------------------ one run
 def _schedule(value: Any) -> Any:
     if isinstance(value, str) and value.startswith("lin_"):
-        from stable_baselines3.common.utils import LinearSchedule
-
         return LinearSchedule(float(value[4:]), 0.0, 1.0)
     return value
 
@@ -150,16 +158,12 @@ def matched_bptt(hyperparameters: dict[str, Any]) -> int | str:
 def _policy_kwargs(task: Task, agent: str, plastic: dict[str, Any] | None = None) -> dict[str, Any]:
     """The agent's ``policy_kwargs`` for ``task``; ``plastic``: plastic keys a plastic agent gets on top
     (the core sweep's variants, e.g. ``{"hidden_size": 32}``; :data:`NOT_POLICY_KEYS` are applied by :func:`build`)."""
-    import torch
-
     kwargs = {k: v for k, v in task.heads.items()}
     if kwargs.get("activation_fn") == "relu":
         kwargs["activation_fn"] = torch.nn.ReLU
     if agent == "recurrent_ppo":
         kwargs.update(task.lstm)
     elif agent.startswith("plastic"):
-        from neuromod_rl.agents.common.core_factory import CoreConfig
-
         core = agent.split("_")[1]
         if core != CoreConfig().core:  # the default core gets no plastic key at all
             kwargs["core"] = core
@@ -172,11 +176,6 @@ def _policy_kwargs(task: Task, agent: str, plastic: dict[str, Any] | None = None
 def build(task: Task, agent: str, seed: int, env, overrides: dict[str, Any] | None = None,
           plastic: dict[str, Any] | None = None):
     """The model of ``agent`` for ``task`` on the vectorised env ``env`` (``plastic``: see :func:`_policy_kwargs`)."""
-    from sb3_contrib import RecurrentPPO
-    from stable_baselines3 import PPO
-
-    from neuromod_rl.agents import PlasticPPO
-
     cls, policy = {
         "recurrent_ppo": (RecurrentPPO, "MlpLstmPolicy"),
         "plastic_rnn": (PlasticPPO, "MlpPlasticPolicy"),
@@ -190,8 +189,6 @@ def build(task: Task, agent: str, seed: int, env, overrides: dict[str, Any] | No
         hyper["bptt_length"] = matched_bptt(settings)
     model = cls(policy, env, policy_kwargs=_policy_kwargs(task, agent, plastic), seed=seed, verbose=0, **hyper)
     if (plastic or {}).get(FROZEN):
-        from neuromod_rl.plasticity import freeze_plasticity
-
         freeze_plasticity(model.policy)  # before the first update: Adam never sees a gradient for alpha
     return model
 
@@ -200,13 +197,6 @@ def run_one(task_name: str, agent: str, seed: int, budget: int, evals: int, eval
             final_episodes: int, overrides: dict[str, Any] | None = None,
             plastic: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train and evaluate one (task, agent, seed); returns the curve, the final return and the wall time."""
-    import torch
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.evaluation import evaluate_policy
-    from stable_baselines3.common.vec_env import VecNormalize
-
-    import neuromod_rl  # noqa: F401  (registers the tasks)
-
     torch.set_num_threads(1)
     task = TASKS[task_name]
     env = make_vec_env(env_id(task_name, agent), n_envs=task.n_envs, seed=seed)
@@ -237,27 +227,23 @@ def run_one(task_name: str, agent: str, seed: int, budget: int, evals: int, eval
     }  # fmt: skip
 
 
-def TraceStatistics():  # noqa: N802  (a callback class, built where SB3 is imported)
+class TraceStatistics(BaseCallback):
     """A callback keeping the plastic core's per-rollout diagnostics as PlasticPPO logs them:
     ``(step, share of fast weights at the clip bound, spread of M(t))``; empty for other agents."""
-    from stable_baselines3.common.callbacks import BaseCallback
 
-    class _TraceStatistics(BaseCallback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.rows: list[tuple[int, float, float | None]] = []
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[tuple[int, float, float | None]] = []
 
-        def _on_step(self) -> bool:
-            return True
+    def _on_step(self) -> bool:
+        return True
 
-        def _on_rollout_end(self) -> None:
-            logged = self.logger.name_to_value
-            if "plastic/clip_fraction" in logged:
-                m = logged.get("plastic/modulation_std")
-                self.rows.append((int(self.num_timesteps), float(logged["plastic/clip_fraction"]),
-                                  None if m is None else float(m)))
-
-    return _TraceStatistics()
+    def _on_rollout_end(self) -> None:
+        logged = self.logger.name_to_value
+        if "plastic/clip_fraction" in logged:
+            m = logged.get("plastic/modulation_std")
+            self.rows.append((int(self.num_timesteps), float(logged["plastic/clip_fraction"]),
+                              None if m is None else float(m)))
 
 
 # ------------------------------------------------------------------------------------------ the suite
@@ -301,8 +287,6 @@ def describe_policy(task: str, agent: str, plastic: dict[str, Any] | None = None
     kwargs = _policy_kwargs(TASKS[task], agent, plastic)
     described = {k: repr(v) for k, v in kwargs.items()}
     if agent.startswith("plastic"):
-        from neuromod_rl.agents.common.core_factory import CoreConfig
-
         core = {k: v for k, v in kwargs.items() if k in CoreConfig.__dataclass_fields__}
         described["core"] = CoreConfig(**core).as_dict()
         described.update({key: True for key in NOT_POLICY_KEYS if (plastic or {}).get(key)})

@@ -9,6 +9,10 @@ import sys
 import time
 from typing import Any
 
+import torch
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import VecNormalize
+
 from neuromod_rl.studies.memory.pomdp_suite import TASKS, Settings, build, env_id
 
 #: this module, for the timing processes that import it by name
@@ -19,12 +23,6 @@ def measure_throughput(task: str, agent: str, steps: int, overrides: dict[str, A
     """Env steps per second of ``agent`` training on ``task`` (rollouts and updates, one thread), after
     one warm-up rollout: the suite times every agent this way back to back, so that wall-time ratios
     do not depend on what else the machine ran during the long training runs."""
-    import torch
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import VecNormalize
-
-    import neuromod_rl  # noqa: F401
-
     torch.set_num_threads(1)
     t = TASKS[task]
     env = make_vec_env(env_id(task, agent), n_envs=t.n_envs, seed=0)

@@ -16,6 +16,7 @@ from typing import Any
 import gymnasium
 import numpy as np
 
+from neuromod_rl.envs.baselines import maze_return
 from neuromod_rl.experiment.markdown import markdown_table
 from neuromod_rl.studies.neuromodulation import frame as bp
 from neuromod_rl.studies.registry import Study
@@ -46,8 +47,6 @@ SETUP = bp.TaskSetup("maze",
 
 
 def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | None = None) -> Path:
-    from neuromod_rl.envs.baselines import maze_return
-
     o = bp.train_all(SETUP, scale, seed, out, command, options or StudyOptions())
     report = o.report
     m = {n: o.median(n, "test_return") for n in o.names}

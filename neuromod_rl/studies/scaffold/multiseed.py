@@ -11,19 +11,23 @@ training checkpoints: see :mod:`.rl`.)
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
+import multiprocessing as mp
 import subprocess
 import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+import torch
 
 import neuromod_rl
 from neuromod_rl.experiment.markdown import markdown_table
@@ -72,8 +76,6 @@ class StudyOptions:
 
     def scale(self, scale):
         """``scale`` (a dataclass with ``n_timesteps``) with the ``budget`` applied."""
-        import dataclasses
-
         return scale if self.budget is None else dataclasses.replace(scale, n_timesteps=self.budget)
 
 
@@ -157,8 +159,6 @@ class Job:
 
 
 def _run_job(job: Job) -> tuple[dict[str, Any], float]:
-    import torch
-
     torch.set_num_threads(1)  # one core per worker: the workers share the machine
     t0 = time.perf_counter()
     return job.fn(job.agent, job.seed, *job.args), time.perf_counter() - t0
@@ -194,9 +194,6 @@ def run_jobs(progress: Progress, jobs: Sequence[Job], workers: int = 1,
             result = job.fn(job.agent, job.seed, *job.args)
             finish(k, job, result, time.perf_counter() - t0)
         return results
-
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     log(f"{len(todo)} runs on {workers} worker processes")
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:

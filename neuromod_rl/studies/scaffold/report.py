@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
+
 from neuromod_rl.experiment.plots.figures import save
 from neuromod_rl.experiment.runs import atomic_write_text
 
@@ -45,8 +47,6 @@ class Report:
         return f"{n} seed{'s' if n > 1 else ''} (`{', '.join(str(s) for s in self.seeds)}`)"
 
     def write(self, out: Path) -> Path:
-        import torch
-
         elapsed = time.perf_counter() - self.started
         lines = [
             f"# {self.title}",
@@ -92,8 +92,6 @@ def load_digits_split(classes: Sequence[int]):
     """scikit-learn's bundled 8x8 digits (no download) for ``classes``, as float tensors:
     ``x [n, 65]`` in [0, 1] with a constant 1 appended (a bias for a bias-free first layer) and
     labels ``y [n]`` renumbered ``0..len(classes)-1`` in the order given."""
-    import torch
-
     x, y = _digits()
     keep = torch.zeros_like(y, dtype=torch.bool)
     relabel = torch.full((10,), -1, dtype=torch.long)
@@ -108,8 +106,7 @@ def load_digits_split(classes: Sequence[int]):
 
 @functools.lru_cache(maxsize=1)
 def _digits():
-    import torch
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # lazy: scikit-learn is optional (the benchmarks extra) and slow to import
 
     data = load_digits()  # parsed once per process: tasks are built from it many times
     return torch.tensor(data.data, dtype=torch.float32) / 16.0, torch.tensor(data.target)

@@ -24,8 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
 
+from neuromod_rl.agents.common.core_factory import CoreConfig
+from neuromod_rl.experiment import normalize
+from neuromod_rl.experiment import train as tr
 from neuromod_rl.experiment.config import CONFIG_DIR, ExperimentConfig, check_semantics, load_yaml, validate
+from neuromod_rl.experiment.environment import build_vec_env, make_env
+from neuromod_rl.experiment.evaluate import EVAL_SEED_OFFSET, load_model, rollout
+from neuromod_rl.experiment.runs import Run, latest_checkpoint
 from neuromod_rl.plasticity import freeze_plasticity
 
 #: the policy_kwargs keys of the plastic core that follow CoreConfig's defaults
@@ -43,8 +51,6 @@ def load_agent_yaml(filename: str) -> dict[str, Any]:
 def default_core(**variant: Any) -> dict[str, Any]:
     """CoreConfig's default plastic core as ``policy_kwargs`` entries, with ``variant`` on top (e.g.
     ``rule="clipped"``, ``hidden_size=...``). Validated, so a bad variant fails before any training."""
-    from neuromod_rl.agents.common.core_factory import CoreConfig
-
     defaults = CoreConfig()
     core = {k: getattr(defaults, k) for k in CORE_KEYS}
     core.update(variant)
@@ -104,32 +110,29 @@ def yaml_agent(name: str, filename: str, **changes: Any) -> Agent:
 
 
 # ------------------------------------------------------------------------------ non-plastic baseline
-def freeze_callback():
-    from stable_baselines3.common.callbacks import BaseCallback
+class FreezePlasticity(BaseCallback):
+    """Freezes plasticity before the first update (and again after a resume)."""
 
-    class FreezePlasticity(BaseCallback):
-        """Freezes plasticity before the first update (and again after a resume)."""
+    def _on_training_start(self) -> None:
+        freeze_plasticity(self.model.policy)
 
-        def _on_training_start(self) -> None:
-            freeze_plasticity(self.model.policy)
+    def _on_step(self) -> bool:
+        return True
 
-        def _on_step(self) -> bool:
-            return True
 
+def freeze_callback() -> BaseCallback:
+    """A fresh :class:`FreezePlasticity` for one training run of a ``frozen_plasticity`` agent."""
     return FreezePlasticity()
 
 
 def count_trainable(agent: Agent, **changes: Any) -> int:
     """Trainable parameters of ``agent``'s policy (built on one env, never trained)."""
-    from neuromod_rl.experiment.environment import build_vec_env
-    from neuromod_rl.experiment.train import build_model
-
     cfg = agent.resolved(0, **{"n_envs": 1, **changes})
     venv = build_vec_env(cfg)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # SB3: batch_size vs the 1-env rollout (never trained)
-            model = build_model(cfg, venv)
+            model = tr.build_model(cfg, venv)
     finally:
         venv.close()
     if agent.frozen_plasticity:
@@ -166,9 +169,6 @@ def train_or_resume(agent: Agent, cfg: ExperimentConfig, path: Path):
     interrupted, trained from scratch otherwise. Returns the :class:`~neuromod_rl.experiment.runs.Run`.
     Ctrl-C (or SIGTERM) stops training at a checkpoint and raises ``KeyboardInterrupt``: the study stops,
     and the same command resumes it."""
-    from neuromod_rl.experiment import train as tr
-    from neuromod_rl.experiment.runs import Run, latest_checkpoint
-
     run = Run(path)
     callbacks = [freeze_callback()] if agent.frozen_plasticity else []
     opts = tr.TrainOptions(runs_dir=path.parent, progress=False, callbacks=callbacks)
@@ -195,19 +195,12 @@ def was_resumed(run) -> bool:
 
 def load_trained(run, cfg: ExperimentConfig):
     """``(model, observation normaliser or None)`` of a finished run."""
-    import torch
-
-    from neuromod_rl.experiment import normalize
-    from neuromod_rl.experiment.evaluate import load_model
-
     torch.set_num_threads(cfg.torch_threads)
     return load_model(run, cfg), normalize.load(run)
 
 
 def task_split(cfg: ExperimentConfig, **sizes: int) -> tuple[list[Any], list[Any]]:
     """The env's ``(train, test)`` tasks, fixed by the config's seed (``sizes``: ``n_train``, ``n_test``)."""
-    from neuromod_rl.experiment.environment import make_env
-
     env = make_env(cfg)
     try:
         return env.unwrapped.task_split(cfg.seed, **sizes)
@@ -217,8 +210,6 @@ def task_split(cfg: ExperimentConfig, **sizes: int) -> tuple[list[Any], list[Any
 
 def episode_limit(cfg: ExperimentConfig) -> int:
     """The env's episode length limit (its registered ``max_episode_steps``); a clear error without one."""
-    from neuromod_rl.experiment.environment import make_env
-
     env = make_env(cfg)
     try:
         limit = env.spec.max_episode_steps if env.spec is not None else None
@@ -232,16 +223,12 @@ def episode_limit(cfg: ExperimentConfig) -> int:
 def evaluate(cfg: ExperimentConfig, model, normalizer, tasks: list[Any] | None, episodes: int, seed: int,
              info_keys: tuple[str, ...] = (), batch: int | None = None) -> dict[str, np.ndarray]:
     """Per-step traces of ``episodes`` episodes on ``tasks`` (cycled), all envs in lockstep batches."""
-    from neuromod_rl.experiment.evaluate import EVAL_SEED_OFFSET, rollout
-
     return rollout(cfg, model, episodes, tasks, EVAL_SEED_OFFSET + seed, cfg.eval.deterministic, progress=False,
                    normalizer=normalizer, batch=batch or episodes, info_keys=info_keys)  # fmt: skip
 
 
 def mean_curve(traces: dict[str, np.ndarray], key: str = "rewards") -> list[float]:
     """Mean over episodes of a per-step trace (NaN padding ignored), as a JSON-able list."""
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return [float(v) for v in np.nanmean(traces[key], axis=0)]
