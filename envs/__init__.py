@@ -18,6 +18,7 @@ from neuromod_rl.envs.cue_reward import CueReward
 from neuromod_rl.envs.delayed_cue import DelayedCue
 from neuromod_rl.envs.harlow import Harlow
 from neuromod_rl.envs.maze import Maze
+from neuromod_rl.envs.recall import Copy, Majority, Recall
 from neuromod_rl.envs.registration import ENV_IDS, ENV_SPECS, register_envs
 from neuromod_rl.envs.tmaze import TMaze
 from neuromod_rl.envs.wrappers import FixedTask, PrevActionReward, Trial, make_task_env
@@ -44,12 +45,15 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ENV_IDS",
     "ENV_SPECS",
+    "Copy",
     "CueReward",
     "DelayedCue",
     "Harlow",
+    "Majority",
     "Maze",
     "FixedTask",
     "PrevActionReward",
+    "Recall",
     "TMaze",
     "TaskEnvMixin",
     "Trial",

@@ -32,6 +32,7 @@ class TaskSpec:
 _E = "neuromod_rl.envs."
 _PER_EPISODE = "new task at every reset"
 _MJ_SWITCH = "every reset; mid-episode at `change_at` if set"
+_STREAM = "the random symbol stream"
 
 ENV_SPECS: list[TaskSpec] = [
     TaskSpec(
@@ -112,6 +113,63 @@ ENV_SPECS: list[TaskSpec] = [
         "which cue (of 2)",
         _PER_EPISODE,
         episode_length="7",
+    ),
+    TaskSpec(
+        "neuromod_rl/Recall-v0",
+        _E + "recall:Recall",
+        "Repeat-k: name the symbol seen 4 steps earlier (4 kinds, 48 scored steps)",
+        None,
+        _STREAM,
+        _PER_EPISODE,
+        episode_length="52",
+    ),
+    TaskSpec(
+        "neuromod_rl/RecallHard-v0",
+        _E + "recall:Recall",
+        "Repeat-k with k = 8 (4 kinds, 48 scored steps)",
+        None,
+        _STREAM,
+        _PER_EPISODE,
+        {"k": 8, "length": 56},
+        episode_length="56",
+    ),
+    TaskSpec(
+        "neuromod_rl/Majority-v0",
+        _E + "recall:Majority",
+        "Name the most frequent of 10 symbols (4 kinds) at a query step",
+        None,
+        _STREAM,
+        _PER_EPISODE,
+        episode_length="11",
+    ),
+    TaskSpec(
+        "neuromod_rl/MajorityHard-v0",
+        _E + "recall:Majority",
+        "Name the most frequent of 24 symbols (6 kinds) at a query step",
+        None,
+        _STREAM,
+        _PER_EPISODE,
+        {"length": 24, "n_symbols": 6},
+        episode_length="25",
+    ),
+    TaskSpec(
+        "neuromod_rl/Copy-v0",
+        _E + "recall:Copy",
+        "Copy 3 symbols (4 kinds) back in order after 10 blank steps",
+        None,
+        _STREAM,
+        _PER_EPISODE,
+        episode_length="16",
+    ),
+    TaskSpec(
+        "neuromod_rl/CopyHard-v0",
+        _E + "recall:Copy",
+        "Copy 6 symbols (4 kinds) back in order after 30 blank steps",
+        None,
+        _STREAM,
+        _PER_EPISODE,
+        {"sequence_length": 6, "delay": 30},
+        episode_length="42",
     ),
     TaskSpec(
         "neuromod_rl/HalfCheetahVel-v0",
