@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 from pathlib import Path
 
@@ -64,3 +65,17 @@ def run_study_twice(args: list[str], store: Path) -> dict:
     assert reproduce(args) == 0
     assert store.stat().st_mtime_ns == before
     return runs
+
+
+def stderr_without_traceback(capsys) -> str:
+    """What a command printed to stderr, which must be a message, never a traceback."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def copy_run(run: Path, tmp_path: Path) -> Path:
+    """A copy of ``run`` (without its lock file) that a test may damage."""
+    dest = tmp_path / run.name
+    shutil.copytree(run, dest, ignore=shutil.ignore_patterns(".lock"))
+    return dest

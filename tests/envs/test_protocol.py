@@ -8,7 +8,7 @@ import pytest
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 import neuromod_rl  # noqa: F401
-from neuromod_rl.envs import CueReward, DelayedCue, Harlow, Maze, TMaze, TwoArmedBandit
+from neuromod_rl.envs import Copy, CueReward, DelayedCue, Harlow, Majority, Maze, Recall, TMaze, TwoArmedBandit
 
 CLASSIC = [
     lambda: TwoArmedBandit(),
@@ -123,6 +123,14 @@ def test_task_split_fixed_by_seed_and_disjoint():
         (DelayedCue, {"cue": 3}, ["task['cue']", "[0, 1]"]),
         (Harlow, {"objects": np.zeros((2, 8)), "rewarded": 0}, ["task['objects']", "-1/+1"]),
         (CueReward, {"cues": np.ones((4, 20)), "target": 7}, ["task['target']", "[0, 3]"]),
+        (Recall, {"symbols": (0,) * 51 + (4,)}, ["task['symbols'][51]=4", "[0, 3]"]),
+        (Recall, {"symbols": (0, 1)}, ["2 symbols", "shows 52"]),
+        (Recall, {"symbols": (0,) * 51 + (True,)}, ["task['symbols'][51]=True", "not an integer"]),
+        (Recall, {"symbols": "0123"}, ["not a sequence"]),
+        (Recall, {"symbols": (0,) * 52, "k": 2}, ["unknown keys ['k']", "valid keys"]),
+        (Recall, [0] * 52, ["not a dict"]),
+        (Majority, {"symbols": (0, 0, 1, 1, 2, 2, 3, 3, 0, 1)}, ["no single most frequent", "[0, 1]"]),
+        (Copy, {"symbols": (1, 2, -1)}, ["task['symbols'][2]=-1", "[0, 3]"]),
     ],
 )
 def test_invalid_task_names_field_and_range(make, task, words):

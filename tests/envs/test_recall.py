@@ -224,28 +224,6 @@ def test_actions_outside_the_space_are_refused(cls, action):
 
 
 @pytest.mark.parametrize(
-    ("make", "task", "words"),
-    [
-        (Recall, {"symbols": (0,) * 51 + (4,)}, ["task['symbols'][51]=4", "[0, 3]"]),
-        (Recall, {"symbols": (0, 1)}, ["2 symbols", "shows 52"]),
-        (Recall, {"symbols": (0,) * 51 + (True,)}, ["task['symbols'][51]=True", "not an integer"]),
-        (Recall, {"symbols": "0123"}, ["not a sequence"]),
-        (Recall, {"symbols": (0,) * 52, "k": 2}, ["unknown keys ['k']", "valid keys"]),
-        (Recall, [0] * 52, ["not a dict"]),
-        (Majority, {"symbols": (0, 0, 1, 1, 2, 2, 3, 3, 0, 1)}, ["no single most frequent", "[0, 1]"]),
-        (Copy, {"symbols": (1, 2, -1)}, ["task['symbols'][2]=-1", "[0, 3]"]),
-    ],
-)
-def test_bad_tasks_are_refused_naming_the_field(make, task, words):
-    env = make()
-    for call in (env.set_task, lambda t: env.reset(seed=0, options={"task": t})):
-        with pytest.raises(ValueError) as err:
-            call(task)
-        for w in words:
-            assert w in str(err.value)
-
-
-@pytest.mark.parametrize(
     ("make", "words"),
     [
         (lambda: Recall(k=0), ["k=0", "[1, 51]"]),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import matplotlib
 import pytest
+from support import copy_run, stderr_without_traceback
 
 from neuromod_rl.cli import main
 from neuromod_rl.experiment.errors import UserError
@@ -27,16 +28,6 @@ matplotlib.use("Agg")
 SECRET = "the victim's own content\n"
 
 
-def _err(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return err
-
-
-def _copy(run: Path, tmp_path: Path) -> Path:
-    dest = tmp_path / run.name
-    shutil.copytree(run, dest, ignore=shutil.ignore_patterns(".lock"))
-    return dest
 
 
 @pytest.fixture
@@ -48,12 +39,12 @@ def victim(tmp_path) -> Path:
 
 # ------------------------------------------------------------------------------ lock files
 def test_run_lock_never_writes_through_a_symlink(tmp_path, trained_run, victim, capsys):
-    run = _copy(trained_run, tmp_path)
+    run = copy_run(trained_run, tmp_path)
     (run / ".lock").symlink_to(victim)
     with pytest.raises(UserError, match="is a symbolic link"):
         RunLock(Run(run), "eval").__enter__()
     assert main(["eval", str(run), "--episodes", "2", "--no-progress"]) == 2
-    assert ".lock" in _err(capsys)
+    assert ".lock" in stderr_without_traceback(capsys)
     assert victim.read_text() == SECRET
 
 
@@ -71,7 +62,7 @@ def test_study_lock_never_writes_through_a_symlink(tmp_path, victim, capsys):
     out.mkdir()
     (out / ".gregor.smoke.lock").symlink_to(victim)
     assert reproduce.main(["gregor", "--scale", "smoke", "--out", str(out), "--runs-dir", str(tmp_path / "r")]) == 2
-    assert ".gregor.smoke.lock" in _err(capsys)
+    assert ".gregor.smoke.lock" in stderr_without_traceback(capsys)
     assert victim.read_text() == SECRET
 
 
@@ -86,20 +77,20 @@ def test_a_regular_lock_file_is_taken_and_released_as_before(tmp_path):
 
 # ------------------------------------------------------------------------------ files in a run directory
 def test_a_symlinked_folder_in_a_run_directory_is_refused(tmp_path, trained_run, capsys):
-    run = _copy(trained_run, tmp_path)
+    run = copy_run(trained_run, tmp_path)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     shutil.rmtree(run / "eval", ignore_errors=True)
     (run / "eval").symlink_to(elsewhere, target_is_directory=True)
     assert main(["eval", str(run), "--episodes", "2", "--no-progress"]) == 2
-    err = _err(capsys)
+    err = stderr_without_traceback(capsys)
     assert "eval" in err and "symbolic link" in err
     assert list(elsewhere.iterdir()) == []
 
 
 @pytest.mark.parametrize("where", ["metrics.json", "monitor/seg009.monitor.csv", "tb/progress-009.csv"])
 def test_a_run_directory_holding_a_link_or_fifo_is_refused_naming_it(tmp_path, trained_run, victim, where):
-    run = _copy(trained_run, tmp_path)
+    run = copy_run(trained_run, tmp_path)
     path = run / where
     path.unlink(missing_ok=True)
     path.symlink_to(victim)
@@ -113,7 +104,7 @@ def test_a_run_directory_holding_a_link_or_fifo_is_refused_naming_it(tmp_path, t
 
 
 def test_wandb_links_inside_a_run_are_wandbs_own(tmp_path, trained_run):
-    run = _copy(trained_run, tmp_path)
+    run = copy_run(trained_run, tmp_path)
     (run / "wandb" / "offline-run-1").mkdir(parents=True)
     (run / "wandb" / "latest-run").symlink_to(run / "wandb" / "offline-run-1")  # as wandb makes it
     assert Run.open(run).path == run
@@ -173,7 +164,7 @@ def test_export_out_refuses_anything_but_a_new_path_or_a_regular_file(tmp_path, 
     out = _special(tmp_path, kind)
     before = os.lstat(out)
     assert main(["export", str(trained_run), "--out", str(out)]) == 2
-    err = _err(capsys)
+    err = stderr_without_traceback(capsys)
     assert str(out) in err and named in err
     after = os.lstat(out)
     assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)  # not replaced
@@ -183,7 +174,7 @@ def test_export_out_refuses_anything_but_a_new_path_or_a_regular_file(tmp_path, 
 @pytest.mark.parametrize("out", ["/proc/self/model.safetensors", "/proc/self/status"])
 def test_export_out_in_a_folder_that_takes_no_files_exits_2(trained_run, out, capsys):
     assert main(["export", str(trained_run), "--out", out]) == 2
-    assert out in _err(capsys)
+    assert out in stderr_without_traceback(capsys)
 
 
 def test_export_out_overwrites_an_existing_regular_file_as_before(tmp_path, trained_run):
@@ -203,16 +194,16 @@ def test_reproduce_out_must_be_a_writable_folder(tmp_path, kind, capsys):
         os.mkfifo(out)
     code = reproduce.main(["gregor", "--scale", "smoke", "--out", str(out), "--runs-dir", str(tmp_path / "r")])
     assert code == 2
-    assert str(out) in _err(capsys)
+    assert str(out) in stderr_without_traceback(capsys)
     if kind == "file":
         assert out.read_text() == SECRET
 
 
 def test_compare_out_must_be_a_folder(tmp_path, trained_run, capsys):
-    run = _copy(trained_run, tmp_path)
+    run = copy_run(trained_run, tmp_path)
     out = tmp_path / "not-a-folder"
     out.write_text(SECRET)
     assert main(["compare", str(run), "--out", str(out)]) == 2
-    assert str(out) in _err(capsys)
+    assert str(out) in stderr_without_traceback(capsys)
     assert out.read_text() == SECRET
 

@@ -20,7 +20,7 @@ import pytest
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
-from support import SignalAt, only_run, write_config
+from support import SignalAt, copy_run, only_run, stderr_without_traceback, write_config
 
 from neuromod_rl.agents import PlasticPPO
 from neuromod_rl.cli import main
@@ -57,16 +57,6 @@ class BrokenAt(gym.Env):
 gym.register("neuromod_rl_test/BrokenAt-v0", entry_point=BrokenAt)
 
 
-def _err(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return err
-
-
-def _copy(run: Path, tmp_path: Path) -> Path:
-    dest = tmp_path / run.name
-    shutil.copytree(run, dest, ignore=shutil.ignore_patterns(".lock"))
-    return dest
 
 
 def _latest_step(run: Path) -> int:
@@ -83,7 +73,7 @@ def test_inf_reward_names_the_env_and_keeps_the_last_good_checkpoint(tmp_path, a
                        hyperparameters={"n_steps": 10, "batch_size": 20} if algo == "plastic_ppo" else {"n_steps": 10},
                        n_timesteps=200, checkpoint_freq=20)
     code = main(["train", str(cfg), "--runs-dir", str(tmp_path / "runs"), "--no-progress"])
-    err = _err(capsys)
+    err = stderr_without_traceback(capsys)
     assert code == 2
     assert "non-finite reward (inf) in env 0" in err
     run = only_run(tmp_path / "runs")
@@ -97,7 +87,7 @@ def test_nan_observation_is_named_as_the_source(tmp_path, capsys):
     cfg = write_config(tmp_path / "c.yaml", env="neuromod_rl_test/BrokenAt-v0",
                        env_kwargs={"bad": "observation", "at": 3})
     assert main(["train", str(cfg), "--runs-dir", str(tmp_path / "runs"), "--no-progress"]) == 2
-    err = _err(capsys)
+    err = stderr_without_traceback(capsys)
     assert "observation holding NaN/inf in env 0" in err and "Categorical" not in err
 
 
@@ -129,19 +119,19 @@ def test_non_finite_weights_never_become_the_latest_checkpoint(tmp_path):
 
 
 def test_export_refuses_non_finite_weights(tmp_path, trained_run, capsys):
-    run = _copy(trained_run, tmp_path)
+    run = copy_run(trained_run, tmp_path)
     model = PlasticPPO.load(run / "model.zip")
     with torch.no_grad():
         next(model.policy.core.parameters())[0] = float("nan")
     model.save(run / "model.zip")
     assert main(["export", str(run)]) == 2
-    assert "holds NaN/inf (training diverged), so it is not exported" in _err(capsys)
+    assert "holds NaN/inf (training diverged), so it is not exported" in stderr_without_traceback(capsys)
     assert not (run / "model.safetensors").exists()
 
 
 # ------------------------------------------------------------------------------ 6: one writer
 def test_a_second_writer_is_refused_naming_the_holder_and_a_killed_holder_releases(tmp_path, trained_run, capsys):
-    run = _copy(trained_run, tmp_path)
+    run = copy_run(trained_run, tmp_path)
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
             import time
@@ -156,7 +146,7 @@ def test_a_second_writer_is_refused_naming_the_holder_and_a_killed_holder_releas
         assert holder.stdout.readline().strip() == "held"
         for command in (["train", "--resume", str(run), "--set", "n_timesteps=100"], ["eval", str(run)]):
             assert main([*command, "--no-progress"]) == 2
-            err = _err(capsys)
+            err = stderr_without_traceback(capsys)
             assert f"is in use by another neuromod-rl process (pid {holder.pid} on" in err and "`train`" in err
     finally:
         holder.kill()  # kill -9: no clean-up runs in the holder
@@ -180,7 +170,7 @@ def test_a_second_writer_is_refused_naming_the_holder_and_a_killed_holder_releas
 def test_bad_values_exit_2_and_leave_no_run_directory(tmp_path, tiny_config, override, expected, capsys):
     runs = tmp_path / "runs"
     assert main(["train", str(tiny_config), "--runs-dir", str(runs), "--set", override, "--no-progress"]) == 2
-    assert expected in _err(capsys)
+    assert expected in stderr_without_traceback(capsys)
     assert not runs.exists() or not any(runs.iterdir())  # no orphan run directory
 
 
@@ -188,11 +178,11 @@ def test_bad_paths_and_sizes_exit_2(tmp_path, tiny_config, trained_run, capsys):
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
     assert main(["train", str(tiny_config), "--runs-dir", str(not_a_dir)]) == 2
-    assert "is a file, not a folder" in _err(capsys)
+    assert "is a file, not a folder" in stderr_without_traceback(capsys)
     assert main(["eval", str(trained_run), "--episodes", "1000000000"]) == 2
-    assert "from 1 to 100000" in _err(capsys)
+    assert "from 1 to 100000" in stderr_without_traceback(capsys)
     assert main(["export", str(trained_run), "--out", str(tmp_path)]) == 2
-    assert "is a directory; pass a file path" in _err(capsys)
+    assert "is a directory; pass a file path" in stderr_without_traceback(capsys)
 
 
 def test_a_full_disk_exits_2_naming_the_file(tmp_path, tiny_config, capsys):
@@ -206,7 +196,7 @@ def test_a_full_disk_exits_2_naming_the_file(tmp_path, tiny_config, capsys):
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, previous_limit)
         signal.signal(signal.SIGXFSZ, previous_handler)
-    err = _err(capsys)
+    err = stderr_without_traceback(capsys)
     assert code == 2 and "cannot write" in err and "ckpt_" in err and "File too large" in err
     run = only_run(tmp_path / "runs")
     assert not list(run.glob("checkpoints/*.tmp"))  # no half-written file left behind
@@ -230,15 +220,15 @@ def immutable(tmp_path):
 
 
 def test_a_read_only_run_directory_exits_2(tmp_path, trained_run, immutable, capsys):
-    run = _copy(trained_run, tmp_path)
+    run = copy_run(trained_run, tmp_path)
     (run / ".lock").touch()
     immutable(run)
     assert main(["eval", str(run), "--episodes", "2", "--no-progress"]) == 2
-    assert "cannot write" in _err(capsys)
+    assert "cannot write" in stderr_without_traceback(capsys)
 
 
 def test_damaged_latest_json_falls_back_to_the_newest_intact_checkpoint(tmp_path, trained_run, capsys):
-    run = _copy(trained_run, tmp_path)
+    run = copy_run(trained_run, tmp_path)
     (run / "model.zip").unlink()  # so that eval and resume must go through the checkpoints
     for damage in ("{not json", json.dumps({"model": "../config.yaml", "state": "x", "step": 80}), "[]"):
         (run / "checkpoints" / "latest.json").write_text(damage)
@@ -248,11 +238,11 @@ def test_damaged_latest_json_falls_back_to_the_newest_intact_checkpoint(tmp_path
     with pytest.warns(RuntimeWarning, match=r"using the newest complete checkpoint, ckpt_000000000080\.zip"):
         assert main(["train", "--resume", str(run), "--set", "n_timesteps=100", "--no-progress"]) == 0
     assert _latest_step(run) == 100  # and latest.json is whole again
-    _err(capsys)
+    stderr_without_traceback(capsys)
 
 
 def test_failed_resume_changes_nothing_on_disk(tmp_path, trained_run, capsys):
-    run = _copy(trained_run, tmp_path)
+    run = copy_run(trained_run, tmp_path)
     for step in (80,):
         for suffix in (".zip", ".state.pkl"):
             (run / "checkpoints" / f"ckpt_{step:012d}{suffix}").unlink()
@@ -260,7 +250,7 @@ def test_failed_resume_changes_nothing_on_disk(tmp_path, trained_run, capsys):
     (run / "checkpoints" / "ckpt_000000000060.zip").write_bytes(b"damaged")  # the newest left: cannot load
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert main(["train", "--resume", str(run), "--set", "n_timesteps=100", "--no-progress"]) == 2
-    assert "cannot be loaded" in _err(capsys)
+    assert "cannot be loaded" in stderr_without_traceback(capsys)
     after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".lock"}
     assert after == before  # monitor CSVs not trimmed, no .discarded files, config untouched
 
