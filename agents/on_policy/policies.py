@@ -51,8 +51,10 @@ _SB3_KEYS = set(inspect.signature(ActorCriticPolicy.__init__).parameters) - {
     "lr_schedule",
 }
 _NEEDS_STATE = (
-    "{name} is recurrent: it needs its plastic state at every step. Train it with "
-    "neuromod_rl.agents.PlasticPPO / PlasticA2C (or sb3_contrib.RecurrentPPO), not a feed-forward algorithm"
+    "{name} is recurrent: {method}(obs) needs its plastic state at every step. Train it with "
+    "neuromod_rl.agents.PlasticPPO / PlasticA2C (or sb3_contrib.RecurrentPPO), not a feed-forward algorithm; "
+    "to act, call predict(obs, state=..., episode_start=...) (state=None: the initial state), or for tensors "
+    "policy.step(obs, state, episode_starts) with state=policy.initial_state(n_envs)"
 )
 _NOT_OFF_POLICY = (
     "{name} is an on-policy actor-critic policy: SB3's off-policy algorithms (SAC, TD3, DDPG) expect "
@@ -110,15 +112,22 @@ def check_extractor(space: spaces.Space, extractor: type | None) -> None:
         )
 
 
-def _episode_starts(episode_start: Any, n_envs: int) -> th.Tensor:
-    """``predict``'s ``episode_start`` as ``[n_envs]`` booleans: one flag per row of the observation batch."""
+def _episode_starts(episode_start: Any, n_envs: int, name: str = "episode_start") -> th.Tensor:
+    """``predict``'s ``episode_start`` (or ``reset_state``'s ``mask``) as ``[n_envs]`` booleans: one flag per env."""
+    if isinstance(episode_start, th.Tensor):
+        episode_start = episode_start.detach().cpu().numpy()
     starts = np.asarray(episode_start, dtype=bool)
     if starts.size != n_envs:
+        predict = name == "episode_start"
+        where, none = ("the observation batch", " (or None: no episode starts)") if predict else ("the state", "")
         raise ValueError(
-            f"episode_start has {starts.size} entries (shape {starts.shape}) but the observation batch has "
-            f"{n_envs} envs: pass one flag per env, shape [{n_envs}] (or None: no episode starts)"
+            f"{name} has {starts.size} entries (shape {starts.shape}) but {where} has "
+            f"{n_envs} envs: pass one flag per env, shape [{n_envs}]{none}"
         )
     return th.as_tensor(starts.reshape(n_envs))
+
+
+_State = np.ndarray | th.Tensor | PlasticState
 
 
 class StatefulPredictMixin:
@@ -141,8 +150,8 @@ class StatefulPredictMixin:
         deterministic: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Like RecurrentPPO's ``predict``: returns ``(actions, state)``; ``state`` is the flat plastic
-        state ``[n_envs, D]`` (numpy) to pass back next step (``None``: the initial state);
-        ``episode_start[n_envs]`` resets rows."""
+        state ``[n_envs, D]`` (numpy; RecurrentPPO's is an ``(h, c)`` tuple) to pass back next step
+        (``None`` or :meth:`initial_state`: the initial state); ``episode_start[n_envs]`` resets rows."""
         self.set_training_mode(False)
         obs_tensor, vectorized = self.obs_to_tensor(observation)
         first = obs_tensor[next(iter(obs_tensor))] if isinstance(obs_tensor, dict) else obs_tensor
@@ -150,6 +159,8 @@ class StatefulPredictMixin:
         with th.no_grad():
             if state is None:
                 current = self.initial_state(n_envs)
+            elif isinstance(state, PlasticState):
+                current = state.to(self.device)
             else:
                 current = self.unpack_state(th.as_tensor(np.asarray(state), dtype=th.float32, device=self.device))
                 if current.batch_size != n_envs:
@@ -167,6 +178,24 @@ class StatefulPredictMixin:
         if not vectorized:
             actions = actions.squeeze(axis=0)
         return actions, out.state.flat().cpu().numpy()
+
+    def reset_state(self, state: _State, mask: Any) -> _State:
+        """``state`` with the rows where ``mask`` is True back at the episode-start state (per-env resets
+        between ``predict`` calls; the same as passing ``episode_start=mask`` to the next call). ``state``
+        is ``predict``'s flat ``[n_envs, D]`` array, a tensor of that shape, or a
+        :class:`~neuromod_rl.plasticity.PlasticState` (:meth:`initial_state`); the result has its type."""
+        if isinstance(state, PlasticState):
+            current = state
+        else:
+            flat = th.as_tensor(np.asarray(state.detach().cpu() if isinstance(state, th.Tensor) else state))
+            current = self.unpack_state(flat.to(dtype=th.float32, device=self.device))
+        with th.no_grad():
+            # initial_state(1), not a zeroed row: some rules (ABCD) draw their episode-start weights
+            new = current.reset(_episode_starts(mask, current.batch_size, "mask"), self.initial_state(1))
+        if isinstance(state, PlasticState):
+            return new
+        flat = new.flat()
+        return flat.to(state.device) if isinstance(state, th.Tensor) else flat.cpu().numpy()
 
 
 class PlasticActorCriticPolicy(StatefulPredictMixin, RecurrentPPOAdapterMixin, ActorCriticPolicy):
@@ -246,7 +275,10 @@ class PlasticActorCriticPolicy(StatefulPredictMixin, RecurrentPPOAdapterMixin, A
 
     # -- state ---------------------------------------------------------------------------------------
     def initial_state(self, n_envs: int) -> PlasticState:
-        """The state at an episode start for ``n_envs`` envs."""
+        """The state at an episode start for ``n_envs`` envs: a :class:`~neuromod_rl.plasticity.PlasticState`
+        (fields ``pi.*``, plus ``vf.*`` with ``shared_core=False``, ``td.v`` for the TD-error source), each
+        ``[n_envs, ...]``. ``.flat()`` gives :meth:`predict`'s layout, one ``[n_envs, D]`` array (RecurrentPPO's
+        is an ``(h, c)`` tuple of ``[layers, n_envs, H]``); ``predict`` and :meth:`reset_state` take either."""
         device = next(self.core.parameters()).device
         fields = _prefixed(self.core.initial_state(n_envs, device=device), "pi")
         if self.critic_core is not None:
@@ -372,20 +404,25 @@ class PlasticActorCriticPolicy(StatefulPredictMixin, RecurrentPPOAdapterMixin, A
             return self._evaluate_sequences(obs, actions)
         if lstm_states is not None:
             return self._recurrent_evaluate(obs, actions, lstm_states, episode_starts)
-        raise TypeError(_NEEDS_STATE.format(name=type(self).__name__))
+        raise TypeError(_NEEDS_STATE.format(name=type(self).__name__, method="evaluate_actions"))
 
     def forward(self, obs, lstm_states=None, episode_starts=None, deterministic: bool = False):  # type: ignore[override]
         if lstm_states is None:
-            raise TypeError(_NEEDS_STATE.format(name=type(self).__name__))
+            raise TypeError(_NEEDS_STATE.format(name=type(self).__name__, method="forward"))
         return self._recurrent_forward(obs, lstm_states, episode_starts, deterministic)
 
     def predict_values(self, obs, lstm_states=None, episode_starts=None) -> th.Tensor:  # type: ignore[override]
         if lstm_states is None:
-            raise TypeError(_NEEDS_STATE.format(name=type(self).__name__))
+            raise TypeError(_NEEDS_STATE.format(name=type(self).__name__, method="predict_values"))
         return self._recurrent_values(obs, lstm_states, episode_starts)
 
+    def get_distribution(self, obs, *args: Any, **kwargs: Any) -> Any:
+        """Refused, with or without RecurrentPPO's ``lstm_states``: SB3's call would run the heads on the raw
+        features (a shape error), and a distribution needs the state the next step starts from."""
+        raise TypeError(_NEEDS_STATE.format(name=type(self).__name__, method="get_distribution"))
+
     def _predict(self, observation, deterministic: bool = False) -> th.Tensor:
-        raise TypeError(_NEEDS_STATE.format(name=type(self).__name__))
+        raise TypeError(_NEEDS_STATE.format(name=type(self).__name__, method="_predict"))
 
 
 class MlpPlasticPolicy(PlasticActorCriticPolicy):

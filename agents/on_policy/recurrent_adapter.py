@@ -1,11 +1,12 @@
 """The compatibility path: plastic policies trained by ``sb3_contrib.RecurrentPPO``.
 
 ``RecurrentPPO(MlpPlasticPolicy, env, policy_kwargs=...)`` trains: the plastic policies speak
-RecurrentPPO's policy protocol (``lstm_actor.num_layers / hidden_size``, ``forward(obs, lstm_states,
-episode_starts)``, ``predict_values``, ``evaluate_actions(obs, actions, lstm_states, episode_starts)``)
-through this mixin, and are registered as virtual subclasses of
-:class:`sb3_contrib.common.recurrent.policies.RecurrentActorCriticPolicy` (the ``isinstance`` check
-RecurrentPPO makes).
+RecurrentPPO's policy protocol (``lstm_actor.num_layers / hidden_size``, the packed state's width:
+:class:`PackedStateSpec`; ``forward(obs, lstm_states, episode_starts)``, ``predict_values``,
+``evaluate_actions(obs, actions, lstm_states, episode_starts)``) through this mixin, and are
+registered as virtual subclasses of :class:`sb3_contrib.common.recurrent.policies.RecurrentActorCriticPolicy`
+(the ``isinstance`` check RecurrentPPO makes). Importing ``neuromod_rl.agents`` also adds the plastic policy names to
+``sb3_contrib.RecurrentPPO.policy_aliases``: ``RecurrentPPO("MlpPlasticPolicy", env)``.
 
 Packing: the flat plastic state (``D`` floats per env: ``N`` hidden + ``N²`` fast weights for
 ``core="rnn"``) is split over the LSTM tuple ``(h, c)`` of shape ``[1, n_envs, ceil(D / 2)]``; the
@@ -22,8 +23,10 @@ signal the rollout used; ``"hidden"`` and ``"reward"`` work).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
+import sb3_contrib
 import torch as th
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from sb3_contrib.common.recurrent.type_aliases import RNNStates
@@ -35,10 +38,14 @@ if TYPE_CHECKING:  # annotations only
 
 
 class PackedStateSpec(NamedTuple):
-    """What RecurrentPPO reads from ``policy.lstm_actor`` to size its state tensors."""
+    """What ``policy.lstm_actor`` reports: RecurrentPPO reads ``num_layers`` and ``hidden_size`` (and
+    nothing else of ``lstm_actor``) to allocate its ``(h, c)`` tensors ``[num_layers, n_envs,
+    hidden_size]``, so ``hidden_size`` is the width of each packed half, ``ceil(D / 2)``, not the core's.
+    ``core_hidden_size`` is the plastic core's width (``policy_kwargs["hidden_size"]``)."""
 
     num_layers: int
     hidden_size: int
+    core_hidden_size: int
 
 
 def _rnn_states(h: th.Tensor, c: th.Tensor):
@@ -55,7 +62,7 @@ class RecurrentPPOAdapterMixin:
                 "modulation_source='td_error' is not supported by sb3_contrib.RecurrentPPO (it cannot store "
                 "the TD signal the rollout used); use PlasticPPO, or modulation_source='hidden' / 'reward'"
             )
-        return PackedStateSpec(1, math.ceil(self.state_dim / 2))
+        return PackedStateSpec(1, math.ceil(self.state_dim / 2), self.core_config.hidden_size)
 
     @property
     def lstm_hidden_state_shape(self) -> tuple[int, int, int]:
@@ -104,6 +111,26 @@ class RecurrentPPOAdapterMixin:
         return batch_major(values), batch_major(log_prob), batch_major(entropy)
 
 
-def register_with_recurrent_ppo(policy_class: type) -> None:
-    """Make ``isinstance(policy, RecurrentActorCriticPolicy)`` true for ``policy_class`` (ABC register)."""
+def register_with_recurrent_ppo(policy_class: type, aliases: Mapping[str, type] | None = None) -> None:
+    """Make ``isinstance(policy, RecurrentActorCriticPolicy)`` true for ``policy_class`` (ABC register) and
+    add ``aliases`` to ``sb3_contrib.RecurrentPPO.policy_aliases``, so ``RecurrentPPO("MlpPlasticPolicy",
+    env)`` works by name. ``aliases=None``: the plastic policy names whose classes subclass ``policy_class``.
+
+    Raises:
+        ValueError: an alias already names a different policy of RecurrentPPO's (it is never replaced).
+    """
     RecurrentActorCriticPolicy.register(policy_class)
+    if aliases is None:
+        # imported here: plastic_ppo imports the policies, which import this module
+        from neuromod_rl.agents.on_policy.plastic_ppo import PLASTIC_POLICY_ALIASES
+
+        aliases = {k: v for k, v in PLASTIC_POLICY_ALIASES.items() if issubclass(v, policy_class)}
+    current = sb3_contrib.RecurrentPPO.policy_aliases
+    clashes = sorted(k for k, v in aliases.items() if k in current and current[k] is not v)
+    if clashes:
+        raise ValueError(
+            f"sb3_contrib.RecurrentPPO already has the policy alias(es) {clashes} for other policies; "
+            "register the plastic policy under another name"
+        )
+    # a new dict on the class: subclasses declaring their own aliases (ours included) stay as they are
+    sb3_contrib.RecurrentPPO.policy_aliases = {**current, **aliases}
