@@ -44,7 +44,7 @@ from neuromod_rl.agents.on_policy.policies import (
 from neuromod_rl.agents.on_policy.recurrent_adapter import RecurrentPPOAdapterMixin, register_with_recurrent_ppo
 from neuromod_rl.plasticity import freeze_plasticity
 
-register_with_recurrent_ppo(PlasticActorCriticPolicy)
+register_with_recurrent_ppo(PlasticActorCriticPolicy, PLASTIC_POLICY_ALIASES)
 
 __all__ = [
     "CORES",

@@ -113,18 +113,14 @@ class RecurrentPPOAdapterMixin:
 
 def register_with_recurrent_ppo(policy_class: type, aliases: Mapping[str, type] | None = None) -> None:
     """Make ``isinstance(policy, RecurrentActorCriticPolicy)`` true for ``policy_class`` (ABC register) and
-    add ``aliases`` to ``sb3_contrib.RecurrentPPO.policy_aliases``, so ``RecurrentPPO("MlpPlasticPolicy",
-    env)`` works by name. ``aliases=None``: the plastic policy names whose classes subclass ``policy_class``.
+    add ``aliases`` (name -> policy class) to ``sb3_contrib.RecurrentPPO.policy_aliases``, so
+    ``RecurrentPPO("MlpPlasticPolicy", env)`` works by name. ``aliases=None``: register the class only.
 
     Raises:
         ValueError: an alias already names a different policy of RecurrentPPO's (it is never replaced).
     """
     RecurrentActorCriticPolicy.register(policy_class)
-    if aliases is None:
-        # imported here: plastic_ppo imports the policies, which import this module
-        from neuromod_rl.agents.on_policy.plastic_ppo import PLASTIC_POLICY_ALIASES
-
-        aliases = {k: v for k, v in PLASTIC_POLICY_ALIASES.items() if issubclass(v, policy_class)}
+    aliases = aliases or {}
     current = sb3_contrib.RecurrentPPO.policy_aliases
     clashes = sorted(k for k, v in aliases.items() if k in current and current[k] is not v)
     if clashes:
