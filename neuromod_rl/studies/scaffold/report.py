@@ -1,5 +1,6 @@
-"""Helpers the reproductions share: the report (Markdown with claims, tables, plots), figures, and the
-bundled scikit-learn digits data (no download), so that no reproduction repeats another."""
+"""What every study's report shares: the Markdown report with its claims (figures are drawn with
+:mod:`neuromod_rl.experiment.plots.figures`, tables with :mod:`neuromod_rl.experiment.markdown`), and
+the bundled scikit-learn digits data (no download), so that no study repeats another."""
 
 from __future__ import annotations
 
