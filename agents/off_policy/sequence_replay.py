@@ -291,15 +291,15 @@ class _SequenceStorage:
 
 
 class SequenceReplayBuffer(_SequenceStorage, ReplayBuffer):
-    """:class:`ReplayBuffer` for plastic off-policy agents (see the module docstring).
+    """:class:`ReplayBuffer` for plastic off-policy agents (see the module docstring). Other arguments as
+    SB3's :class:`ReplayBuffer` (``optimize_memory_usage`` must stay False). The per-env capacity is rounded
+    down to a multiple of L.
 
     Args:
         sequence_length: L, trained steps per sampled sequence; a state is stored every L steps per env.
         burn_in: K, steps before the trained ones that only refresh the stored state (no gradient).
         start_state: ``"stored"`` (the state the agent had when the sequence was collected) or ``"zero"``
             (the episode-start state; nothing stored).
-        Other arguments as SB3's :class:`ReplayBuffer` (``optimize_memory_usage`` must stay False). The
-        per-env capacity is rounded down to a multiple of L.
     """
 
 

@@ -148,11 +148,11 @@ class _SequenceStorage:
 
 
 class SequenceRolloutBuffer(_SequenceStorage, RolloutBuffer):
-    """:class:`RolloutBuffer` for plastic policies (see the module docstring).
+    """:class:`RolloutBuffer` for plastic policies (see the module docstring). Other arguments as SB3's
+    :class:`RolloutBuffer`.
 
     Args:
         seq_len: training sequence length (``None``: the whole rollout, ``bptt_length="episode"``).
-        Other arguments as SB3's :class:`RolloutBuffer`.
     """
 
     def get(self, batch_size: int | None = None) -> Generator[RolloutBufferSamples, None, None]:  # type: ignore[override]
