@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,8 @@ from neuromod_rl.experiment.config_limits import check_memory
 from neuromod_rl.experiment.environment import make_env
 from neuromod_rl.experiment.errors import UserError
 from neuromod_rl.experiment.evaluate import load_model, load_run
+from neuromod_rl.experiment.export_config import config_of_model
+from neuromod_rl.experiment.export_spaces import recorded_spaces, space_metadata
 from neuromod_rl.experiment.runs import atomic_write_bytes, check_output_file
 from neuromod_rl.experiment.train import hyperparameters, policy_kwargs
 
@@ -69,19 +70,53 @@ def check_finite_weights(named: dict[str, Any], what: str) -> None:
             )
 
 
-def export_safetensors(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Write the policy weights of ``run_dir`` to ``out`` (default ``RUN_DIR/model.safetensors``)."""
-    run, cfg = load_run(run_dir)
-    path = output_path(out, run.path / "model.safetensors", ".safetensors")
-    model = load_model(run, cfg)
+def export_safetensors(model_or_run: Any, out: str | Path | None = None, *, env_id: str | None = None) -> Path:
+    """Write a policy's weights and the config that rebuilds it to a safetensors file.
+
+    Args:
+        model_or_run: a run directory (its final model, else its newest checkpoint), or a model of a
+            registered algorithm (PlasticPPO, PlasticA2C, PlasticSAC, PlasticTD3, ...): the file is the
+            same either way, its config the run's ``config.yaml`` or the one read off the model
+            (:func:`~neuromod_rl.experiment.export_config.config_of_model`).
+        out: the file (default ``RUN_DIR/model.safetensors``; required for a model).
+        env_id: for a model: the Gymnasium id of its env, when the model has no env made from an id.
+    """
+    model, cfg, path = _model_config_path(model_or_run, out, "model.safetensors", env_id)
     # contiguous private copies: safetensors refuses tensors that share memory
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.policy.state_dict().items()}
-    check_finite_weights(tensors, f"export {run.path}")
+    check_finite_weights(tensors, f"export {path}")
     metadata = {"format": FORMAT, "config": dump_config(cfg), "algo": cfg.algo, "policy": cfg.policy,
                 "num_timesteps": str(model.num_timesteps),
                 **space_metadata(model.observation_space, model.action_space)}
     atomic_write_bytes(path, save(tensors, metadata=metadata))
     return path
+
+
+def _model_config_path(model_or_run: Any, out: str | Path | None, name: str, env_id: str | None = None, *,
+                       config_required: bool = True) -> tuple[Any, ExperimentConfig | None, Path]:
+    """What every export starts from, for a run directory or a model: the model, its config and the
+    output file (checked before any work). With ``config_required=False`` (ONNX: the graph runs without
+    a config) a bare policy, or a model whose config cannot be read off it, comes with ``None``."""
+    suffix = Path(name).suffix
+    if isinstance(model_or_run, str | Path):
+        run, cfg = load_run(model_or_run)
+        path = output_path(out, run.path / name, suffix)
+        return load_model(run, cfg), cfg, path
+    if out is None:
+        raise UserError(f"exporting a {type(model_or_run).__name__} object needs the output file: pass out, "
+                        f"e.g. {name!r}")
+    path = output_path(out, Path(out), suffix)
+    if not hasattr(model_or_run, "policy"):
+        if config_required:
+            raise UserError(f"cannot export a {type(model_or_run).__name__}: pass a run directory or an SB3 model "
+                            "(PlasticPPO, PlasticA2C, PlasticSAC, PlasticTD3, ...)")
+        return model_or_run, None, path
+    try:
+        return model_or_run, config_of_model(model_or_run, env_id), path
+    except UserError:
+        if config_required:
+            raise
+        return model_or_run, None, path
 
 
 def load_safetensors(path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
@@ -144,8 +179,10 @@ def load_exported_model(path: str | Path, env=None, *, observation_space: spaces
             spaces recorded in the file, and the model has no env (``model.set_env`` attaches one). To
             make the env the file's config names, pass ``env=make_exported_env(path)`` (it runs that
             env's code with the file's ``env_kwargs``: for files you trust).
-        observation_space, action_space: the policy's spaces, in place of ``env`` or the recorded ones
-            (both or neither).
+        observation_space: the policy's observation space, in place of ``env`` or the recorded one
+            (pass ``action_space`` with it, or neither).
+        action_space: the policy's action space, in place of ``env`` or the recorded one (pass
+            ``observation_space`` with it, or neither).
     """
     tensors, metadata = load_safetensors(path)
     cfg = _embedded_config(path, metadata)
@@ -157,7 +194,7 @@ def load_exported_model(path: str | Path, env=None, *, observation_space: spaces
     if env is None:
         _refuse_foreign_code(path, cfg)
         if observation_space is None:
-            observation_space, action_space = _recorded_spaces(path, metadata, tensors)
+            observation_space, action_space = recorded_spaces(path, metadata, tensors)
         obs_space, act_space = observation_space, action_space
         venv = DummyVecEnv([lambda: _SpacesOnly(obs_space, act_space)])
     model = _build_for_predict(path, cfg, venv)
@@ -240,113 +277,6 @@ def _check_tensors(path: str | Path, tensors: dict[str, torch.Tensor], expected:
                             "export the run again.")
 
 
-# ------------------------------------------------------------------------------ spaces, as JSON metadata
-_SPACE_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32",
-                 "float64")
-_SPACE_ERRORS = (ValueError, TypeError, AssertionError, OverflowError, RecursionError)
-
-
-def space_metadata(observation_space: spaces.Space, action_space: spaces.Space) -> dict[str, str]:
-    """The policy's spaces as JSON metadata, so that a loader builds the policy without making the env.
-    A kind of space not recorded here is left out, and the loader then asks the caller for the env."""
-    out = {}
-    for key, space in (("observation_space", observation_space), ("action_space", action_space)):
-        data = _space_to_json(space)
-        if data is not None:
-            out[key] = json.dumps(data)
-    return out
-
-
-def _bound(values: np.ndarray) -> Any:
-    flat = values.reshape(-1)
-    # one number when all are equal (the usual case), so an image space does not record every pixel
-    return flat[0].item() if flat.size and bool((flat == flat[0]).all()) else values.tolist()
-
-
-def _space_to_json(space: spaces.Space) -> dict[str, Any] | None:
-    if isinstance(space, spaces.Box) and str(space.dtype) in _SPACE_DTYPES:
-        return {"type": "Box", "shape": list(space.shape), "dtype": str(space.dtype),
-                "low": _bound(space.low), "high": _bound(space.high)}
-    if isinstance(space, spaces.Discrete):
-        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
-    if isinstance(space, spaces.Dict):
-        parts = {key: _space_to_json(sub) for key, sub in space.spaces.items()}
-        if all(part is not None for part in parts.values()):
-            return {"type": "Dict", "spaces": parts}
-    return None
-
-
-def _recorded_spaces(path: str | Path, metadata: dict[str, str],
-                     tensors: dict[str, torch.Tensor]) -> tuple[spaces.Space, spaces.Space]:
-    """The spaces the file records. Neither may have more elements than the file has weights: a policy
-    reads each observation element and scores each action, so a larger space is not this policy's."""
-    if "observation_space" not in metadata or "action_space" not in metadata:
-        raise UserError(
-            f"{path} records no observation_space/action_space (exported by an older neuromod-rl, or spaces of a "
-            "kind it cannot record), so the policy's spaces must come from you: load_exported_model(path, "
-            "observation_space=..., action_space=...) or load_exported_model(path, env=my_env). "
-            "env=make_exported_env(path) makes the env the file's config names, running its code with the file's "
-            "env_kwargs: only for files you trust."
-        )
-    limit = sum(t.numel() for t in tensors.values())
-    out = []
-    for key in ("observation_space", "action_space"):
-        try:
-            out.append(_space_from_json(json.loads(metadata[key]), limit))
-        except _SPACE_ERRORS as err:
-            raise UserError(f"{path}: the recorded {key} is not valid ({err}); export the run again, or pass the "
-                            "env: load_exported_model(path, env=my_env).") from None
-    return out[0], out[1]
-
-
-def _int(value: Any, what: str, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or abs(value) >= 2**62:
-        raise ValueError(f"{what} must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{what} must be at least {minimum}, got {value}")
-    return value
-
-
-def _ints(value: Any, what: str, minimum: int | None = None) -> list[int]:
-    if not isinstance(value, list) or len(value) > 32:
-        raise ValueError(f"{what} must be a list of at most 32 integers, got {value!r:.80}")
-    return [_int(v, what, minimum) for v in value]
-
-
-def _within(size: int, limit: int, what: str) -> None:
-    if size > limit:
-        raise ValueError(f"{what} gives {size:,} elements, more than the {limit:,} weights of the file")
-
-
-def _bounds(value: Any, shape: list[int], dtype: str, what: str) -> Any:
-    array = np.array(value)
-    if array.dtype.kind not in "biuf":
-        raise ValueError(f"{what} must be numbers, got {value!r:.80}")
-    if array.shape not in ((), tuple(shape)):
-        raise ValueError(f"{what} has shape {list(array.shape)}; expected a number or shape {shape}")
-    return array.item() if array.shape == () else array.astype(dtype)
-
-
-def _space_from_json(data: Any, limit: int) -> spaces.Space:
-    """The space :func:`_space_to_json` described, every field checked (the file may be anyone's)."""
-    kind = data.get("type") if isinstance(data, dict) else None
-    if kind == "Box":
-        shape = _ints(data.get("shape"), "shape", 0)
-        _within(math.prod(shape), limit, f"shape {shape}")
-        dtype = data.get("dtype")
-        if dtype not in _SPACE_DTYPES:
-            raise ValueError(f"dtype {dtype!r} is not one of {list(_SPACE_DTYPES)}")
-        low, high = (_bounds(data.get(k), shape, dtype, k) for k in ("low", "high"))
-        return spaces.Box(low, high, tuple(shape), np.dtype(dtype))
-    if kind == "Discrete":
-        n = _int(data.get("n"), "n", 1)
-        _within(n, limit, f"n={n}")
-        return spaces.Discrete(n, start=_int(data.get("start", 0), "start"))
-    if kind == "Dict" and isinstance(data.get("spaces"), dict):
-        return spaces.Dict({str(key): _space_from_json(sub, limit) for key, sub in data["spaces"].items()})
-    raise ValueError(f"not a space this loader rebuilds (Box, Discrete, Dict): {data!r:.80}")
-
-
 # ------------------------------------------------------------------------------ ONNX
 ONNX_FORMAT = "neuromod-rl/policy-step-v1"
 ONNX_OPSET = 17
@@ -361,7 +291,8 @@ def export_onnx(model_or_run, out: str | Path | None = None, exporter: str = "to
 
     Args:
         model_or_run: a run directory (its final model, else its newest checkpoint), or a PlasticPPO /
-            PlasticA2C model, or its policy.
+            PlasticA2C model (its config, as :func:`export_safetensors` records it, goes in the metadata
+            when it can be read off the model), or its policy (no config).
         out: the ``.onnx`` file (default ``RUN_DIR/policy.onnx``; required for a model).
         exporter: ``"torchscript"`` (torch's tracing exporter, ``dynamo=False``: about a second) or
             ``"dynamo"`` (``torch.export``-based, needs onnxscript; slower). Both work offline.
@@ -369,23 +300,15 @@ def export_onnx(model_or_run, out: str | Path | None = None, exporter: str = "to
             the policy and refuse the file if they differ (0: no check).
 
     The file's metadata (``metadata_props``) records the format, the state layout (field, shape per
-    env, offset), the spaces and, for a run, its config.
+    env, offset), the spaces and, for a run or a model, its config.
     """
     try:  # onnx: optional extra (export), imported only for this export
         import onnx
     except ImportError:
         raise UserError(f"ONNX export needs the onnx package: {_EXTRA}") from None
 
-    config = None
-    if isinstance(model_or_run, str | Path):
-        run, cfg = load_run(model_or_run)
-        path = output_path(out, run.path / "policy.onnx", ".onnx")
-        policy, config = load_model(run, cfg).policy, dump_config(cfg)
-    else:
-        if out is None:
-            raise UserError("export_onnx(model, out): pass the output file for a model")
-        path = output_path(out, Path(out), ".onnx")
-        policy = getattr(model_or_run, "policy", model_or_run)
+    model, cfg, path = _model_config_path(model_or_run, out, "policy.onnx", config_required=False)
+    policy, config = getattr(model, "policy", model), (None if cfg is None else dump_config(cfg))
     if exporter not in ("torchscript", "dynamo"):
         raise UserError(f"exporter={exporter!r} is not valid; choose 'torchscript' or 'dynamo'")
     check_finite_weights(dict(policy.state_dict()), f"export {path}")
