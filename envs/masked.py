@@ -9,6 +9,8 @@ registered here as ``neuromod_rl/<Name>NoVel-v<k>`` so that no extra package is 
 
 from __future__ import annotations
 
+import os
+
 import gymnasium as gym
 import numpy as np
 
@@ -71,5 +73,17 @@ class MaskVelocity(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
 
 
 def make_no_vel(base_id: str, render_mode: str | None = None, **kwargs) -> gym.Env:
-    """``gymnasium.make(base_id)`` with its velocities masked (the entry point of the NoVel ids)."""
+    """``gymnasium.make(base_id)`` with its velocities masked (the entry point of the NoVel ids).
+
+    ``render_mode="rgb_array"`` draws with pygame (``gymnasium[classic-control]``). Its frames are drawn
+    off-screen, so on a machine without a display SDL is given its dummy video driver, which it would
+    otherwise look for (and complain about) first.
+
+    Args:
+        base_id: the Gymnasium id whose velocities are masked (a key of :data:`VELOCITY_INDICES`).
+        render_mode: passed to the base task (``None``, ``"rgb_array"`` or ``"human"``).
+        kwargs: the base task's own arguments.
+    """
+    if render_mode == "rgb_array" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     return MaskVelocity(gym.make(base_id, render_mode=render_mode, **kwargs))

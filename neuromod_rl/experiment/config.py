@@ -73,15 +73,38 @@ _MODULE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 _RESERVED = {"policy", "env", "policy_kwargs", "seed", "verbose", "tensorboard_log", "device", "_init_setup_model"}
 
 
+#: the most episodes one evaluation during training may run (it pauses training while it runs)
+MAX_PERIODIC_EPISODES = 10_000
+
 
 class EvalSettings(BaseModel):
-    """How ``neuromod-rl eval`` and the report evaluate a run (override with --episodes)."""
+    """How ``neuromod-rl eval`` and the report evaluate a run (override with --episodes), and how often
+    training evaluates on the held-out tasks: every ``every_steps`` env steps (0: never),
+    ``periodic_episodes`` episodes each time, logged as ``eval/*``."""
 
     model_config = ConfigDict(extra="forbid")
     episodes: StrictInt = Field(100, ge=1, le=100_000)
     n_train_tasks: StrictInt = Field(50, ge=1, le=100_000)
     n_test_tasks: StrictInt = Field(20, ge=1, le=100_000)
     deterministic: StrictBool = False
+    every_steps: StrictInt = 0
+    periodic_episodes: StrictInt = 10
+
+    @field_validator("every_steps", mode="before")
+    @classmethod
+    def _every_steps(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError("the env steps between evaluations during training: 0 (never) or a positive integer "
+                             "written without a decimal point or exponent, e.g. eval.every_steps: 10000")
+        return value
+
+    @field_validator("periodic_episodes", mode="before")
+    @classmethod
+    def _periodic_episodes(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PERIODIC_EPISODES:
+            raise ValueError(f"the episodes of each evaluation during training: an integer from 1 to "
+                             f"{MAX_PERIODIC_EPISODES}, e.g. eval.periodic_episodes: 10")
+        return value
 
 
 class NormalizeSettings(BaseModel):

@@ -9,6 +9,9 @@ continues correctly but not bit-identically, and a warning says so.
 Ctrl-C or SIGTERM sets a flag (:class:`~neuromod_rl.experiment.runs.InterruptGuard`); training runs
 to the next rollout start (a fraction of a second to a few seconds), saves a checkpoint there and stops.
 
+With ``eval.every_steps`` set, training evaluates on the held-out tasks as it goes and logs ``eval/*``
+(:mod:`neuromod_rl.experiment.eval_callback`); that does not change what it trains.
+
 Guarantees on disk: one process writes a run at a time (:class:`~neuromod_rl.experiment.runs.RunLock`);
 a checkpoint with NaN/inf weights never becomes the latest (training stops, the last good one stays);
 a run whose model cannot be built leaves no directory behind; a resume that fails changes nothing.
@@ -49,6 +52,7 @@ from neuromod_rl.experiment.config_limits import check_memory
 from neuromod_rl.experiment.curves import check_monitor, load_monitor
 from neuromod_rl.experiment.environment import build_vec_env
 from neuromod_rl.experiment.errors import UserError
+from neuromod_rl.experiment.eval_callback import PeriodicEval
 from neuromod_rl.experiment.evaluate import METRICS_REMEDY, check_room, read_mapping
 from neuromod_rl.experiment.runs import (
     InterruptGuard,
@@ -165,7 +169,8 @@ def _learn(run: Run, cfg: ExperimentConfig, model, monitor, segment: int, opts: 
     start, start_steps = time.time(), model.num_timesteps
     with InterruptGuard() as guard:
         ckpt = checkpoint.make_checkpoint_callback(run, cfg, guard)
-        callbacks = CallbackList([ckpt, *opts.callbacks])
+        periodic = [PeriodicEval(cfg)] if cfg.eval.every_steps else []
+        callbacks = CallbackList([ckpt, *periodic, *opts.callbacks])
         try:
             model.learn(remaining, callback=callbacks, reset_num_timesteps=not resumed, progress_bar=opts.progress)
             if not ckpt.stopped:

@@ -1,6 +1,7 @@
 """Weights & Biases logging that can never stop training.
 
-* ``--wandb`` turns it on; ``--wandb-project/-entity/-group/-tags`` name the run.
+* ``--wandb`` turns it on; ``--wandb-project/-entity/-group/-tags`` name the run. The group defaults to
+  the config's ``name``, so the seeds of one config are grouped together; the job type is ``train``.
 * ``WANDB_MODE`` is respected when set; otherwise the run is ``offline`` when no credentials are
   found (no ``WANDB_API_KEY`` and no api.wandb.ai entry in ``~/.netrc``), ``online`` when they are.
   An offline run can be uploaded later with ``wandb sync RUN_DIR/wandb/offline-run-*``.
@@ -8,6 +9,8 @@
   and turns logging off for the rest of the process, training goes on.
 * Everything SB3 logs (``rollout/*``, ``train/*``, ``plastic/*``) reaches W&B through
   :class:`WandbOutputFormat`, an SB3 logger output next to TensorBoard and CSV.
+* A finished training logs the exported policy (safetensors: loads without unpickling) as an artifact
+  of type ``model`` (:meth:`WandbLogger.log_model`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numbers
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,8 +37,9 @@ class WandbSettings:
     enabled: bool = False
     project: str = "neuromod-rl"
     entity: str | None = None
-    group: str | None = None
+    group: str | None = None  # None: the config's name
     tags: list[str] = field(default_factory=list)
+    job_type: str = "train"
 
 
 def _has_credentials() -> bool:
@@ -107,6 +112,24 @@ class WandbLogger:
         except Exception as err:  # noqa: BLE001
             self._fail("video upload", err)
 
+    def log_model(self, export: Callable[[], Path], metadata: dict[str, Any]) -> Path | None:
+        """Call ``export`` (it writes the policy file and returns its path) and log that file as this run's
+        artifact ``model-<run id>`` of type ``model``, with ``metadata``; the file, or ``None`` when W&B is off
+        or the export or the upload failed (one warning: training is finished and saved either way)."""
+        if self._run is None:
+            return None
+        try:
+            import wandb  # heavy, and only when logging is on; inside the guard: a failure disables W&B
+
+            path = export()
+            artifact = wandb.Artifact(f"model-{self._run.id}", type="model", metadata=metadata)
+            artifact.add_file(str(path), name=path.name)
+            self._run.log_artifact(artifact)
+            return path
+        except Exception as err:  # noqa: BLE001  (wandb or the export may raise anything)
+            self._fail("model artifact", err)
+            return None
+
     def summary(self, data: dict[str, Any]) -> None:
         if self._run is None:
             return
@@ -133,7 +156,13 @@ class WandbLogger:
 
 
 def init_wandb(settings: WandbSettings, run: Run, config: dict[str, Any]) -> WandbLogger:
-    """Start (or, for a resumed run, continue) the W&B run of ``run``; an inert logger if disabled or failing."""
+    """Start (or, for a resumed run, continue) the W&B run of ``run``; an inert logger if disabled or failing.
+
+    Args:
+        settings: what the command line asked for; ``settings.group`` ``None`` groups by ``config["name"]``.
+        run: the run directory (``wandb/`` and ``wandb_run.json``, which a resumed run reads back, go there).
+        config: the resolved experiment config, recorded as the W&B run's config.
+    """
     if not settings.enabled:
         return WandbLogger(None)
     logger = WandbLogger(None)
@@ -148,11 +177,15 @@ def init_wandb(settings: WandbSettings, run: Run, config: dict[str, Any]) -> Wan
                 "(upload later with `wandb sync`)",
                 file=sys.stderr,
             )
+        names = {
+            "project": previous.get("project", settings.project),
+            "entity": previous.get("entity", settings.entity),
+            "group": previous.get("group", settings.group or config.get("name")),
+            "job_type": previous.get("job_type", settings.job_type),
+            "tags": previous.get("tags", settings.tags),
+        }
         wb = wandb.init(
-            project=previous.get("project", settings.project),
-            entity=previous.get("entity", settings.entity),
-            group=previous.get("group", settings.group),
-            tags=previous.get("tags", settings.tags) or None,
+            **{**names, "tags": names["tags"] or None},
             name=run.path.name,
             id=previous.get("id"),
             resume="allow" if previous.get("id") else None,
@@ -162,17 +195,7 @@ def init_wandb(settings: WandbSettings, run: Run, config: dict[str, Any]) -> Wan
             settings=wandb.Settings(console="off", silent=True),
         )
         logger = WandbLogger(wb)
-        write_json(
-            run.wandb_id,
-            {
-                "id": wb.id,
-                "project": previous.get("project", settings.project),
-                "entity": previous.get("entity", settings.entity),
-                "group": previous.get("group", settings.group),
-                "tags": previous.get("tags", settings.tags),
-                "mode": mode,
-            },
-        )
+        write_json(run.wandb_id, {"id": wb.id, **names, "mode": mode})
     except Exception as err:  # noqa: BLE001  (a wandb failure must never stop training)
         logger._fail("init", err)
     return logger

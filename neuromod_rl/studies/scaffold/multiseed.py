@@ -167,7 +167,8 @@ def _run_job(job: Job) -> tuple[dict[str, Any], float]:
 def run_jobs(progress: Progress, jobs: Sequence[Job], workers: int = 1,
              log: Callable[[str], None] | None = None) -> dict[tuple[str, int], dict]:
     """Run every job whose result is not in ``progress`` yet (``workers`` processes at once), saving
-    each result as it arrives; return ``{(agent, seed): result}`` for all jobs."""
+    each result as it arrives; return ``{(agent, seed): result}`` for all jobs. After each run, ``log``
+    (default: stderr) gets ``[k/n] agent seed S: took 12s; ETA ~1m40s`` (:func:`eta`)."""
     log = log or log_stderr
     results: dict[tuple[str, int], dict] = {}
     todo = []
@@ -180,14 +181,19 @@ def run_jobs(progress: Progress, jobs: Sequence[Job], workers: int = 1,
     if len(todo) < len(jobs):
         log(f"{progress.path}: {len(jobs) - len(todo)} of {len(jobs)} runs already done (skipped)")
     t_start = time.perf_counter()
+    took: list[float] = []
+    parallel = 1 if len(todo) <= 1 else max(workers, 1)
 
     def finish(k: int, job: Job, result: dict, seconds: float) -> None:
         progress.put(job.agent, job.seed, job.fp, result, seconds)
         results[(job.agent, job.seed)] = result
-        log(f"[{k}/{len(todo)}] {job.agent} seed {job.seed} done in {seconds:.0f} s "
-            f"(this invocation: {time.perf_counter() - t_start:.0f} s)")
+        took.append(seconds)
+        log(f"[{k}/{len(todo)}] {job.agent} seed {job.seed}: took {duration(seconds)}; "
+            f"ETA ~{duration(eta(took, len(todo) - k, parallel))}")
+        if k == len(todo):
+            log(f"{len(todo)} run{'s' * (len(todo) != 1)} done in {duration(time.perf_counter() - t_start)}")
 
-    if workers <= 1 or len(todo) <= 1:
+    if parallel == 1:
         for k, job in enumerate(todo, 1):
             log(f"[{k}/{len(todo)}] {job.agent} seed {job.seed} ...")
             t0 = time.perf_counter()
@@ -202,6 +208,25 @@ def run_jobs(progress: Progress, jobs: Sequence[Job], workers: int = 1,
             result, seconds = fut.result()
             finish(k, futures[fut], result, seconds)
     return results
+
+
+def eta(took: Sequence[float], remaining: int, workers: int) -> float:
+    """Seconds until ``remaining`` more runs finish: the mean duration of the finished runs (``took``, in
+    seconds) times the remaining runs, shared by ``workers`` processes (at most one run each). Runs in
+    flight have already started, so the estimate leans long."""
+    if remaining <= 0 or not took:
+        return 0.0
+    return float(np.mean(took)) * remaining / max(min(workers, remaining), 1)
+
+
+def duration(seconds: float) -> str:
+    """A duration to read at a glance: ``42s``, ``3m05s``, ``2h07m``."""
+    s = max(int(round(seconds)), 0)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 class SeedRuns(NamedTuple):
