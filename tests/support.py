@@ -1,11 +1,15 @@
 """What several test folders share: a tiny config (PlasticPPO + MlpPlasticPolicy on a 10-pull bandit,
-80 steps) and helpers to write it, find a run, interrupt training and run a study twice."""
+80 steps) and helpers to write it, find a run, interrupt training, run a study twice and run Python in a
+child process that cannot reach the network."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -79,3 +83,12 @@ def copy_run(run: Path, tmp_path: Path) -> Path:
     dest = tmp_path / run.name
     shutil.copytree(run, dest, ignore=shutil.ignore_patterns(".lock"))
     return dest
+
+
+def run_offline(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``python ARGS`` in a child process, from ``cwd``, with W&B and the Hugging Face Hub in offline mode and
+    one torch thread (the tests share two cores)."""
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HF_HUB_OFFLINE": "1",
+           "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}  # fmt: skip
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
