@@ -12,7 +12,7 @@ FILES := $(VENV)/.package-files
 
 $(FILES): FORCE
 	@mkdir -p $(VENV)
-	@find neuromod_rl agents envs -type f \( -name '*.py' -o -name '*.c' -o -name '*.h' -o -name '*.yaml' \) \
+	@find neuromod_rl agents envs configs -type f \( -name '*.py' -o -name '*.c' -o -name '*.h' -o -name '*.yaml' -o -name '*.yml' \) \
 		| sort > $@.new
 	@cmp -s $@.new $@ || mv $@.new $@
 	@rm -f $@.new
@@ -33,6 +33,24 @@ run: $(STAMP)
 test: $(STAMP)
 	WANDB_MODE=offline WANDB_SILENT=true RAY_USAGE_STATS_ENABLED=0 $(PY) -m pytest -q
 
+# The oldest releases pyproject.toml claims: a venv of its own with stable-baselines3, sb3-contrib and
+# Gymnasium at their declared floors (scripts/min_constraints.py reads them, so a changed floor is tested),
+# no extras, and the tests that lean hardest on those libraries (policies, algorithms and their save/load,
+# RecurrentPPO, MuJoCo tasks) plus the missing-extra errors, against real missing packages.
+VENV_MIN := .venv-min
+MIN_TESTS := tests/agents/test_policies.py tests/agents/test_algorithms.py tests/agents/test_recurrent_ppo_parity.py \
+	tests/agents/test_offpolicy_algorithms.py tests/agents/test_former_modules.py tests/envs/test_mujoco.py \
+	tests/test_extras.py tests/test_version.py
+.PHONY: test-min
+test-min:
+	test -x $(VENV_MIN)/bin/python || $(PYTHON) -m venv $(VENV_MIN)
+	$(VENV_MIN)/bin/python -m pip install -q --upgrade pip setuptools wheel
+	$(VENV_MIN)/bin/python -m pip install -q torch==2.13.0
+	$(VENV_MIN)/bin/python scripts/min_constraints.py > $(VENV_MIN)/constraints.txt
+	$(VENV_MIN)/bin/python -m pip install -q -c $(VENV_MIN)/constraints.txt -e . pytest pytest-timeout
+	$(VENV_MIN)/bin/python -m pip list 2>/dev/null | grep -iE '^(stable.baselines3|sb3.contrib|gymnasium|torch) '
+	WANDB_MODE=offline WANDB_SILENT=true RAY_USAGE_STATS_ENABLED=0 $(VENV_MIN)/bin/python -m pytest -q $(MIN_TESTS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
@@ -44,4 +62,10 @@ gpu-check: $(STAMP)
 	PY=$(PY) bash scripts/gpu_check.sh
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(VENV_MIN) build *.egg-info
+
+# The documentation site (mkdocs.yml) into site/, offline. --strict: a broken link or anchor, a page missing
+# from the nav or a docstring that does not parse fails it.
+.PHONY: docs
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict

@@ -17,8 +17,7 @@ if not (_Path(__file__).parent / "envs").is_dir() and (_checkout / "pyproject.to
 ):
     __path__.append(str(_checkout))
 
+from neuromod_rl._version import __version__ as __version__  # noqa: E402  (the re-export is the point)
 from neuromod_rl.envs.registration import register_envs as _register_envs  # noqa: E402
-
-__version__ = "0.1.0"
 
 _register_envs()

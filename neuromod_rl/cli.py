@@ -16,16 +16,15 @@ import importlib
 import sys
 from pathlib import Path
 
+from neuromod_rl._version import __version__
 from neuromod_rl.bench import BENCHES
 from neuromod_rl.experiment.errors import EXIT_USER_ERROR, UserError
+from neuromod_rl.extras import EXTRA_OF, MissingExtraError, install_hint
 
 EXIT_INTERRUPTED = 130
 #: errors of the disk or of permissions: the user's to fix, reported without a traceback
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.ENOTDIR,
                  errno.EISDIR, errno.ENAMETOOLONG}
-#: packages of the optional extras (pyproject.toml) -> the extra that installs them
-_EXTRAS = {"sklearn": "benchmarks", "onnx": "export", "onnxruntime": "export", "onnxscript": "export",
-           "triton": "gpu", "optuna": "sweep"}
 PICKLE_WARNING = (
     "Checkpoints and model.zip are SB3 .zip files holding pickles: loading one runs code stored in it, so use "
     "only runs from trusted sources. To share a policy, use `neuromod-rl export` (safetensors or ONNX: loading "
@@ -52,6 +51,7 @@ def _add_wandb(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="neuromod-rl", description="Train, evaluate, report and compare plastic RL agents.",
                      epilog=PICKLE_WARNING)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a config (the embedded default when CONFIG is omitted)")
@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Evaluate if needed, plot and write RUN_DIR/report.md.", epilog=PICKLE_WARNING)
     p.add_argument("run_dir")
     p.add_argument("--episodes", type=int, default=None)
-    p.add_argument("--no-video", action="store_true", help="skip the MuJoCo video")
+    p.add_argument("--no-video", action="store_true", help="skip the episode video")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--baseline", default=None, metavar="OTHER_RUN",
                    help="a run of a non-adaptive agent on the same task: the verdict compares recovery against it")
@@ -97,6 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["safetensors", "onnx"], default="safetensors")
     p.add_argument("--out", default=None,
                    help="output file (default: RUN_DIR/model.safetensors or RUN_DIR/policy.onnx)")
+
+    p = sub.add_parser("push", help="share a run's policy on the Hugging Face Hub (safetensors, ONNX: no pickles)",
+                       description="Write a run's policy (safetensors; ONNX with the export extra), its config, its "
+                       "evaluation results and a model card into a folder, then upload the folder to a Hugging Face "
+                       "Hub repository. Load it with neuromod_rl.hub.load('USER/NAME'). Needs the hub extra: "
+                       "pip install 'neuromod-rl[hub]'.", epilog=PICKLE_WARNING)
+    p.add_argument("run_dir", help="a run of `neuromod-rl train`, evaluated with `neuromod-rl eval`")
+    p.add_argument("--repo-id", required=True, metavar="USER/NAME", help="the Hub repository (created if missing)")
+    p.add_argument("--folder", default=None, metavar="DIR",
+                   help="where the files are written before the upload (default: RUN_DIR/hub)")
+    p.add_argument("--dry-run", action="store_true", help="write the folder, upload nothing")
 
     p = sub.add_parser("check", help="validate configs and print the resolved config")
     p.add_argument("configs", nargs="+")
@@ -146,6 +157,11 @@ def cmd_train(args) -> int:
         result.wandb.finish()
         return 128 + result.stopped_by if result.stopped_by else EXIT_INTERRUPTED
     print(f"Trained {result.num_timesteps} steps: {result.run.path}", file=sys.stderr)
+    if result.wandb.active:  # the trained policy as a W&B model artifact, in the format that loads without pickle
+        from neuromod_rl.experiment.export import export_safetensors
+
+        result.wandb.log_model(lambda: export_safetensors(result.run.path),
+                               {"format": "safetensors", "num_timesteps": result.num_timesteps})
     if args.report:
         from neuromod_rl.experiment.report import make_report
 
@@ -193,6 +209,13 @@ def cmd_export(args) -> int:
 
     write = export.export_onnx if args.format == "onnx" else export.export_safetensors
     print(f"Exported: {write(args.run_dir, args.out)}")
+    return 0
+
+
+def cmd_push(args) -> int:
+    from neuromod_rl.experiment.hub import describe, push
+
+    print(describe(push(args.run_dir, args.repo_id, args.folder, dry_run=args.dry_run)))
     return 0
 
 
@@ -249,8 +272,8 @@ PASSED_ON = ("bench", "reproduce", "demo")
 
 COMMANDS = {
     "train": cmd_train, "eval": cmd_eval, "report": cmd_report, "compare": cmd_compare, "export": cmd_export,
-    "check": cmd_check, "envs": cmd_envs, "bench": cmd_bench, "reproduce": cmd_reproduce, "demo": cmd_demo,
-    "sweep": cmd_sweep,
+    "push": cmd_push, "check": cmd_check, "envs": cmd_envs, "bench": cmd_bench, "reproduce": cmd_reproduce,
+    "demo": cmd_demo, "sweep": cmd_sweep,
 }
 
 
@@ -269,16 +292,16 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except SystemExit as exc:  # a benchmark's or reproduction's own argparse (--help, bad options)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USER_ERROR)
-    except (UserError, FloatingPointError, ConnectionError) as err:  # a NaN/inf with its source named; a Ray
-        # cluster address nobody answers
+    except (UserError, MissingExtraError, FloatingPointError, ConnectionError) as err:  # a NaN/inf with its
+        # source named; a missing optional extra with its install line; a Ray cluster address nobody answers
         print(f"neuromod-rl {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
     except ModuleNotFoundError as err:
         top = (err.name or "").partition(".")[0]
-        if top not in _EXTRAS:
+        if top not in EXTRA_OF:
             raise
-        print(f"neuromod-rl {args.command}: error: this needs the package {top!r}: "
-              f"pip install 'neuromod-rl[{_EXTRAS[top]}]'", file=sys.stderr)
+        print(f"neuromod-rl {args.command}: error: this needs the package {top!r}: {install_hint(EXTRA_OF[top])}",
+              file=sys.stderr)
         return EXIT_USER_ERROR
     except OSError as err:
         if err.errno not in _WRITE_ERRNOS:

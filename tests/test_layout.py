@@ -19,7 +19,11 @@ FOLDERS = {"neuromod_rl": "neuromod_rl", "agents": "neuromod_rl.agents", "envs":
 #: each layer imports only from layers of a lower or equal rank
 RANKS = {"neuromod_rl": 0, "neuromod_rl.configs": 0, "neuromod_rl.envs": 0, "neuromod_rl.plasticity": 0,
          "neuromod_rl.agents": 1, "neuromod_rl.experiment": 2, "neuromod_rl.studies": 3, "neuromod_rl.bench": 3,
-         "neuromod_rl.cli": 4}
+         "neuromod_rl.cli": 4,
+         # the public face of the experiment layer's Hub sharing (neuromod_rl.hub.load / push)
+         "neuromod_rl.hub": 2,
+         # python -m neuromod_rl.zoo / neuromod-rl-zoo: a command of its own, over rl-zoo3
+         "neuromod_rl.zoo": 4}
 
 
 def _modules() -> dict[str, Path]:
@@ -134,13 +138,13 @@ def test_test_files_have_unique_names_and_mirror_the_packages():
     names = [p.name for p in tests]
     assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
     folders = {p.parent.relative_to(ROOT / "tests").as_posix() for p in tests}
-    assert folders <= {".", "plasticity", "agents", "envs", "experiment", "studies", "bench"}, folders
+    assert folders <= {".", "plasticity", "agents", "envs", "experiment", "studies", "bench", "zoo"}, folders
 
 
 def test_import_neuromod_rl_stays_light():
     """No SB3, wandb, ray or matplotlib at ``import neuromod_rl``: the envs register without them."""
     code = ("import sys, neuromod_rl; heavy = [m for m in ('stable_baselines3', 'wandb', 'ray', 'matplotlib', "
-            "'evotorch', 'triton') if m in sys.modules]; print(heavy)")
+            "'evotorch', 'triton', 'rl_zoo3') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT / "tests",
                          capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]", out

@@ -39,6 +39,10 @@ from neuromod_rl.agents.es.params import get_vector, select_parameters, set_vect
 from neuromod_rl.agents.es.ray_cluster import check_address, cluster_cpus, connect, quiet_evotorch
 from neuromod_rl.agents.on_policy.plastic_ppo import PLASTIC_POLICY_ALIASES
 from neuromod_rl.agents.on_policy.policies import PlasticActorCriticPolicy
+from neuromod_rl.extras import require
+
+#: what a search needs: evotorch runs it, and imports Ray (which also scores members on actors)
+SEARCH_PACKAGES = ("evotorch", "ray")
 
 
 class ESTrainer(BaseAlgorithm):
@@ -79,6 +83,10 @@ class ESTrainer(BaseAlgorithm):
         verbose: 0 or 1 (SB3's).
         seed: seed of the run: the policy's initialisation, the search's samples and the episodes.
         device: torch device of the policy (``"cpu"``: rollouts are small).
+
+    Raises:
+        neuromod_rl.extras.MissingExtraError: evotorch or Ray is not installed (the ``es`` extra:
+            ``pip install 'neuromod-rl[es]'``). A loaded trainer runs its policy without them.
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = PLASTIC_POLICY_ALIASES
@@ -115,6 +123,8 @@ class ESTrainer(BaseAlgorithm):
         device: th.device | str = "cpu",
         _init_setup_model: bool = True,
     ):
+        if _init_setup_model:  # a loaded trainer (eval, export) needs no search; resuming one checks there
+            require("es", "ESTrainer", SEARCH_PACKAGES)
         self.settings = resolve_settings(
             preset, algorithm=algorithm, params=params, popsize=popsize, sigma=sigma, lr=lr,
             sigma_decay=sigma_decay, lr_decay=lr_decay, l2_penalty=l2_penalty,
@@ -202,6 +212,7 @@ class ESTrainer(BaseAlgorithm):
         a damaged search state is found before anything is written. Raises ``ValueError`` on damage."""
         if self._searcher is not None or self.search_state.numel() == 0:
             return
+        require("es", "resuming an ESTrainer", SEARCH_PACKAGES)
         quiet_evotorch()  # before evotorch is first imported, which unpickling may do
         try:
             searcher = pickle.loads(self.search_state.numpy().tobytes())
@@ -213,6 +224,7 @@ class ESTrainer(BaseAlgorithm):
 
     def _ensure_searcher(self):
         """The search, restored from ``search_state`` after a load, else started at the policy's weights."""
+        require("es", "ESTrainer.learn", SEARCH_PACKAGES)
         quiet_evotorch()
         n_actors = self._actors_wanted()
         self.restore_search()

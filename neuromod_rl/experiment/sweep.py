@@ -48,6 +48,7 @@ from typing import Any
 
 from neuromod_rl.experiment.errors import UserError
 from neuromod_rl.experiment.runs import read_json, write_json
+from neuromod_rl.extras import require
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint", "quniform")
 DEFAULT_METRIC = "train/mean_return_last_100"
@@ -263,9 +264,15 @@ def error_text(err: BaseException) -> str:
 def sweep(config: str | None, seeds: int, space_path: str | None, samples: int | None, rungs: int, metric: str | None,
           mode: str | None, runs_dir: str, overrides: list[str], ray_address: str | None, cpus_per_trial: float,
           max_concurrent: int | None, wandb: Any, seed: int = 0) -> Path:
-    """Run the sweep; return the sweep directory (see the module docstring)."""
+    """Run the sweep; return the sweep directory (see the module docstring). Without Ray Tune (or, for a
+    search space, Optuna) it raises :class:`~neuromod_rl.extras.MissingExtraError` before any work."""
     # config imports torch and SB3: not when `neuromod-rl` builds its parser (imports this module)
     from neuromod_rl.experiment.config import load_config
+
+    # imported, not only looked up: Ray without its `tune` dependencies is installed but fails to import
+    require("sweep", "a sweep", ("ray.tune",), load=True)
+    if space_path:
+        require("sweep", "a sweep with a search space (--search)", ("optuna",), load=True)
 
     cfg = load_config(config, overrides)  # validates the base config fully
     base = cfg.model_dump()

@@ -27,6 +27,7 @@ import os
 import torch
 from torch import Tensor
 
+from neuromod_rl.extras import MissingExtraError
 from neuromod_rl.plasticity import fused  # (importing it registers "fused")
 from neuromod_rl.plasticity.backends import AUTO_DEVICES, BACKENDS, PREFERENCE, SUPPORTS, ScanResult
 from neuromod_rl.plasticity.cells import PlasticCell
@@ -155,6 +156,8 @@ def scan(
             _check_input_finite(modulation, "the modulation", "check the reward or TD-error signal")
 
     name = backend or default_backend(cell, x.device)
+    if name == "triton" and name not in BACKENDS:  # registered only where Triton is installed
+        raise MissingExtraError("gpu", "scan(backend='triton')", "triton")
     if name not in BACKENDS:
         raise ValueError(f"scan: unknown backend {name!r}; valid choices: {sorted(BACKENDS)}")
     if not SUPPORTS[name](cell):
