@@ -14,6 +14,8 @@ from typing import Any
 
 from neuromod_rl.envs.bandit import TwoArmedBandit
 from neuromod_rl.envs.base import TaskEnvMixin
+from neuromod_rl.envs.bounds import BOUNDS, TaskInObservation, bound_env
+from neuromod_rl.envs.corridor import HiddenGoalCorridor
 from neuromod_rl.envs.cue_reward import CueReward
 from neuromod_rl.envs.delayed_cue import DelayedCue
 from neuromod_rl.envs.harlow import Harlow
@@ -32,6 +34,8 @@ _LAZY = {
     "CrippledAnt": "crippled",
     "HalfCheetahRandParams": "rand_params",
     "HopperRandParams": "rand_params",
+    "HalfCheetahHiddenGoal": "hidden_goal",
+    "HalfCheetahCueDir": "cue_run",
 }
 
 
@@ -43,12 +47,14 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BOUNDS",
     "ENV_IDS",
     "ENV_SPECS",
     "Copy",
     "CueReward",
     "DelayedCue",
     "Harlow",
+    "HiddenGoalCorridor",
     "Majority",
     "Maze",
     "FixedTask",
@@ -56,8 +62,10 @@ __all__ = [
     "Recall",
     "TMaze",
     "TaskEnvMixin",
+    "TaskInObservation",
     "Trial",
     "TwoArmedBandit",
+    "bound_env",
     "make_task_env",
     "register_envs",
     *_LAZY,

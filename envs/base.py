@@ -8,7 +8,9 @@ PEARL / VariBAD / Backpropamine, every env here offers:
 - ``set_task(task)``: fix the task for every following episode (``set_task(None)`` unfixes);
 - ``get_task()``: the task currently in force;
 - ``reset(options={"task": task})``: use ``task`` for this one episode only;
-- ``task_split(seed, n_train, n_test)``: fixed train/test task lists that depend on ``seed`` only.
+- ``task_split(seed, n_train, n_test)``: fixed train/test task lists that depend on ``seed`` only;
+- ``task_features(task)``: a fixed-size numeric encoding of a task, for the oracle bound
+  (``neuromod_rl.envs.bounds``; not every distribution has one).
 
 Unless a task is fixed or given, each ``reset`` samples a new task from ``self.np_random``, so
 SB3 VecEnvs (which reset without ``options``) see a fresh task every episode, and seeding the
@@ -183,6 +185,8 @@ class TaskEnvMixin:
     _fixed_task: Task | None = None
     _episode_task: Task | None = None
     _task_has_arrays: bool = True  # subclasses whose tasks hold only scalars/tuples set False
+    _features_of: Task | None = None  # the task whose features are cached in _features
+    _features: np.ndarray | None = None
     #: the keys ``reset(options=...)`` accepts
     reset_option_keys: tuple[str, ...] = ("task",)
 
@@ -196,6 +200,13 @@ class TaskEnvMixin:
     def _apply_task(self, task: Task) -> None:
         """Make ``task`` the task in force (default: just remember it)."""
         self._task = task
+
+    def _encode_task(self, task: Task) -> np.ndarray:
+        """``task`` (already valid) as a fixed-size float array with entries in ``[-1, 1]``."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not encode its tasks as features, so the oracle bound "
+            "(TaskInObservation) is not defined for it; implement _encode_task to add one"
+        )
 
     # -- public protocol ----------------------------------------------------------------------
     def sample_tasks(self, n: int) -> list[Task]:
@@ -212,6 +223,33 @@ class TaskEnvMixin:
         """A copy of the task in force (``None`` before the first reset, unless one was set)."""
         task = self._task if self._task is not None else self._fixed_task
         return None if task is None else self._task_info(task)
+
+    def task_features(self, task: Any = None) -> np.ndarray:
+        """A fixed-size ``float32`` encoding of ``task`` with entries in ``[-1, 1]``: what the oracle
+        bound (``TaskInObservation``) appends to the observation.
+
+        Args:
+            task: a task of this distribution (checked as ``set_task`` checks it); ``None`` encodes
+                the task in force, which exists from the first ``reset`` on.
+
+        Raises ``NotImplementedError`` for a task distribution without an encoding (e.g. the memory
+        tasks, whose "task" is the stream the agent must remember) and ``ValueError`` for a bad task.
+        """
+        if task is None:
+            if self._task is None:
+                raise ValueError(f"{type(self).__name__}.task_features(): no task in force yet; call reset() first")
+            # the oracle asks on every step; the task in force changes only at resets and switches
+            if self._features_of is not self._task:
+                self._features_of = self._task
+                self._features = np.asarray(self._encode_task(self._task), dtype=np.float32)
+            return self._features.copy()
+        return np.asarray(self._encode_task(self.validate_task(task)), dtype=np.float32)
+
+    def task_feature_space(self) -> spaces.Box:
+        """The ``Box(-1, 1)`` that ``task_features`` lies in (its size is read from one task drawn
+        from a private generator, so ``self.np_random`` is left alone)."""
+        sample = self._encode_task(self._sample_task(np.random.default_rng(0)))
+        return spaces.Box(-1.0, 1.0, shape=np.shape(sample), dtype=np.float32)
 
     def episode_task(self) -> Task | None:
         """The task chosen at the last reset, before any mid-episode switch (``Trial`` reuses it)."""

@@ -102,6 +102,12 @@ class _CrippledMixin(MujocoTaskMixin):
         if task["limb"] is not None:
             self._mask[self.group_actuators[task["limb"]]] = 0.0
 
+    def _encode_task(self, task: Task) -> np.ndarray:
+        features = np.zeros(len(self.group_names))  # the intact body is all zeros
+        if task["limb"] is not None:
+            features[task["limb"]] = 1.0
+        return features
+
     def _choose_task(self, options: dict[str, Any] | None) -> Task:
         task = super()._choose_task(options)
         if self._change_step is None:

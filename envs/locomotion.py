@@ -64,6 +64,10 @@ class HalfCheetahVel(MujocoTaskMixin, HalfCheetahEnv):
         self._task = task
         self._goal_velocity = task["velocity"]
 
+    def _encode_task(self, task: Task) -> np.ndarray:
+        low, high = self.velocity_range  # the range mapped onto [-1, 1]
+        return np.array([0.0 if high == low else 2 * (task["velocity"] - low) / (high - low) - 1])
+
     def _get_rew(self, x_velocity: float, action):
         # replaces the v5 forward reward; called by HalfCheetahEnv.step, so no extra pass
         forward = -abs(x_velocity - self._goal_velocity)
@@ -92,6 +96,9 @@ class HalfCheetahDir(MujocoTaskMixin, HalfCheetahEnv):
     def _apply_task(self, task: Task) -> None:
         self._task = task
         self._direction = float(task["direction"])
+
+    def _encode_task(self, task: Task) -> np.ndarray:
+        return np.array([float(task["direction"])])
 
     def _get_rew(self, x_velocity: float, action):
         forward = self._direction * x_velocity
@@ -123,6 +130,9 @@ class AntDir(MujocoTaskMixin, AntEnv):
     def _apply_task(self, task: Task) -> None:
         self._task = task
         self._unit = np.array([np.cos(task["angle"]), np.sin(task["angle"])])
+
+    def _encode_task(self, task: Task) -> np.ndarray:
+        return np.array([np.cos(task["angle"]), np.sin(task["angle"])])  # continuous across 0 = 2 pi
 
     def _task_reward(self, reward: float, info: dict[str, Any]) -> float:
         forward = info["x_velocity"] * self._unit[0] + info["y_velocity"] * self._unit[1]
@@ -172,6 +182,9 @@ class AntGoal(MujocoTaskMixin, AntEnv):
     def _apply_task(self, task: Task) -> None:
         self._task = task
         self._goal = np.asarray(task["goal"], dtype=np.float64)
+
+    def _encode_task(self, task: Task) -> np.ndarray:
+        return np.asarray(task["goal"], dtype=np.float64) / (self.radius or 1.0)
 
     def _task_reward(self, reward: float, info: dict[str, Any]) -> float:
         goal_reward = -(abs(info["x_position"] - self._goal[0]) + abs(info["y_position"] - self._goal[1]))

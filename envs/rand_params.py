@@ -78,6 +78,12 @@ class _RandParamsMixin(MujocoTaskMixin):
         for p in self.rand_params:
             getattr(self.model, p)[:] = self._original[p] * np.asarray(task[p])
 
+    def _encode_task(self, task: Task) -> np.ndarray:
+        # the drawn exponents u / log_scale_limit, each in [-1, 1] (all 0 for the unscaled model)
+        lim = self.log_scale_limit or 1.0
+        parts = [np.log(np.asarray(task[p])).ravel() / (np.log(BASES[p]) * lim) for p in self.rand_params]
+        return np.clip(np.concatenate(parts), -1.0, 1.0)  # clip: the validation slack of 1e-9
+
     def neutral_task(self) -> Task:
         """The unscaled model (all multipliers 1)."""
         return {p: _frozen(np.ones_like(self._original[p])) for p in self.rand_params}

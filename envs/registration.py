@@ -245,6 +245,37 @@ ENV_SPECS: list[TaskSpec] = [
     ),
 ]
 
+# tasks where one step of feedback does not reveal the task, so memory is necessary (docs/envs.md)
+ENV_SPECS += [
+    TaskSpec(
+        "neuromod_rl/HiddenGoalCorridor-v0",
+        _E + "corridor:HiddenGoalCorridor",
+        "Dark corridor, goal 3-6 cells left or right, 40 steps (needs memory)",
+        None,
+        "goal cell +-d, d in 3..6 (8 goals)",
+        _PER_EPISODE,
+        episode_length="40",
+    ),
+    TaskSpec(
+        "neuromod_rl/HalfCheetahHiddenGoal-v0",
+        _E + "hidden_goal:HalfCheetahHiddenGoal",
+        "HalfCheetah-v5 body, find a hidden goal without seeing its own x (needs memory)",
+        200,
+        "goal at +-d on the x axis, d ~ U[2, 4] m",
+        _MJ_SWITCH,
+        mujoco=True,
+    ),
+    TaskSpec(
+        "neuromod_rl/HalfCheetahCueDir-v0",
+        _E + "cue_run:HalfCheetahCueDir",
+        "HalfCheetah-v5 body, direction cued for 10 steps, body reset, run paid at the end (needs memory)",
+        200,
+        "direction +-1",
+        _PER_EPISODE,
+        mujoco=True,
+    ),
+]
+
 _NO_VEL = "fixed task: the velocity entries of the observation are zeroed"
 ENV_SPECS += [
     TaskSpec(

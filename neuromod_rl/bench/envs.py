@@ -38,7 +38,11 @@ RAW = {
     "CrippledAnt": ("Ant-v5", {}),
     "HalfCheetahRandParams": ("HalfCheetah-v5", {}),
     "HopperRandParams": ("Hopper-v5", {}),
+    "HalfCheetahHiddenGoal": ("HalfCheetah-v5", {}),
+    "HalfCheetahCueDir": ("HalfCheetah-v5", {}),
 }
+#: tasks without a mid-episode change (their episode is laid out in phases): timed without ``change_at``
+NO_CHANGE = {"HalfCheetahCueDir"}
 DEFAULT_JSON = os.path.join("benchmarks", "results", "envs.json")
 _COLUMNS = (
     Column("task", 38, "task", align="<"),
@@ -97,7 +101,7 @@ def bench_envs(
     for spec in tqdm(specs, desc="bench envs", unit="env"):
         name = spec.id.split("/")[1].rsplit("-", 1)[0]
         raw_id, raw_kwargs = RAW[name]
-        task_kwargs = {} if change_at is None else {"change_at": change_at}
+        task_kwargs = {} if change_at is None or name in NO_CHANGE else {"change_at": change_at}
         raw = gym.make(raw_id, max_episode_steps=spec.max_episode_steps, **raw_kwargs)
         ours = gym.make(spec.id, **task_kwargs)
         rng = np.random.default_rng(seed)
