@@ -203,7 +203,8 @@ def load(source: str | Path, env=None, *, revision: str | None = None, download:
         env: the env (or VecEnv) to attach; default none (the spaces recorded in the weights file).
         revision: for a repository: a branch, tag or commit.
         download: for a repository: ``download(repo_id, revision) -> folder``; default :func:`hf_download`.
-        observation_space, action_space: the policy's spaces, in place of ``env`` (both or neither).
+        observation_space: the policy's observation space, in place of ``env`` (with ``action_space``).
+        action_space: the policy's action space, in place of ``env`` (with ``observation_space``).
     """
     weights = _weights_of(source, revision, download)
     return load_exported_model(weights, env, observation_space=observation_space, action_space=action_space)
