@@ -62,7 +62,7 @@ gpu-check: $(STAMP)
 	PY=$(PY) bash scripts/gpu_check.sh
 
 clean:
-	rm -rf $(VENV) $(VENV_MIN) build *.egg-info
+	rm -rf $(VENV) $(VENV_MIN) build site *.egg-info
 
 # The documentation site (mkdocs.yml) into site/, offline. --strict: a broken link or anchor, a page missing
 # from the nav or a docstring that does not parse fails it.

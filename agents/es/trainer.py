@@ -78,7 +78,9 @@ class ESTrainer(BaseAlgorithm):
         max_episode_steps: guard against episodes that never end.
         algorithm_kwargs: extra arguments of the evotorch algorithm class.
         preset: ``"najarro_risi"`` or ``None``; explicit arguments override the preset's settings.
-        policy_kwargs: the policy's keywords (``rule``, ``core``, ``hidden_size``, ...).
+        policy_kwargs: the policy's keywords (``rule``, ``core``, ``hidden_size``, ...). Without ``net_arch`` the
+            heads are linear (``net_arch=[]``), not the gradient agents' 64x64 MLPs: every weight is a
+            dimension of the search, and linear heads keep the genome small.
         tensorboard_log: TensorBoard folder (SB3's).
         verbose: 0 or 1 (SB3's).
         seed: seed of the run: the policy's initialisation, the search's samples and the episodes.
@@ -147,6 +149,7 @@ class ESTrainer(BaseAlgorithm):
         self.actor_failures = 0
         self.search_state = th.zeros(0, dtype=th.uint8)  # the pickled search, filled by save()
         self._searcher: Any = None
+        policy_kwargs = {"net_arch": [], **(policy_kwargs or {})}
         super().__init__(
             policy, env, learning_rate=0.0, policy_kwargs=policy_kwargs, tensorboard_log=tensorboard_log,
             verbose=verbose, device=device, support_multi_env=True, seed=seed,

@@ -15,6 +15,7 @@ policy's ``evaluate_actions`` runs them through ``scan``.
 from __future__ import annotations
 
 import warnings
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -28,8 +29,13 @@ from neuromod_rl.agents.common import diagnostics
 from neuromod_rl.agents.common.algorithm import PlasticAlgorithmMixin
 from neuromod_rl.agents.common.finite import check_transition
 from neuromod_rl.agents.on_policy.buffers import SequenceDictRolloutBuffer, SequenceRolloutBuffer
-from neuromod_rl.agents.on_policy.policies import PlasticActorCriticPolicy
+from neuromod_rl.agents.on_policy.policies import DEFAULT_NET_ARCH, PlasticActorCriticPolicy
 from neuromod_rl.plasticity import PlasticState
+
+
+#: True while ``load`` rebuilds a saved model: a save that names no ``net_arch`` was made while the default
+#: heads were linear (every save since names them)
+_LOADING: ContextVar[bool] = ContextVar("loading_plastic_model", default=False)
 
 
 def check_bptt_length(bptt_length: Any) -> int | str:
@@ -71,6 +77,10 @@ class PlasticOnPolicyMixin(PlasticAlgorithmMixin):
         self.rollout_buffer_class = ours[1] if isinstance(self.observation_space, spaces.Dict) else ours[0]
         seq_len = None if self.bptt_length == "episode" else self.bptt_length
         self.rollout_buffer_kwargs = {**(self.rollout_buffer_kwargs or {}), "seq_len": seq_len}
+        if "net_arch" not in (self.policy_kwargs or {}):
+            # named, so that the model's save rebuilds these heads under any later default
+            heads = [] if _LOADING.get() else list(DEFAULT_NET_ARCH)
+            self.policy_kwargs = {**(self.policy_kwargs or {}), "net_arch": heads}
         super()._setup_model()
         if not isinstance(self.policy, PlasticActorCriticPolicy):
             raise ValueError(
@@ -80,6 +90,18 @@ class PlasticOnPolicyMixin(PlasticAlgorithmMixin):
             )
         self._check_plastic_config()
         self._warn_if_minibatch_exceeds_batch_size()
+
+    @classmethod
+    def load(cls, path, env=None, device="auto", custom_objects=None, print_system_info=False, force_reset=True,
+             **kwargs):  # fmt: skip
+        """SB3's ``load``; a model saved while the default heads were linear (its ``policy_kwargs`` name no
+        ``net_arch``) is rebuilt with linear heads, as it was trained."""
+        token = _LOADING.set(True)
+        try:
+            return super().load(path, env=env, device=device, custom_objects=custom_objects,  # type: ignore[misc]
+                                print_system_info=print_system_info, force_reset=force_reset, **kwargs)
+        finally:
+            _LOADING.reset(token)
 
     def _warn_if_minibatch_exceeds_batch_size(self) -> None:
         """A minibatch is whole training sequences, so a ``batch_size`` shorter than one sequence is not

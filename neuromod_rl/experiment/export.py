@@ -85,6 +85,7 @@ def export_safetensors(model_or_run: Any, out: str | Path | None = None, *, env_
     # contiguous private copies: safetensors refuses tensors that share memory
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.policy.state_dict().items()}
     check_finite_weights(tensors, f"export {path}")
+    cfg = _naming_heads(cfg, model)
     metadata = {"format": FORMAT, "config": dump_config(cfg), "algo": cfg.algo, "policy": cfg.policy,
                 "num_timesteps": str(model.num_timesteps),
                 **space_metadata(model.observation_space, model.action_space)}
@@ -185,7 +186,7 @@ def load_exported_model(path: str | Path, env=None, *, observation_space: spaces
             ``observation_space`` with it, or neither).
     """
     tensors, metadata = load_safetensors(path)
-    cfg = _embedded_config(path, metadata)
+    cfg = _with_recorded_heads(_embedded_config(path, metadata), tensors)
     if (observation_space is None) != (action_space is None):
         raise UserError("load_exported_model: pass both observation_space and action_space, or neither")
     if env is not None and observation_space is not None:
@@ -221,6 +222,40 @@ def _refuse_foreign_code(path: str | Path, cfg: ExperimentConfig) -> None:
             resolve_wrapper(spec, source, [])
     except UserError as err:
         raise UserError(f"{err} {_IMPORT_YOURSELF}") from None
+
+
+#: algorithms whose policy is a PlasticActorCriticPolicy (its default heads are DEFAULT_NET_ARCH)
+_PLASTIC_ON_POLICY = ("plastic_ppo", "plastic_a2c", "es")
+
+
+def _layer_widths(tensors: dict[str, torch.Tensor], prefix: str) -> list[int]:
+    """Output widths of the Linear layers ``prefix.<i>.weight`` of an SB3 MlpExtractor branch, in order."""
+    found = {}
+    for name, tensor in tensors.items():
+        rest = name.removeprefix(prefix + ".")
+        if rest != name and rest.endswith(".weight") and rest.split(".")[0].isdigit() and tensor.dim() == 2:
+            found[int(rest.split(".")[0])] = int(tensor.shape[0])
+    return [found[i] for i in sorted(found)]
+
+
+def _naming_heads(cfg: ExperimentConfig, model: Any) -> ExperimentConfig:
+    """The config with the plastic policy's heads spelled out: the file then rebuilds the same policy under any
+    later default of ``net_arch``."""
+    if cfg.algo not in _PLASTIC_ON_POLICY or "net_arch" in cfg.policy_kwargs:
+        return cfg
+    return cfg.model_copy(update={"policy_kwargs": {**cfg.policy_kwargs, "net_arch": model.policy.net_arch}})
+
+
+def _with_recorded_heads(cfg: ExperimentConfig, tensors: dict[str, torch.Tensor]) -> ExperimentConfig:
+    """A plastic policy's config with ``net_arch`` read off its tensors when the config does not name it: a
+    file written while the policy's default heads were linear names none, and building it with today's
+    default would not fit its weights. Files that name their heads are taken at their word."""
+    if cfg.algo not in _PLASTIC_ON_POLICY or "net_arch" in cfg.policy_kwargs:
+        return cfg
+    pi = _layer_widths(tensors, "mlp_extractor.policy_net")
+    vf = _layer_widths(tensors, "mlp_extractor.value_net")
+    heads: list[int] | dict[str, list[int]] = pi if pi == vf else {"pi": pi, "vf": vf}
+    return cfg.model_copy(update={"policy_kwargs": {**cfg.policy_kwargs, "net_arch": heads}})
 
 
 class _SpacesOnly(gym.Env):

@@ -150,3 +150,45 @@ def test_feed_forward_entry_points_refuse_clearly():
         policy(torch.zeros(2, 5))
     with pytest.raises(TypeError, match="is recurrent"):
         policy.evaluate_actions(torch.zeros(2, 5), torch.zeros(2, 2))
+
+
+def test_default_heads_are_two_64_unit_layers_and_net_arch_empty_gives_linear_heads():
+    """The plastic policy's heads after the core: RecurrentPPO's 64x64 MLPs unless ``net_arch`` says otherwise
+    (``[]``: Backpropamine's linear action and value heads on ``h_t``)."""
+    import gymnasium as gym
+
+    from neuromod_rl.agents import PlasticPPO
+    from neuromod_rl.agents.on_policy.policies import DEFAULT_NET_ARCH
+
+    env = gym.make("neuromod_rl/Recall-v0")
+    policy = PlasticPPO("MlpPlasticPolicy", env, n_steps=52, batch_size=52, policy_kwargs={"hidden_size": 8}).policy
+    assert list(DEFAULT_NET_ARCH) == [64, 64] and policy.net_arch == [64, 64]
+    assert [m.out_features for m in policy.mlp_extractor.policy_net if hasattr(m, "out_features")] == [64, 64]
+    assert policy.action_net.in_features == 64 and policy.value_net.in_features == 64
+    linear = PlasticPPO("MlpPlasticPolicy", env, n_steps=52, batch_size=52,
+                        policy_kwargs={"hidden_size": 8, "net_arch": []}).policy
+    assert len(linear.mlp_extractor.policy_net) == 0 and linear.action_net.in_features == 8
+
+
+def test_a_model_saved_while_the_default_heads_were_linear_loads_with_linear_heads(tmp_path):
+    """A zip whose ``policy_kwargs`` name no ``net_arch`` was saved while the default heads were linear:
+    ``load`` rebuilds those heads (not today's default) and the weights fit; every save now names its heads."""
+    import gymnasium as gym
+    import numpy as np
+    from stable_baselines3.common.save_util import load_from_zip_file, save_to_zip_file
+
+    from neuromod_rl.agents import PlasticPPO
+
+    env = gym.make("neuromod_rl/Recall-v0")
+    model = PlasticPPO("MlpPlasticPolicy", env, n_steps=52, batch_size=52, seed=0,
+                       policy_kwargs={"hidden_size": 8, "net_arch": []})
+    model.save(tmp_path / "new.zip")
+    fresh = PlasticPPO("MlpPlasticPolicy", env, n_steps=52, batch_size=52, policy_kwargs={"hidden_size": 8})
+    assert fresh.policy_kwargs["net_arch"] == [64, 64]  # named, so its saves rebuild the same heads
+    data, params, variables = load_from_zip_file(tmp_path / "new.zip")
+    del data["policy_kwargs"]["net_arch"]  # as a save made before the default changed
+    save_to_zip_file(tmp_path / "old.zip", data=data, params=params, pytorch_variables=variables)
+    loaded = PlasticPPO.load(tmp_path / "old.zip")
+    assert loaded.policy.net_arch == []
+    obs = np.eye(4, dtype=np.float32)[[0, 1, 2, 3]]
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])

@@ -165,3 +165,25 @@ def test_the_onnx_export_of_an_off_policy_model_says_what_it_takes(trained, tmp_
     with pytest.raises(UserError, match="PlasticPPO, PlasticA2C"):
         export_onnx(trained, tmp_path / "policy.onnx")
     assert not (tmp_path / "policy.onnx").exists()
+
+
+@pytest.mark.parametrize("heads", [[], [16, 8]], ids=["linear", "mlp"])
+def test_an_export_that_names_no_heads_loads_with_the_heads_its_weights_have(tmp_path, heads):
+    """Files written while the plastic policy's default heads were linear name no ``net_arch``: the loader
+    reads the heads off the tensors, not today's default, and the model acts as the exported one."""
+    (env_id, env_kwargs), kwargs = ALGORITHMS[PlasticPPO]
+    model = PlasticPPO("MlpPlasticPolicy", gym.make(env_id, **env_kwargs), seed=0,
+                       policy_kwargs=dict(hidden_size=8, net_arch=heads), **kwargs)
+    path = export_safetensors(model, tmp_path / "model.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        metadata = dict(f.metadata())
+    config = yaml.safe_load(metadata["config"])
+    assert config["policy_kwargs"].pop("net_arch") == heads
+    metadata["config"] = yaml.safe_dump(config)
+    old = tmp_path / "written-before.safetensors"
+    from safetensors.torch import save_file
+
+    save_file(load_file(str(path)), str(old), metadata=metadata)
+    loaded = load_exported_model(old)
+    assert loaded.policy.net_arch == heads
+    np.testing.assert_array_equal(_actions(loaded, env_id, env_kwargs), _actions(model, env_id, env_kwargs))

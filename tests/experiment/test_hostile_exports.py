@@ -61,8 +61,10 @@ def _actions(model) -> np.ndarray:
 
 
 def _biggest_weight(path: Path) -> str:
+    """The largest non-square weight matrix (a transposed square one would keep its shape)."""
     tensors = load_file(str(path))
-    return max(sorted(tensors), key=lambda k: (tensors[k].is_floating_point(), tensors[k].dim(), tensors[k].numel()))
+    return max(sorted(tensors), key=lambda k: (tensors[k].is_floating_point(), tensors[k].dim(),
+                                               len(set(tensors[k].shape)) > 1, tensors[k].numel()))
 
 
 def _globals() -> tuple:

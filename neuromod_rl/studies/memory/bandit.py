@@ -60,6 +60,10 @@ SCALES = {
 }
 
 
+#: every agent reads its actions and value linearly off its recurrent state, as in Wang et al.
+LINEAR_HEADS = {"net_arch": []}
+
+
 def agent_table(variant: str, scale: Scale) -> dict[str, rl.Agent]:
     """The three agents on one bandit; the plastic core (and its hidden size) from CoreConfig."""
     hp = {**HYPERPARAMETERS, **dict(scale.changes)}
@@ -69,10 +73,10 @@ def agent_table(variant: str, scale: Scale) -> dict[str, rl.Agent]:
     return {
         NEUROMOD: rl.Agent(NEUROMOD, {**base, "name": f"bandit_{variant}_neuromod", "algo": "plastic_ppo",
                                       "policy": "MlpPlasticPolicy",
-                                      "policy_kwargs": {"rule": "neuromod", "reward_index": 2}}),
+                                      "policy_kwargs": {"rule": "neuromod", "reward_index": 2, **LINEAR_HEADS}}),
         PLASTIC: rl.Agent(PLASTIC, {**base, "name": f"bandit_{variant}_plastic", "algo": "plastic_ppo",
                                     "policy": "MlpPlasticPolicy",
-                                    "policy_kwargs": {**rl.UNMODULATED, "reward_index": 2}}),
+                                    "policy_kwargs": {**rl.UNMODULATED, "reward_index": 2, **LINEAR_HEADS}}),
         LSTM: rl.Agent(LSTM, {**base, "name": f"bandit_{variant}_lstm", "algo": "recurrent_ppo",
                               "policy": "MlpLstmPolicy", "policy_kwargs": {"lstm_hidden_size": units, "net_arch": []}}),
     }  # fmt: skip

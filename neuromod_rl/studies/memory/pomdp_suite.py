@@ -26,6 +26,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from neuromod_rl.agents import PlasticPPO
 from neuromod_rl.agents.common.core_factory import CoreConfig
+from neuromod_rl.agents.on_policy.policies import DEFAULT_NET_ARCH
 from neuromod_rl.plasticity import freeze_plasticity
 from neuromod_rl.studies.scaffold import multiseed
 from neuromod_rl.studies.scaffold.multiseed import StudyOptions
@@ -82,6 +83,17 @@ TASKS: dict[str, Task] = {
         dict(n_steps=16, gae_lambda=0.98, gamma=0.99, n_epochs=4, ent_coef=0.0),
     ),
 }  # fmt: skip
+#: pure memory tasks (``envs/recall.py``) at one shared PPO setting for every agent: 8 envs, ``n_steps=256``,
+#: ``batch_size=512``, 4 epochs, lr 3e-4, ``ent_coef=0.01``, 64 hidden units; RecurrentPPO otherwise at its
+#: defaults (a critic LSTM, 64x64 heads), the plastic agents at theirs. Rewards lie in [-1, 1]: no VecNormalize.
+_RECALL_SETTING = dict(n_steps=256, batch_size=512, n_epochs=4, learning_rate=3e-4, ent_coef=0.01)
+RECALL_TASKS: dict[str, Task] = {
+    name: Task(f"neuromod_rl/{name}", budget, 0.9, "0.9 of perfect play's 1.0 (random play returns -0.5)", 8,
+               dict(_RECALL_SETTING), {}, {"lstm_hidden_size": 64}, normalize=False)
+    for name, budget in (("Recall-v0", 600_000), ("Copy-v0", 600_000), ("Majority-v0", 600_000))
+}  # fmt: skip
+#: every task a run can name: the zoo suite and the recall tasks
+ALL_TASKS: dict[str, Task] = {**TASKS, **RECALL_TASKS}
 #: each task's unmasked Gymnasium env, for the control agent ``ppo_full``
 FULL_OBSERVATIONS = {"PendulumNoVel-v1": "Pendulum-v1", "MountainCarContinuousNoVel-v0": "MountainCarContinuous-v0",
                      "MountainCarNoVel-v0": "MountainCar-v0", "CartPoleNoVel-v1": "CartPole-v1"}
@@ -98,7 +110,10 @@ LABELS = {
 def env_id(task: str, agent: str) -> str:
     """The env ``agent`` trains on: the masked task, or for the control ``ppo_full`` its unmasked env
     (the same settings with the velocities seen: is the task learnable at this budget at all?)."""
-    return FULL_OBSERVATIONS[task] if agent == "ppo_full" else TASKS[task].env_id
+    if agent == "ppo_full" and task not in FULL_OBSERVATIONS:
+        raise ValueError(f"{task} has no fully observed version: the control agent ppo_full applies to "
+                         f"{list(FULL_OBSERVATIONS)}")
+    return FULL_OBSERVATIONS[task] if agent == "ppo_full" else ALL_TASKS[task].env_id
 
 
 def label(agent: str) -> str:
@@ -139,10 +154,12 @@ def _schedule(value: Any) -> Any:
 
 
 #: keys of ``plastic`` that are not policy keys, applied by :func:`build`: hold the plastic gain at 0 (the
-#: non-plastic twin); train on minibatches of ``batch_size`` steps, as RecurrentPPO does (:func:`matched_bptt`)
+#: non-plastic twin); train on minibatches of ``batch_size`` steps, as RecurrentPPO does (:func:`matched_bptt`);
+#: cut the rollout into training sequences of this many steps (PlasticPPO's ``bptt_length``)
 FROZEN = "frozen_plasticity"
 MATCHED_MINIBATCH = "minibatch_of_batch_size"
-NOT_POLICY_KEYS = (FROZEN, MATCHED_MINIBATCH)
+BPTT = "bptt_length"
+NOT_POLICY_KEYS = (FROZEN, MATCHED_MINIBATCH, BPTT)
 
 
 def matched_bptt(hyperparameters: dict[str, Any]) -> int | str:
@@ -187,6 +204,8 @@ def build(task: Task, agent: str, seed: int, env, overrides: dict[str, Any] | No
     hyper = {k: _schedule(v) for k, v in settings.items()}
     if (plastic or {}).get(MATCHED_MINIBATCH):
         hyper["bptt_length"] = matched_bptt(settings)
+    if BPTT in (plastic or {}):
+        hyper["bptt_length"] = plastic[BPTT]
     model = cls(policy, env, policy_kwargs=_policy_kwargs(task, agent, plastic), seed=seed, verbose=0, **hyper)
     if (plastic or {}).get(FROZEN):
         freeze_plasticity(model.policy)  # before the first update: Adam never sees a gradient for alpha
@@ -198,7 +217,7 @@ def run_one(task_name: str, agent: str, seed: int, budget: int, evals: int, eval
             plastic: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train and evaluate one (task, agent, seed); returns the curve, the final return and the wall time."""
     torch.set_num_threads(1)
-    task = TASKS[task_name]
+    task = ALL_TASKS[task_name]
     env = make_vec_env(env_id(task_name, agent), n_envs=task.n_envs, seed=seed)
     eval_env = make_vec_env(env_id(task_name, agent), n_envs=1, seed=1_000_000 + seed)
     if task.normalize:
@@ -270,26 +289,29 @@ def launch(task: str, agent: str, seed: int, budget: int, s: Any, plastic: dict[
 
 def budget_of(task: str, s: Any, options: StudyOptions) -> int:
     """Env steps of a run on ``task``: ``--budget``, else the zoo's budget times the scale's fraction."""
-    return options.budget or max(1, int(TASKS[task].budget * s.budget_fraction))
+    return options.budget or max(1, int(ALL_TASKS[task].budget * s.budget_fraction))
 
 
 def run_fingerprint(task: str, agent: str, budget: int, s: Any, version: str,
                     plastic: dict[str, Any] | None = None) -> str:
     """What a run's result depends on: the task's settings, the resolved policy, the budget and the
     evaluation protocol (``s``), and the study's ``version``."""
-    return multiseed.fingerprint([TASKS[task], describe_policy(task, agent, plastic), budget, s.evals,
+    return multiseed.fingerprint([ALL_TASKS[task], describe_policy(task, agent, plastic), budget, s.evals,
                                   s.eval_episodes, s.final_episodes, s.overrides, version])
 
 
 def describe_policy(task: str, agent: str, plastic: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the agent's policy is, resolved (the plastic agents: CoreConfig's defaults included), so
     that changing the default core re-trains the plastic agents and nothing else."""
-    kwargs = _policy_kwargs(TASKS[task], agent, plastic)
+    kwargs = _policy_kwargs(ALL_TASKS[task], agent, plastic)
     described = {k: repr(v) for k, v in kwargs.items()}
     if agent.startswith("plastic"):
         core = {k: v for k, v in kwargs.items() if k in CoreConfig.__dataclass_fields__}
         described["core"] = CoreConfig(**core).as_dict()
-        described.update({key: True for key in NOT_POLICY_KEYS if (plastic or {}).get(key)})
+        if "net_arch" not in kwargs and list(DEFAULT_NET_ARCH):
+            # the policy's default heads: runs recorded while the default was linear heads had no key
+            described["net_arch"] = repr(list(DEFAULT_NET_ARCH))
+        described.update({key: (plastic or {})[key] for key in NOT_POLICY_KEYS if (plastic or {}).get(key)})
     if agent == "ppo_full":
         described["env_id"] = env_id(task, agent)
     return described

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from neuromod_rl.experiment.plots.figures import new_figure
-from neuromod_rl.studies.memory.pomdp_suite import TASKS, Settings, label
+from neuromod_rl.studies.memory.pomdp_suite import ALL_TASKS, TASKS, Settings, label
 from neuromod_rl.studies.scaffold import multiseed
 from neuromod_rl.studies.scaffold.report import save_figure
 
@@ -101,6 +101,6 @@ def plot_curves(results: dict, tasks: tuple[str, ...], agents: tuple[str, ...], 
                 curves[name(agent)] = [[v for _, v in r["curve"]] for r in rs]
                 steps = np.asarray([x for x, _ in rs[0]["curve"]], dtype=float)
         multiseed.plot_bands(ax, steps, curves, "evaluation return", "env steps")
-        ax.axhline(TASKS[task].threshold, color="grey", ls=":", lw=1)
+        ax.axhline(ALL_TASKS[task].threshold, color="grey", ls=":", lw=1)
         ax.set_title(task, fontsize=9)
     return save_figure(fig, out, filename)

@@ -56,7 +56,8 @@ def variants(name: str, env: str, hyperparameters: dict[str, Any], scale: Scale,
     task's observation holds the previous reward (read if the default core's modulation is external);
     ``core``: the plastic core of every PlasticPPO variant (``None``: the default core)."""
     hidden = scale.hidden or rl.default_core()["hidden_size"]
-    plastic = {"hidden_size": hidden, "reward_index": reward_index}
+    # linear heads on the core, as Backpropamine's networks (and the LSTM baseline here) have
+    plastic = {"hidden_size": hidden, "reward_index": reward_index, "net_arch": []}
     if core is not None:  # else the default core, filled in when the config is resolved
         plastic["core"] = core
     base = {"env": scale.env or env, "n_envs": scale.n_envs, "n_timesteps": scale.n_timesteps,

@@ -28,6 +28,7 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 from neuromod_rl.agents.common.core_factory import CoreConfig
+from neuromod_rl.agents.on_policy.policies import DEFAULT_NET_ARCH
 from neuromod_rl.experiment import normalize
 from neuromod_rl.experiment import train as tr
 from neuromod_rl.experiment.config import CONFIG_DIR, ExperimentConfig, check_semantics, load_yaml, validate
@@ -39,6 +40,9 @@ from neuromod_rl.plasticity import freeze_plasticity
 #: the policy_kwargs keys of the plastic core that follow CoreConfig's defaults
 CORE_KEYS = ("core", "hidden_size", "alpha_shape", "modulation", "modulation_source")
 PLASTIC_ALGOS = ("plastic_ppo", "plastic_a2c")
+#: the ``eval`` keys of the evaluation during training, left out of fingerprints: it restores the random
+#: state it uses, so a run trains to the same agent whatever they say
+PERIODIC_EVAL_KEYS = ("every_steps", "periodic_episodes")
 #: a non-modulated plastic core whatever the default says: the clipped Hebbian rule, no modulator
 UNMODULATED = {"rule": "clipped", "modulation": None, "modulation_source": "hidden"}
 
@@ -86,10 +90,29 @@ class Agent:
         return cfg
 
     def describe(self, cfg: ExperimentConfig) -> dict[str, Any]:
-        """What the fingerprint and the report record of this agent."""
+        """What the fingerprint and the report record of this agent (a plastic policy's heads resolved:
+        :func:`heads_described`)."""
         d = cfg.model_dump()
         d.pop("seed", None)
+        for key in PERIODIC_EVAL_KEYS:  # logging only: the trained agent is the same with or without it
+            d.get("eval", {}).pop(key, None)
+        if d.get("algo") in PLASTIC_ALGOS:
+            d["policy_kwargs"] = heads_described(d.get("policy_kwargs") or {})
         return {"config": d, "frozen_plasticity": self.frozen_plasticity}
+
+
+def heads_described(policy_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A plastic policy's ``policy_kwargs`` as a fingerprint records them: ``net_arch`` resolved against the
+    policy's default, so a run made under one default is not reused under another; linear heads
+    (``net_arch=[]``) are recorded as no key, which is how every run before the default became
+    ``DEFAULT_NET_ARCH`` recorded them (they had linear heads and no key)."""
+    kwargs = dict(policy_kwargs)
+    heads = kwargs.get("net_arch", list(DEFAULT_NET_ARCH))
+    if heads == []:
+        kwargs.pop("net_arch", None)
+    else:
+        kwargs["net_arch"] = heads
+    return kwargs
 
 
 def merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
