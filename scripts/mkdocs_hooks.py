@@ -85,10 +85,10 @@ def root_files(root: Path = ROOT) -> dict[str, str]:
         root: the repository's root folder.
 
     Returns:
-        Site path -> repository path: the pages of ``ROOT_PAGES`` and the example scripts beside
-        ``examples/README.md`` (which it links to).
+        Site path -> repository path: the pages of ``ROOT_PAGES``, ``CITATION.cff`` (the README links
+        to it) and the example scripts beside ``examples/README.md`` (which it links to).
     """
-    files = dict(ROOT_PAGES)
+    files = {**ROOT_PAGES, "CITATION.cff": "CITATION.cff"}
     for script in sorted((root / "examples").glob("*.py")):
         files[f"examples/{script.name}"] = f"examples/{script.name}"
     return files

@@ -170,7 +170,9 @@ def test_evolved_model_acts_through_the_ppo_policy_api():
     buf.seek(0)
     loaded = ESTrainer.load(buf)
     assert isinstance(loaded.policy, MlpPlasticPolicy)
-    ppo = PlasticPPO("MlpPlasticPolicy", cue_env(), policy_kwargs=CUE["policy_kwargs"], seed=0)
+    assert loaded.policy.net_arch == []  # ES keeps linear heads unless told otherwise: a smaller genome
+    ppo = PlasticPPO("MlpPlasticPolicy", cue_env(), policy_kwargs={**CUE["policy_kwargs"], "net_arch": []}, seed=0,
+                     n_steps=64, batch_size=64)
     ppo.policy.load_state_dict(loaded.policy.state_dict())  # same class, same layout
     obs = np.eye(3, dtype=np.float32)[:2]
     starts = np.ones(2, dtype=bool)
