@@ -177,6 +177,7 @@ def hf_upload(folder: Path, repo_id: str) -> str:
     """
     require("hub", "uploading to the Hugging Face Hub", ("huggingface_hub",))
     from huggingface_hub import HfApi
+
     # from .utils, not .errors: every release since 0.20 (the extra's floor) has them there
     from huggingface_hub.utils import HfHubHTTPError, LocalTokenNotFoundError
 
