@@ -23,7 +23,7 @@ from pathlib import Path
 
 from neuromod_rl.experiment import safe_yaml
 from neuromod_rl.experiment.algos import algo_class
-from neuromod_rl.experiment.config import validate
+from neuromod_rl.experiment.config import dump_config, validate
 from neuromod_rl.experiment.errors import UserError
 from neuromod_rl.experiment.evaluate import eval_summary, load_run
 from neuromod_rl.experiment.export import (
@@ -35,7 +35,7 @@ from neuromod_rl.experiment.export import (
     make_exported_env,
 )
 from neuromod_rl.experiment.hub_card import FILES, model_card
-from neuromod_rl.experiment.runs import atomic_write_bytes, atomic_write_text, path_kind, write_json
+from neuromod_rl.experiment.runs import atomic_write_text, path_kind, write_json
 from neuromod_rl.extras import install_hint, require
 
 WEIGHTS, ONNX, CONFIG, RESULTS, CARD = ("model.safetensors", "policy.onnx", "config.yaml", "eval_results.json",
@@ -123,7 +123,8 @@ def write_folder(run_dir: str | Path, repo_id: str,
     folder = _prepare_folder(run.path / "hub" if folder is None else Path(folder))
     weights = export_safetensors(run.path, folder / WEIGHTS)
     onnx_note = _write_onnx(run.path, folder / ONNX)
-    atomic_write_bytes(folder / CONFIG, run.config.read_bytes())
+    # the config the weights carry (the run's, with what it left to defaults, such as the heads, spelled out)
+    atomic_write_text(folder / CONFIG, dump_config(exported_config(weights)))
     write_json(folder / RESULTS, results)
     num_timesteps = int(load_safetensors(weights)[1].get("num_timesteps", "0"))
     card = model_card(cfg, results, repo_id, algo_name=algo_class(cfg.algo).__name__, num_timesteps=num_timesteps,

@@ -93,7 +93,8 @@ def test_the_file_of_a_model_records_the_config_read_off_the_model(trained, tmp_
     assert meta["format"] == FORMAT and meta["num_timesteps"] == str(trained.num_timesteps)
     assert cfg["env"] == env_id and cfg["env_kwargs"] == env_kwargs and cfg["policy"] == "MlpPlasticPolicy"
     assert cfg["algo"] == meta["algo"] == f"plastic_{type(trained).__name__.removeprefix('Plastic').lower()}"
-    assert cfg["policy_kwargs"] == {"hidden_size": 8, "activation_fn": "tanh"}
+    heads = {"net_arch": [64, 64]} if isinstance(trained, (PlasticPPO, PlasticA2C)) else {}  # the default, named
+    assert cfg["policy_kwargs"] == {"hidden_size": 8, "activation_fn": "tanh", **heads}
     assert {k: cfg["hyperparameters"][k] for k in ("batch_size", "sequence_length") if k in kwargs} == \
         {k: kwargs[k] for k in ("batch_size", "sequence_length") if k in kwargs}
 
@@ -108,9 +109,11 @@ def test_a_run_and_its_model_object_export_the_same_weights_and_spaces(trained_r
     assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
     with safe_open(str(from_run), framework="pt") as f, safe_open(str(from_object), framework="pt") as g:
         meta_run, meta_object = dict(f.metadata()), g.metadata()
-    meta_run.pop("config")
+    run_config = yaml.safe_load(meta_run.pop("config"))
     assert {k: v for k, v in meta_object.items() if k != "config"} == meta_run
-    assert yaml.safe_load(meta_object["config"])["policy_kwargs"] == cfg.policy_kwargs
+    # both name the heads the run's config left to the default
+    named = {**cfg.policy_kwargs, "net_arch": [64, 64]}
+    assert yaml.safe_load(meta_object["config"])["policy_kwargs"] == named == run_config["policy_kwargs"]
 
 
 def test_a_model_object_with_nan_weights_is_refused_as_a_run_is(tmp_path):

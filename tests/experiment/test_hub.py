@@ -23,6 +23,7 @@ from support import copy_run, stderr_without_traceback
 
 from neuromod_rl.cli import main
 from neuromod_rl.experiment import hub
+from neuromod_rl.experiment.config import load_config
 from neuromod_rl.experiment.errors import UserError
 from neuromod_rl.experiment.evaluate import evaluate, load_model, load_run
 from neuromod_rl.experiment.hub_card import usage_snippet
@@ -75,7 +76,11 @@ def _folder(remote: Path, tmp_path: Path) -> Path:
 def test_push_uploads_weights_graph_config_results_and_card(remote, evaluated_run):
     assert sorted(p.name for p in remote.iterdir()) == ["README.md", "config.yaml", "eval_results.json",
                                                         "model.safetensors", "policy.onnx"]
-    assert (remote / "config.yaml").read_bytes() == (evaluated_run / "config.yaml").read_bytes()
+    # the run's config, with the heads it left to the default spelled out (as the weights carry it)
+    pushed, ran = load_config(remote / "config.yaml"), load_config(evaluated_run / "config.yaml")
+    assert "net_arch" not in ran.policy_kwargs
+    assert pushed.model_dump() == ran.model_copy(
+        update={"policy_kwargs": {**ran.policy_kwargs, "net_arch": [64, 64]}}).model_dump()
     results = json.loads((remote / "eval_results.json").read_text())
     assert results["test"] == json.loads((evaluated_run / "eval" / "test.json").read_text())
 

@@ -119,7 +119,9 @@ def test_study_yamls_share_observations_normalisation_and_budget():
 
 def test_the_non_plastic_network_has_frozen_plasticity_and_fewer_parameters(tmp_path):
     base = {"name": "f", "env": "neuromod_rl/CueReward-v0", "algo": "plastic_ppo", "policy": "MlpPlasticPolicy",
-            "policy_kwargs": {"rule": "clipped", "core": "rnn", "hidden_size": 6}, "n_envs": 2, "n_timesteps": 240,
+            # linear heads, as the Backpropamine studies have: the heads would dwarf what alpha adds
+            "policy_kwargs": {"rule": "clipped", "core": "rnn", "hidden_size": 6, "net_arch": []},
+            "n_envs": 2, "n_timesteps": 240,
             "hyperparameters": {"n_steps": 120, "batch_size": 120, "n_epochs": 1}}
     plastic, frozen = rl.Agent("p", base), rl.Agent("r", base, frozen_plasticity=True)
     # alpha (6 x 6) and eta are not trained in the frozen network
