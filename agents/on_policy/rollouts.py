@@ -32,7 +32,6 @@ from neuromod_rl.agents.on_policy.buffers import SequenceDictRolloutBuffer, Sequ
 from neuromod_rl.agents.on_policy.policies import DEFAULT_NET_ARCH, PlasticActorCriticPolicy
 from neuromod_rl.plasticity import PlasticState
 
-
 #: True while ``load`` rebuilds a saved model: a save that names no ``net_arch`` was made while the default
 #: heads were linear (every save since names them)
 _LOADING: ContextVar[bool] = ContextVar("loading_plastic_model", default=False)
