@@ -17,7 +17,10 @@ EXAMPLES = ROOT / "examples"
 
 def run_example(name: str, args: list[str], cwd: Path) -> str:
     """stdout of ``python examples/NAME ARGS`` run in ``cwd``, offline; fails with its output if it fails."""
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
+    # not WANDB_SERVICE: a W&B run earlier in this test process leaves its service's address there, and a
+    # script that connects to it writes no run file of its own
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    env.update(WANDB_MODE="offline", WANDB_SILENT="true", OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, str(EXAMPLES / name), *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
