@@ -1,9 +1,10 @@
 """``neuromod-rl bench core --device cuda``: the sequence engine on a GPU.
 
 Plastic RNN, rule ``neuromod`` (scalar modulation from the hidden state, full ``alpha``), B=1024,
-T=200, N=128 and N=256, one episode start inside every fourth sequence. Backends measured in the
-same run: ``reference`` (per-step autograd on the GPU), ``fused`` (its exact torch-op path on CUDA)
-and ``triton``. Per backend:
+T=200, N=128 and N=256, one episode start inside every fourth sequence; then the plastic LSTM (the
+policies' default core) in the same configuration. Backends measured in the same run: ``reference``
+(per-step autograd on the GPU), ``fused`` (its exact torch-op path on CUDA) and ``triton``. The
+targets are read from the RNN's rows; the LSTM's ratios are printed beside them. Per backend:
 
 * ``steps/s``: time steps of the whole batch per second, forward+backward (best of ``--repeats``
   passes, after a warm-up pass that also compiles the kernels), and the forward alone;
@@ -12,7 +13,8 @@ and ``triton``. Per backend:
 * achieved bandwidth of the forward pass: the *trace bytes* divided by the forward time, against
   the GPU's peak. Trace bytes are what a pass must move when each sequence's traces cross memory
   once per step: ``F`` (and ``E``) read and written every step (``2 · n_traces · N² · 4`` bytes per
-  sequence and step), the input drive read and the hidden state written (``2 · N · 4``), and the
+  sequence and step), the input drive read and the hidden state written (``2 · N · 4``; the LSTM
+  reads four gate blocks and writes ``h`` and its five saved activities: ``10 · N · 4``), and the
   trace checkpoints written every K ≈ √T steps. Weights shared by the batch (``w``, ``alpha``, the
   modulator) are not counted: they stay in L2. The same count serves every backend, so the column is
   an effective bandwidth; above 100% means the traces were served by the L2 cache. The peak is the
@@ -40,12 +42,14 @@ import time
 import torch
 
 from neuromod_rl.bench.harness import Column, print_table, write_report
-from neuromod_rl.plasticity import PlasticRNNCell, scan
+from neuromod_rl.plasticity import PlasticLSTMCell, PlasticRNNCell, scan
 from neuromod_rl.plasticity.backends import BACKENDS as REGISTERED
 from neuromod_rl.plasticity.fused.spec import segment_length
 
 DEFAULT_JSON = "benchmarks/results/core_gpu.json"
 BACKENDS = ("reference", "fused", "triton")
+#: the cores a full run measures (the RNN's rows carry the targets)
+CELLS = {"rnn": PlasticRNNCell, "lstm": PlasticLSTMCell}
 
 #: datasheet HBM bandwidth (GB/s) by a substring of ``torch.cuda.get_device_name()``; first match wins
 PEAK_BANDWIDTH_GBS = {
@@ -75,12 +79,12 @@ def table_peak_gbs(name: str) -> float | None:
     return None
 
 
-def trace_bytes(rule: str, B: int, T: int, N: int, segment: int, elem: int = 4) -> int:
+def trace_bytes(rule: str, B: int, T: int, N: int, segment: int, elem: int = 4, cell: str = "rnn") -> int:
     """Bytes one forward pass moves when each sequence's traces cross memory once per step (see the
-    module docstring): traces read+written per step, input read and hidden state written per step,
-    trace checkpoints every ``segment`` steps."""
+    module docstring): traces read+written per step, input read and activity written per step
+    (``cell``: ``"rnn"`` or ``"lstm"``), trace checkpoints every ``segment`` steps."""
     n_traces = 2 if rule == "retroactive" else 1
-    per_step = 2 * n_traces * N * N + 2 * N
+    per_step = 2 * n_traces * N * N + (10 * N if cell == "lstm" else 2 * N)
     checkpoints = math.ceil(T / segment) * n_traces * N * N
     return B * (T * per_step + checkpoints) * elem
 
@@ -106,10 +110,12 @@ def _sync(device: str) -> None:
 
 
 def measure(backend: str, rule: str, B: int, T: int, N: int, device: str = "cuda", repeats: int = 3,
-            input_size: int = 32) -> dict:
-    """Forward and forward+backward timings and peak memory of one configuration."""
+            input_size: int = 32, cell: str = "rnn") -> dict:
+    """Forward and forward+backward timings and peak memory of one configuration (``cell``: a key of
+    :data:`CELLS`)."""
+    kind = cell
     torch.manual_seed(0)
-    cell = PlasticRNNCell(input_size, N, rule=rule).to(device)
+    cell = CELLS[kind](input_size, N, rule=rule).to(device)
     x = torch.randn(T, B, input_size, device=device)
     starts = torch.zeros(T, B, dtype=torch.bool, device=device)
     starts[T // 2, : B // 4] = True
@@ -145,8 +151,9 @@ def measure(backend: str, rule: str, B: int, T: int, N: int, device: str = "cuda
     seconds = best_time(train_pass)
     with torch.no_grad():
         fwd_seconds = best_time(forward)
-    moved = trace_bytes(rule, B, T, N, segment_length(T))
+    moved = trace_bytes(rule, B, T, N, segment_length(T), cell=kind)
     return {
+        "cell": kind,
         "backend": ran,
         "rule": rule,
         "B": B,
@@ -163,20 +170,21 @@ def measure(backend: str, rule: str, B: int, T: int, N: int, device: str = "cuda
     }
 
 
-def _measure_fitting(backend: str, rule: str, B: int, T: int, N: int, device: str, repeats: int) -> dict:
+def _measure_fitting(backend: str, rule: str, B: int, T: int, N: int, device: str, repeats: int,
+                     cell: str = "rnn") -> dict:
     """:func:`measure` at ``B``, else at B/4 and B/16 when the GPU runs out of memory."""
     last = None
     for b in (B, B // 4, B // 16):
         if b < 1:
             break
         try:
-            row = measure(backend, rule, b, T, N, device, repeats)
+            row = measure(backend, rule, b, T, N, device, repeats, cell=cell)
             row["requested_B"] = B
             return row
         except torch.OutOfMemoryError as err:
             last = err
             torch.cuda.empty_cache()
-    return {"backend": backend, "rule": rule, "B": None, "requested_B": B, "T": T, "N": N,
+    return {"cell": cell, "backend": backend, "rule": rule, "B": None, "requested_B": B, "T": T, "N": N,
             "error": f"out of memory even at B={max(B // 16, 1)}: {str(last).splitlines()[0]}"}
 
 
@@ -189,17 +197,20 @@ def bench_core_gpu(
     device: str = "cuda",
     backends: tuple[str, ...] = BACKENDS,
     json_path: str | None = DEFAULT_JSON,
+    cells: tuple[str, ...] = ("rnn",),
 ) -> dict:
-    """Run every backend at every size; print the table and ratios; write JSON; return the results."""
+    """Run every backend at every size for every core in ``cells`` (keys of :data:`CELLS`); print the
+    table and ratios; write JSON; return the results."""
     rows = []
-    for N in sizes:
-        for backend in backends:
-            if backend not in REGISTERED:
-                rows.append({"backend": backend, "rule": rule, "B": None, "requested_B": B, "T": T, "N": N,
-                             "error": "not available here (the triton backend needs the 'triton' package)"})
-                continue
-            print(f"bench core --device {device}: {backend} N={N} ...", file=sys.stderr, flush=True)
-            rows.append(_measure_fitting(backend, rule, B, T, N, device, repeats))
+    for cell in cells:
+        for N in sizes:
+            for backend in backends:
+                if backend not in REGISTERED:
+                    rows.append({"cell": cell, "backend": backend, "rule": rule, "B": None, "requested_B": B, "T": T,
+                                 "N": N, "error": "not available here (the triton backend needs the 'triton' package)"})
+                    continue
+                print(f"bench core --device {device}: {cell} {backend} N={N} ...", file=sys.stderr, flush=True)
+                rows.append(_measure_fitting(backend, rule, B, T, N, device, repeats, cell=cell))
     gpu = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
     copy_gbs = copy_bandwidth_gbs(device) if device.startswith("cuda") else None
     table_gbs = table_peak_gbs(gpu)
@@ -209,7 +220,8 @@ def bench_core_gpu(
             row["forward_fraction_of_peak_bandwidth"] = row["forward_achieved_gbs"] / peak_gbs
     result = {
         "benchmark": "core-gpu",
-        "what": f"plastic RNN ({rule}) forward+backward through scan on {device}, one batch of sequences per pass",
+        "what": f"plastic {' and '.join(c.upper() for c in cells)} ({rule}) forward+backward through scan on {device}, "
+        "one batch of sequences per pass",
         "date": datetime.date.today().isoformat(),
         "gpu": gpu,
         "peak_bandwidth_gbs": peak_gbs,
@@ -219,6 +231,7 @@ def bench_core_gpu(
         "triton": _triton_version(),
         "rows": rows,
         "ratios": _ratios(rows, sizes),
+        "lstm_ratios": _ratios(rows, sizes, cell="lstm") if "lstm" in cells else [],
         "bytes_counted": "traces read+written once per step, input read and hidden state written per step, "
         "trace checkpoints every K=ceil(sqrt(T)) steps; shared weights excluded (L2-resident)",
     }
@@ -235,11 +248,13 @@ def _triton_version() -> str | None:
         return None
 
 
-def _ratios(rows: list[dict], sizes) -> list[dict]:
-    """Triton against the others, on samples per second (independent of the B each row ran at)."""
+def _ratios(rows: list[dict], sizes, cell: str = "rnn") -> list[dict]:
+    """Triton against the others for one core, on samples per second (independent of the B each row
+    ran at); a row without a ``cell`` is the RNN's."""
     out = []
     for N in sizes:
-        got = {r["backend"]: r for r in rows if r["N"] == N and "error" not in r}
+        got = {r["backend"]: r for r in rows
+               if r["N"] == N and "error" not in r and r.get("cell", "rnn") == cell}
         if "triton" not in got:
             continue
         tri = got["triton"]["samples_per_s"]
@@ -263,7 +278,8 @@ TARGET_N = 128
 def targets(result: dict) -> list[dict]:
     """Each target with the measured value at N=128 and whether it is met (None: not measured)."""
     ratio = next((q for q in result["ratios"] if q["N"] == TARGET_N), {})
-    row = next((r for r in result["rows"] if r["N"] == TARGET_N and r["backend"] == "triton" and "error" not in r), {})
+    row = next((r for r in result["rows"] if r["N"] == TARGET_N and r["backend"] == "triton" and "error" not in r
+                and r.get("cell", "rnn") == "rnn"), {})
     out = []
     for what, key, bound in TARGETS:
         value = ratio.get(key, row.get(key))
@@ -283,6 +299,7 @@ def _verdict(target: dict) -> str:
 
 # a row that did not run shows "-" in every measured column and says why in the last one
 _ROW_COLUMNS = (
+    Column("cell", 5, lambda r: r.get("cell", "rnn"), align="<"),
     Column("N", 5, "N"),
     Column("B", 5, lambda r: r["requested_B"] if r["B"] is None else r["B"]),
     Column("backend", 9, "backend", align="<"),
@@ -309,8 +326,9 @@ def _print(result: dict) -> None:
         f"({result['peak_bandwidth_source']}), measured copy {copy and round(copy)} GB/s"
     )
     ratios = {
-        f"N={q['N']} {k.replace('_over_', '/')} (samples/s)": v
-        for q in result["ratios"]
+        f"{cell} N={q['N']} {k.replace('_over_', '/')} (samples/s)": v
+        for cell, key in (("rnn", "ratios"), ("lstm", "lstm_ratios"))
+        for q in result.get(key, [])
         for k, v in q.items()
         if k != "N"
     }
@@ -329,9 +347,9 @@ def run(quick: bool = False, repeats: int = 3, json_path: str | None = DEFAULT_J
         )
         return 2
     if quick:
-        bench_core_gpu(sizes=(32,), B=64, T=32, repeats=1, json_path=json_path)
+        bench_core_gpu(sizes=(32,), B=64, T=32, repeats=1, json_path=json_path, cells=tuple(CELLS))
     else:
-        bench_core_gpu(repeats=repeats, json_path=json_path)
+        bench_core_gpu(repeats=repeats, json_path=json_path, cells=tuple(CELLS))
     return 0
 
 

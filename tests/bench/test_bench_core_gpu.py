@@ -62,3 +62,14 @@ def test_targets_read_the_n128_figures():
     }
     assert [(t["value"], t["met"]) for t in core_gpu.targets(result)] == [(60.0, True), (4.0, False), (0.7, True)]
     assert all(t["met"] is None for t in core_gpu.targets({"ratios": [], "rows": []}))
+
+
+def test_lstm_rows_count_their_gates_and_keep_out_of_the_targets(tmp_path):
+    # the LSTM reads four gate blocks and writes h and five saved activities per step: 10 N instead of 2 N
+    assert core_gpu.trace_bytes("neuromod", B=1, T=1, N=8, segment=1, cell="lstm") == (2 * 64 + 80 + 64) * 4
+    result = core_gpu.bench_core_gpu(sizes=(8,), B=2, T=4, repeats=1, device="cpu", backends=("fused",),
+                                     json_path=str(tmp_path / "gpu.json"), cells=("rnn", "lstm"))
+    assert [(r["cell"], r["backend"]) for r in result["rows"]] == [("rnn", "fused"), ("lstm", "fused")]
+    assert result["rows"][1]["steps_per_s"] > 0
+    rows = [{"cell": "lstm", "backend": "triton", "N": 128, "forward_fraction_of_peak_bandwidth": 0.9}]
+    assert all(t["met"] is None for t in core_gpu.targets({"ratios": [], "rows": rows}))

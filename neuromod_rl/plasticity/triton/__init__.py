@@ -1,4 +1,4 @@
-"""The ``triton`` backend of :func:`~neuromod_rl.plasticity.scan`: GPU kernels for the plastic RNN.
+"""The ``triton`` backend of :func:`~neuromod_rl.plasticity.scan`: GPU kernels for the plastic RNN and LSTM.
 
 One program per sequence walks all T steps with its fast weights ``F`` (and eligibility ``E``) moving
 through the chip once per step, in column tiles; the hand-written backward replays √T-step segments
@@ -9,6 +9,8 @@ Runs: :class:`~neuromod_rl.plasticity.cells.PlasticRNNCell` (exact class) with t
 ``clipped``, ``neuromod`` and ``retroactive`` (hard clip; ``oja`` too once the fused engine's table
 of rule codes has a code for it), modulation scalar or fan-out, from the hidden
 state or external, ``alpha`` full, per neuron or scalar, float32 or float64.
+:class:`~neuromod_rl.plasticity.cells.PlasticLSTMCell` (exact class) with the same rules and ``abcd``
+(without ``max_norm``), the same modulation and alpha shapes (:mod:`.kernels_lstm`).
 
 * ``scan(backend=None)`` picks it on CUDA tensors when Triton is installed; ``backend="triton"`` or
   ``NEUROMOD_RL_BACKEND=triton`` forces it.
@@ -30,10 +32,11 @@ import torch
 from torch import Tensor
 
 from neuromod_rl.plasticity.backends import ScanResult, register_backend
-from neuromod_rl.plasticity.cells import PlasticCell, PlasticRNNCell
+from neuromod_rl.plasticity.cells import PlasticCell, PlasticLSTMCell, PlasticRNNCell
 from neuromod_rl.plasticity.fused.spec import supports as fused_supports
+from neuromod_rl.plasticity.rules import ABCD
 from neuromod_rl.plasticity.state import PlasticState
-from neuromod_rl.plasticity.triton.config import TRITON_RULES, cell_params, config_for
+from neuromod_rl.plasticity.triton.config import LSTM_RULES, TRITON_RULES, cell_params, config_for, lstm_params
 
 __all__ = ["bf16_inputs", "supports", "triton_scan", "TRITON_RULES"]
 
@@ -43,8 +46,15 @@ _BLOCK_J = contextvars.ContextVar("neuromod_rl_triton_block_j", default=None)
 
 def supports(cell: PlasticCell) -> bool:
     """True for the cells the kernels implement: a fused-engine cell that is a plastic RNN with one
-    of :data:`TRITON_RULES`."""
-    return fused_supports(cell) and type(cell) is PlasticRNNCell and type(cell.rule) in TRITON_RULES
+    of :data:`TRITON_RULES`, or a plastic LSTM with one of :data:`LSTM_RULES` (ABCD without
+    ``max_norm``, a reduction over the whole trace that the column-tiled kernels do not make)."""
+    if not fused_supports(cell):
+        return False
+    if type(cell) is PlasticRNNCell:
+        return type(cell.rule) in TRITON_RULES
+    if type(cell) is PlasticLSTMCell:
+        return type(cell.rule) in LSTM_RULES and not (type(cell.rule) is ABCD and cell.rule.max_norm)
+    return False
 
 
 @contextlib.contextmanager
@@ -124,8 +134,16 @@ def triton_scan(
     cfg = config_for(cell, x.shape[0])
     opts = function.LaunchOptions(bf16_input=_BF16_INPUT.get() and xp.dtype == torch.float32, block_j=_BLOCK_J.get())
     E0 = state.E if "E" in state else None
-    H, hT, FT, ET, M = function.TritonPlasticRNN.apply(
-        cfg, opts, episode_starts, xp, modulation, state.h, state.F, E0, *cell_params(cell, xp)
-    )
-    final = state.replace(h=hT, F=FT, **({"E": ET} if E0 is not None else {}))
+    if type(cell) is PlasticLSTMCell:
+        from neuromod_rl.plasticity.triton import function_lstm  # imports Triton, as `function` did above
+
+        H, hT, cT, FT, ET, M = function_lstm.TritonPlasticLSTM.apply(
+            cfg, opts, episode_starts, xp, modulation, state.h, state.c, state.F, E0, *lstm_params(cell, xp)
+        )
+        final = state.replace(h=hT, c=cT, F=FT, **({"E": ET} if E0 is not None else {}))
+    else:
+        H, hT, FT, ET, M = function.TritonPlasticRNN.apply(
+            cfg, opts, episode_starts, xp, modulation, state.h, state.F, E0, *cell_params(cell, xp)
+        )
+        final = state.replace(h=hT, F=FT, **({"E": ET} if E0 is not None else {}))
     return ScanResult(H, final, M if cfg.modulation else None, "triton")

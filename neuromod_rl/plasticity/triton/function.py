@@ -2,9 +2,10 @@
 
 Importing this module imports Triton (the backend's ``__init__`` imports it only when a scan runs).
 The forward pass runs :func:`~.kernels.plastic_rnn_forward` over the whole sequence, keeping the traces
-entering every K-th step (K ≈ √T). The backward pass walks the K-step segments in reverse: it replays a
-segment forward from its checkpoint (the same kernel, checkpointing every step into a K-slot buffer),
-then runs :func:`~.kernels.plastic_rnn_backward` down the segment. Gradients that sum over sequences and
+entering every K-th step (K ≈ √T). The backward pass walks the K-step segments in reverse: it recovers
+the traces entering each step of a segment from its checkpoint by replaying the rule alone on the saved
+``h`` and ``M`` (:func:`~.kernels_replay.trace_replay`, into a K-slot buffer), then runs
+:func:`~.kernels.plastic_rnn_backward` down the segment. Gradients that sum over sequences and
 steps are formed afterwards as matrix products (``w``) or reductions of per-sequence partial sums
 (``alpha``, ``eta``, the modulator head), never by atomics.
 """
@@ -17,7 +18,7 @@ import torch
 import triton
 from torch import Tensor
 
-from neuromod_rl.plasticity.triton import kernels
+from neuromod_rl.plasticity.triton import kernels, kernels_replay
 from neuromod_rl.plasticity.triton.config import CellParams, TritonConfig
 
 #: trace elements each thread holds per tile: ptxas (sm_90) keeps the kernels near 128 registers a
@@ -145,7 +146,7 @@ class TritonPlasticRNN(torch.autograd.Function):
         elif cfg.modulation == "scalar":
             M = MS
         ctx.cfg, ctx.opts, ctx.retro = cfg, opts, retro
-        ctx.save_for_backward(xin, starts8, ext_k, h0, H, MS if cfg.modulation else None, F_ck, E_ck if retro else None,
+        ctx.save_for_backward(starts8, h0, H, MS if cfg.modulation else None, F_ck, E_ck if retro else None,
                               w, alpha, wm, bm, wf, bf, eta)
         if M is not None:
             ctx.mark_non_differentiable(M)
@@ -154,7 +155,7 @@ class TritonPlasticRNN(torch.autograd.Function):
     @staticmethod
     def backward(ctx, gH, ghT, gFT, gET, _gM):
         cfg: TritonConfig = ctx.cfg
-        xin, starts8, ext, h0, H, MS, F_ck, E_ck, w, alpha, wm, bm, wf, bf, eta = ctx.saved_tensors
+        starts8, h0, H, MS, F_ck, E_ck, w, alpha, wm, bm, wf, bf, eta = ctx.saved_tensors
         p = CellParams(w, alpha, wm, bm, wf, bf, eta)
         T, B, N = H.shape
         dtype, device = H.dtype, H.device
@@ -175,25 +176,20 @@ class TritonPlasticRNN(torch.autograd.Function):
         GALPHA = torch.zeros(B, N, *((N,) if cfg.alpha_full else ()), dtype=dtype, device=device)
         seg_F = torch.empty(K, B, N, N, dtype=dtype, device=device)
         seg_E = torch.empty_like(seg_F) if retro else seg_F
-        work_F = torch.empty(B, N, N, dtype=dtype, device=device)
-        work_E = torch.empty_like(work_F) if retro else work_F
-        replay_H = torch.empty_like(H)
-        replay_MS = torch.empty_like(MS) if MS is not None else dummy
         starts_k = dummy if starts8 is None else starts8
+        MS_k = dummy if MS is None else MS
+        replay_consts = {key: launch.consts[key] for key in ("RULE", "MOD", "HAS_STARTS", "BLOCK_N", "BLOCK_J")}
+        if "num_warps" in launch.consts:
+            replay_consts["num_warps"] = launch.consts["num_warps"]
         for s in reversed(range(0, T, K)):
             e = min(s + K, T)
-            work_F.copy_(F_ck[s // K])
-            if retro:
-                work_E.copy_(E_ck[s // K])
-            h_in = h0 if s == 0 else H[s - 1]
-            kernels.plastic_rnn_forward[launch.grid](
-                xin, dummy if ext is None else ext, starts_k, h_in, work_F, work_E, replay_H, replay_MS,
-                seg_F, seg_E,
-                params["W"], params["ALPHA"], params["WM"], params["BM"], params["WF"], params["BF"], params["ETA"],
-                s, e, 1, B, N, launch.clip, **launch.consts,
+            kernels_replay.trace_replay[launch.grid](
+                starts_k, h0, H, H, MS_k, F_ck[s // K], E_ck[s // K] if retro else F_ck[s // K], seg_F, seg_E,
+                params["ETA"], params["WF"], params["BF"], *(dummy,) * 6,
+                s, e, B, N, N, 0, launch.clip, **replay_consts,
             )
             kernels.plastic_rnn_backward[launch.grid](
-                starts_k, h0, H, dummy if MS is None else MS, seg_F, seg_E, gH, DH, DF, DE if retro else DF,
+                starts_k, h0, H, MS_k, seg_F, seg_E, gH, DH, DF, DE if retro else DF,
                 DXP, DMS, DM, GETA, GALPHA,
                 params["W"], params["ALPHA"], params["WM"], params["WF"], params["BF"], params["ETA"],
                 s, e, B, N, launch.clip, **launch.consts,
