@@ -2,13 +2,17 @@
 # One-step GPU check of the sequence engine (docs/gpu.md): run by `make gpu-check` on a machine with
 # an NVIDIA GPU. Installs what is missing into the project's venv (a CUDA build of torch, triton),
 # runs the CUDA tests with compiled Triton kernels, then the GPU benchmark, which prints the table,
-# the ratios and the targets, and writes benchmarks/results/core_gpu.json.
+# the ratios and the targets, and writes benchmarks/results/core_gpu.json, then a short end-to-end
+# training benchmark (SB3 VecEnv path vs the batched device-resident path, CPU and CUDA rows), which
+# writes benchmarks/results/pipeline.json.
 #
 # Environment:
 #   PY                  the venv's python (default .venv/bin/python; `make gpu-check` creates the venv)
 #   TORCH_INSTALL_ARGS  extra pip arguments for installing a CUDA build of torch when the venv has a
 #                       CPU-only one (e.g. an --index-url of a CUDA wheel index)
 #   BENCH_ARGS          extra arguments for `neuromod-rl bench core --device cuda` (e.g. --quick)
+#   PIPELINE_ARGS       arguments for `neuromod-rl bench pipeline` (default: a short budget, 16 envs,
+#                       4000 timed steps per row; e.g. --smoke, or --envs 16 256 --steps 50000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -34,10 +38,15 @@ fi
 "$PY" -m pip install --quiet -e ".[gpu]"
 "$PY" -c "import torch, triton; print(f'torch {torch.__version__} (CUDA {torch.version.cuda}), triton {triton.__version__}')"
 
-echo "== CUDA tests (compiled Triton kernels; the fused torch-op path for every cell and rule; PlasticPPO on the GPU)"
-TRITON_INTERPRET=0 "$PY" -m pytest -q -p no:cacheprovider tests/plasticity/test_triton.py -k "cuda"
-"$PY" -m pytest -q -p no:cacheprovider tests/plasticity/test_fused.py -k "cuda" tests/agents/test_cuda.py
+echo "== CUDA tests (compiled Triton kernels, plastic RNN and LSTM; the fused torch-op path for every cell and rule; PlasticPPO on the GPU)"
+TRITON_INTERPRET=0 "$PY" -m pytest -q -p no:cacheprovider tests/plasticity/test_triton.py tests/plasticity/test_triton_lstm.py -k "cuda"
+"$PY" -m pytest -q -p no:cacheprovider tests/plasticity/test_fused.py -k "cuda" tests/agents/test_cuda.py \
+    tests/agents/test_device_rollouts.py
 
 echo "== GPU benchmark"
 # shellcheck disable=SC2086
 "$PY" -m neuromod_rl.cli bench core --device cuda ${BENCH_ARGS:-}
+
+echo "== End-to-end training: SB3 VecEnv path vs batched device-resident path (rows torch cannot run on CUDA say so)"
+# shellcheck disable=SC2086
+"$PY" -m neuromod_rl.cli bench pipeline --devices cpu cuda ${PIPELINE_ARGS:---envs 16 --steps 4000}

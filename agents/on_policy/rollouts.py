@@ -6,7 +6,10 @@ overrides only:
 * ``_setup_model`` -- picks the sequence rollout buffer, checks the policy is plastic and that a
   loaded model's plastic configuration matches the saved one;
 * ``collect_rollouts`` -- carries the plastic state from step to step (one ``policy.step`` per env
-  step under ``no_grad``), stores it where a training sequence starts, records diagnostics.
+  step under ``no_grad``), stores it where a training sequence starts, records diagnostics. Over a
+  ``BatchedVecEnv`` it hands over to the device-resident path
+  (:mod:`~neuromod_rl.agents.on_policy.device_rollouts`), which keeps the whole rollout on the
+  model's device; ``use_device_rollouts = False`` keeps SB3's path there too.
 
 ``train`` is SB3's own, untouched: the buffer hands it minibatches of whole sequences and the
 policy's ``evaluate_actions`` runs them through ``scan``.
@@ -29,6 +32,7 @@ from neuromod_rl.agents.common import diagnostics
 from neuromod_rl.agents.common.algorithm import PlasticAlgorithmMixin
 from neuromod_rl.agents.common.finite import check_transition
 from neuromod_rl.agents.on_policy.buffers import SequenceDictRolloutBuffer, SequenceRolloutBuffer
+from neuromod_rl.agents.on_policy.device_rollouts import collect_device_rollouts, device_rollout_env, rollout_buffer_of
 from neuromod_rl.agents.on_policy.policies import DEFAULT_NET_ARCH, PlasticActorCriticPolicy
 from neuromod_rl.plasticity import PlasticState
 
@@ -57,9 +61,16 @@ class PlasticOnPolicyMixin(PlasticAlgorithmMixin):
     ``n_steps`` >= the episode length), and the buffer stores one state per env whatever ``n_steps``.
     An int ``L`` -- truncated BPTT over chunks of ``L`` steps (``L`` must divide ``n_steps``), each
     started from the state stored when the rollout reached it.
+
+    ``use_device_rollouts`` (an attribute, default True): over a ``BatchedVecEnv`` (SB3 ``VecEnv`` whose
+    ``.batched`` is a torch ``BatchedTaskEnv``), collect rollouts on the model's device with no per-step
+    host copy (:mod:`~neuromod_rl.agents.on_policy.device_rollouts`); False: SB3's path (numpy per step)
+    for every env. Any other VecEnv always takes SB3's path.
     """
 
     _last_plastic_state: PlasticState | None
+    #: the device-resident path over a BatchedVecEnv (False: SB3's path for every env)
+    use_device_rollouts: bool = True
 
     def _init_plastic(self, bptt_length: int | str) -> None:
         self.bptt_length = check_bptt_length(bptt_length)
@@ -124,13 +135,18 @@ class PlasticOnPolicyMixin(PlasticAlgorithmMixin):
         )
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_last_plastic_state"]
+        return [*super()._excluded_save_params(), "_last_plastic_state", "_device_carry"]
 
     def collect_rollouts(
         self, env: VecEnv, callback: BaseCallback, rollout_buffer: SequenceRolloutBuffer, n_rollout_steps: int
     ) -> bool:
-        """Fill the buffer with ``n_rollout_steps`` steps per env, carrying the plastic state."""
+        """Fill the buffer with ``n_rollout_steps`` steps per env, carrying the plastic state (on the device,
+        without host copies, over a ``BatchedVecEnv``: see the class docstring)."""
         assert self._last_obs is not None, "No previous observation was provided"
+        batched = device_rollout_env(self, env)
+        if batched is not None:
+            return collect_device_rollouts(self, batched, callback, n_rollout_steps)
+        rollout_buffer = rollout_buffer_of(self, device_resident=False)
         policy: PlasticActorCriticPolicy = self.policy
         policy.set_training_mode(False)
         rollout_buffer.reset()

@@ -9,4 +9,4 @@ peak memory, the JSON report) is in :mod:`.harness`.
 from __future__ import annotations
 
 #: ``neuromod-rl bench NAME`` -> module in this package (each has ``main(argv) -> int``)
-BENCHES = {"core": "core", "sb3": "sb3", "envs": "envs", "offpolicy": "offpolicy", "es": "es"}
+BENCHES = {"core": "core", "sb3": "sb3", "envs": "envs", "offpolicy": "offpolicy", "es": "es", "pipeline": "pipeline"}
