@@ -82,11 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--baseline", default=None, metavar="OTHER_RUN",
                    help="a run of a non-adaptive agent on the same task: the verdict compares recovery against it")
+    _add_bounds(p)
     _add_wandb(p)
 
     p = sub.add_parser("compare", help="compare runs (median and IQR over seeds of each config)")
     p.add_argument("run_dirs", nargs="+")
     p.add_argument("--out", default=None, help="output directory (default: runs/compare-<timestamp>)")
+    _add_bounds(p)
 
     p = sub.add_parser("export", help="export a run's policy to share it (safetensors or ONNX: loading runs nothing)",
                        description="Export a run's policy in a format that loads without unpickling: safetensors "
@@ -119,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep_arguments(p)
     _add_wandb(p)
 
-    p = sub.add_parser("bench", help="benchmarks: core, sb3, envs, offpolicy, es")
+    p = sub.add_parser("bench", help="benchmarks: core, sb3, envs, offpolicy, es, pipeline")
     p.add_argument("name", choices=sorted(BENCHES))
     p.add_argument("args", nargs=argparse.REMAINDER, help="passed on to the benchmark")
 
@@ -180,6 +182,15 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _add_bounds(p: argparse.ArgumentParser) -> None:
+    """``--oracle`` and ``--markov``: the bound runs that a run's share of the oracle-Markov gap is read against."""
+    p.add_argument("--oracle", nargs="+", default=None, metavar="RUN_DIR",
+                   help="runs of the oracle bound (the task in the observation: TaskInObservation), same task, "
+                        "algorithm and budget; with --markov, adds the share of the oracle-Markov gap closed")
+    p.add_argument("--markov", nargs="+", default=None, metavar="RUN_DIR",
+                   help="runs of the Markov bound (the raw observation), same task, algorithm and budget")
+
+
 def cmd_report(args) -> int:
     from neuromod_rl.experiment.evaluate import load_run
     from neuromod_rl.experiment.report import make_report
@@ -190,7 +201,8 @@ def cmd_report(args) -> int:
     with RunLock(run, "report"):
         wandb = init_wandb(_wandb_settings(args), run, cfg.model_dump()) if args.wandb else None
         path = make_report(run.path, episodes=args.episodes, progress=not args.no_progress, wandb=wandb,
-                           video=not args.no_video, baseline=args.baseline)
+                           video=not args.no_video, baseline=args.baseline, oracle=args.oracle,
+                           markov=args.markov)
     if wandb is not None:
         wandb.finish()
     print(f"Report: {path}")
@@ -200,7 +212,7 @@ def cmd_report(args) -> int:
 def cmd_compare(args) -> int:
     from neuromod_rl.experiment.compare import compare
 
-    print(f"Comparison: {compare(args.run_dirs, args.out)}")
+    print(f"Comparison: {compare(args.run_dirs, args.out, oracle=args.oracle, markov=args.markov)}")
     return 0
 
 

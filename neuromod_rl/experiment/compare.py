@@ -3,7 +3,9 @@
 Writes ``<out>/compare.md`` with a learning-curve plot (median and IQR over the seeds of each
 group), an adaptation plot (test-task reward within the episode, one line per group) and a table
 of test-task metrics as median [25%, 75%] over seeds. Runs not yet evaluated on test tasks are
-evaluated first (which adds ``eval/test.*`` to them, nothing else).
+evaluated first (which adds ``eval/test.*`` to them, nothing else). With the oracle and Markov bounds
+(``--oracle``, ``--markov``: runs on the same task) it adds a "Bounds" section and each group's share of
+the oracle-Markov gap closed (:mod:`neuromod_rl.experiment.gap_share`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 
 from neuromod_rl.experiment.errors import UserError
 from neuromod_rl.experiment.evaluate import evaluate, load_run, load_traces
+from neuromod_rl.experiment.gap_share import SHARE, BoundRuns, median_iqr
 from neuromod_rl.experiment.markdown import markdown_table
 from neuromod_rl.experiment.plots.adaptation import _mean_band, aligned
 from neuromod_rl.experiment.plots.figures import pyplot, save
@@ -54,13 +57,27 @@ def _adaptation_by_group(groups: dict[str, list[Run]], path: Path) -> Path | Non
     return save(fig, path)
 
 
-def compare(run_dirs: list[str], out: str | Path | None = None, progress: bool = True) -> Path:
-    """Compare runs; return the path of ``compare.md``."""
+def compare(run_dirs: list[str], out: str | Path | None = None, progress: bool = True,
+            oracle: list[str] | None = None, markov: list[str] | None = None) -> Path:
+    """Compare runs; return the path of ``compare.md``.
+
+    Args:
+        run_dirs: the runs, grouped by their config's name.
+        out: the output folder (default: ``compare-<timestamp>`` beside the first run).
+        progress: show progress bars while evaluating.
+        oracle: runs of the oracle bound (the task in the observation), or ``None``; give with ``markov``.
+        markov: runs of the Markov bound (the raw observation), or ``None``; give with ``oracle``.
+    """
     if len(set(run_dirs)) != len(run_dirs):
         raise UserError("the same run directory was given twice; pass each run once")
+    bound_runs = BoundRuns.open(oracle, markov)
+    loaded = [load_run(d) for d in run_dirs]
+    if bound_runs is not None:
+        for run, cfg in loaded:
+            bound_runs.check_task(run, cfg)
+    bounds = None if bound_runs is None else bound_runs.measure(progress=progress)
     groups: dict[str, list[Run]] = {}
-    for d in run_dirs:
-        run, cfg = load_run(d)
+    for run, cfg in loaded:
         if load_traces(run, "test") is None:
             evaluate(run.path, "test", progress=progress)
         groups.setdefault(cfg.name, []).append(run)
@@ -74,12 +91,16 @@ def compare(run_dirs: list[str], out: str | Path | None = None, progress: bool =
         cells = []
         for m in METRICS:
             vals = [v for r in runs if (v := (read_json(r.eval_dir / "test.json", {}) or {}).get(m)) is not None]
-            cells.append(
-                f"{np.median(vals):.4g} [{np.percentile(vals, 25):.4g}, {np.percentile(vals, 75):.4g}]" if vals else "-"
-            )
+            cells.append(median_iqr(vals))
+        if bounds is not None:
+            returns = [v for r in runs if (v := (read_json(r.eval_dir / "test.json", {}) or {}).get("mean_return"))
+                       is not None]  # fmt: skip
+            cells.append(median_iqr([bounds.share(v) for v in returns], percent=True))
         rows.append([label, len(runs), *cells])
-    lines += markdown_table(["config", "runs", *METRICS], rows).split("\n")
+    lines += markdown_table(["config", "runs", *METRICS, *([SHARE] if bounds else [])], rows).split("\n")
     lines.append("")
+    if bounds is not None:
+        lines += bounds.lines()
     for caption, path in (
         ("Learning curves (median and IQR over seeds)", plot_learning_curves(groups, out / "learning_curves.png")),
         ("Adaptation within an episode (test tasks)", _adaptation_by_group(groups, out / "adaptation.png")),

@@ -65,6 +65,8 @@ PROJECT_WRAPPERS: dict[str, str] = {
     "Trial": "neuromod_rl.envs.wrappers",
     "FixedTask": "neuromod_rl.envs.wrappers",
     "MaskVelocity": "neuromod_rl.envs.masked",
+    # the oracle bound (the task in the observation), so that a config can train it
+    "TaskInObservation": "neuromod_rl.envs.bounds",
 }
 SHORT_WRAPPERS = tuple(PROJECT_WRAPPERS)
 _MODULE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"

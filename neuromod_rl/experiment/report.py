@@ -4,8 +4,11 @@ The report's verdict lines are computed from the evaluation traces (never writte
 in-episode gain (late minus early reward per step on held-out tasks, with its 95% interval over
 episodes) and, for bandits, the regret next to Thompson sampling and UCB1.
 
-Every file the report reads (of the run and of a ``--baseline`` run) and the model are checked
-before anything is evaluated or written: a damaged one is refused by name and the run stays as it was.
+With the oracle and Markov bounds (``--oracle``, ``--markov``: runs on the same task) the report gives
+the run's share of the oracle-Markov gap closed (:mod:`neuromod_rl.experiment.gap_share`).
+
+Every file the report reads (of the run, of a ``--baseline`` run and of the bound runs) and the model are
+checked before anything is evaluated or written: a damaged one is refused by name and the run stays as it was.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from neuromod_rl.experiment.evaluate import (
     read_mapping,
     task_list,
 )
+from neuromod_rl.experiment.gap_share import SHARE, BoundRuns
 from neuromod_rl.experiment.markdown import fmt_value, markdown_table
 from neuromod_rl.experiment.plots.adaptation import plot_adaptation, plot_fast_weights, plot_modulation, plot_regret
 from neuromod_rl.experiment.plots.learning import plot_diagnostics, plot_learning_curves
@@ -161,15 +165,37 @@ def baseline_lines(traces, bname: str, btraces) -> tuple[list[str], dict[str, An
 
 
 def make_report(run_dir: str | Path, episodes: int | None = None, progress: bool = True, wandb=None,
-                video: bool = True, baseline: str | Path | None = None) -> Path:
+                video: bool = True, baseline: str | Path | None = None, oracle: list[str | Path] | None = None,
+                markov: list[str | Path] | None = None) -> Path:
     """Write the report of ``run_dir`` and return the path of ``report.md``. With ``baseline`` (another
     run on the same task, e.g. feed-forward PPO), the adaptation verdict compares against it: "adapts"
-    then means "recovers more than an agent that cannot adapt"."""
+    then means "recovers more than an agent that cannot adapt". With ``oracle`` and ``markov`` (runs of
+    the bounds on the same task, same algorithm and budget) it gives the run's share of the
+    oracle-Markov gap closed, also saved as ``gap_share`` in the ``report`` section of ``metrics.json``.
+
+    Args:
+        run_dir: the run to report.
+        episodes: evaluate with this many episodes (default: the config's ``eval.episodes``, or the
+            saved evaluation).
+        progress: show progress bars while evaluating.
+        wandb: a W&B run to log the plots and summary to, or ``None``.
+        video: record one episode of the agent.
+        baseline: a run of a non-adaptive agent on the same task, or ``None``.
+        oracle: runs of the oracle bound (the task in the observation), or ``None``; give with ``markov``.
+        markov: runs of the Markov bound (the raw observation), or ``None``; give with ``oracle``.
+    """
     run, cfg = load_run(run_dir)
     check_inputs(run)
     brun = None if baseline is None else _baseline_run(baseline, cfg)[0]
+    bound_runs = BoundRuns.open(oracle, markov)
+    if bound_runs is not None:
+        if any(b.path.resolve() == run.path.resolve() for b in bound_runs.oracle + bound_runs.markov):
+            raise UserError(f"{run.path} is the reported run and one of its bounds; pass the bounds' own runs to "
+                            "--oracle and --markov")
+        bound_runs.check_task(run, cfg)
     load_model(run, cfg)  # refused now if damaged; the probe loads its own below, as loading reseeds the RNGs
     check_room(run.path, 2**20, "report")
+    bounds = None if bound_runs is None else bound_runs.measure(episodes, progress)
     traces = {}
     for split in ("train", "test"):
         t = load_traces(run, split)
@@ -255,6 +281,12 @@ def make_report(run_dir: str | Path, episodes: int | None = None, progress: bool
         if path.suffix == ".png" and path not in plots:
             plots.append(path)
 
+    share = None
+    if bounds is not None:
+        mean_return = float((eval_summary(run, "test") or {})["mean_return"])
+        share = bounds.share(mean_return)
+        lines += [*bounds.lines(), f"This run (test tasks): mean_return {mean_return:.4g} -> **{SHARE}: "
+                  f"{share:.0%}** (0: the Markov bound, 1: the oracle).", ""]  # fmt: skip
     metrics = read_mapping(run.metrics, METRICS_REMEDY) or {}
     lines += ["## Metrics", ""]
     rows = {name: metrics[key] for name, key in (("train tasks", "eval_train"), ("test tasks", "eval_test"))
@@ -271,6 +303,8 @@ def make_report(run_dir: str | Path, episodes: int | None = None, progress: bool
         summary.update(adaptation_gain=gain[0], adaptation_gain_ci95=gain[1])
     if vs_baseline:
         summary["vs_baseline"] = vs_baseline
+    if bounds is not None:
+        summary.update(gap_share=share, bounds=bounds.summary())
     update_json(run.metrics, "report", summary)
     if wandb is not None:
         wandb.log_images(plots)
