@@ -18,7 +18,11 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 
 if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
-    echo "gpu-check: no NVIDIA GPU found (nvidia-smi is missing or sees no device); run it on a GPU machine" >&2
+    # degrade to the CPU rows, so that the script is checked end to end before a GPU call is spent on it
+    echo "gpu-check: no NVIDIA GPU found (nvidia-smi is missing or sees no device); CPU rows only" >&2
+    # shellcheck disable=SC2086
+    "$PY" -m neuromod_rl.cli bench pipeline --devices cpu ${PIPELINE_ARGS:---smoke}
+    echo "gpu-check: the GPU rows need a machine with an NVIDIA GPU" >&2
     exit 2
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
@@ -41,7 +45,7 @@ fi
 echo "== CUDA tests (compiled Triton kernels, plastic RNN and LSTM; the fused torch-op path for every cell and rule; PlasticPPO on the GPU)"
 TRITON_INTERPRET=0 "$PY" -m pytest -q -p no:cacheprovider tests/plasticity/test_triton.py tests/plasticity/test_triton_lstm.py -k "cuda"
 "$PY" -m pytest -q -p no:cacheprovider tests/plasticity/test_fused.py -k "cuda" tests/agents/test_cuda.py \
-    tests/agents/test_device_rollouts.py
+    tests/agents/test_device_rollouts.py tests/envs/test_batched.py
 
 echo "== GPU benchmark"
 # shellcheck disable=SC2086
