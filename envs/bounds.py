@@ -1,7 +1,9 @@
 """The three reference agents of an adaptation task, by what their input holds:
 
-- **oracle**: the observation plus the task in force (``TaskInObservation``). Nothing is left to
-  infer: the best return any agent can hope for.
+- **oracle**: the reactive input plus the task in force (``TaskInObservation`` over ``PrevActionReward``).
+  Nothing is left to infer: the best return any agent can hope for. It keeps the previous action and
+  reward because on a task whose state is partly hidden (the dark corridor, the hidden goal) knowing the
+  task is not enough to act on it: the reward is what says the goal has been reached.
 - **Markov**: the raw observation (no wrapper). What a memoryless policy can do when the
   observation alone must tell it what to do.
 - **reactive**: the observation plus the previous action and reward (``PrevActionReward``, the
@@ -76,17 +78,15 @@ def bound_env(env_id: str, bound: Bound, **kwargs: Any) -> gym.Env:
 
     Args:
         env_id: a registered id, e.g. ``"neuromod_rl/HiddenGoalCorridor-v0"``.
-        bound: ``"oracle"`` (observation + task features, ``TaskInObservation``), ``"markov"`` (the raw
-            observation) or ``"reactive"`` (observation + previous action, reward and done,
-            ``PrevActionReward``).
+        bound: ``"oracle"`` (observation + previous action, reward and done + task features,
+            ``TaskInObservation`` over ``PrevActionReward``), ``"markov"`` (the raw observation) or
+            ``"reactive"`` (observation + previous action, reward and done, ``PrevActionReward``).
         kwargs: passed to :func:`~neuromod_rl.envs.wrappers.make_task_env` (the env's keyword arguments,
             and ``trial_episodes`` for multi-episode trials).
     """
     check_choice("bound", bound, BOUNDS)
-    if bound == "reactive":
-        return make_task_env(env_id, prev_action_reward=True, **kwargs)
-    env = make_task_env(env_id, **kwargs)
-    if bound == "markov":
+    env = make_task_env(env_id, prev_action_reward=bound != "markov", **kwargs)
+    if bound != "oracle":
         return env
     try:
         return TaskInObservation(env)

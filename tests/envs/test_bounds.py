@@ -39,14 +39,14 @@ def test_every_adaptation_task_works_with_each_bound(env_id, bound):
     act = raw.action_space
     n_raw, n_act = raw.observation_space.shape[0], act.n if isinstance(act, gym.spaces.Discrete) else act.shape[0]
     n_task = env.unwrapped.task_feature_space().shape[0]
-    expected = {"oracle": n_raw + n_task, "markov": n_raw, "reactive": n_raw + n_act + 2}[bound]
+    expected = {"oracle": n_raw + n_act + 2 + n_task, "markov": n_raw, "reactive": n_raw + n_act + 2}[bound]
     assert env.observation_space.shape == (expected,) and env.observation_space.dtype == np.float32
     obs, info = env.reset(seed=0)
     env.action_space.seed(0)
     for _ in range(5):
         assert env.observation_space.contains(obs), (env_id, bound)
         if bound == "oracle":
-            np.testing.assert_array_equal(obs[n_raw:], env.unwrapped.task_features(info["task"]))
+            np.testing.assert_array_equal(obs[-n_task:], env.unwrapped.task_features(info["task"]))
         obs, _, terminated, truncated, info = env.step(env.action_space.sample())
         if terminated or truncated:
             obs, info = env.reset()
@@ -72,7 +72,8 @@ def test_the_oracle_observation_carries_the_task_and_changes_with_it():
     env = bound_env("neuromod_rl/HalfCheetahVel-v0", "oracle")
     assert isinstance(env, TaskInObservation)
     space = env.observation_space
-    assert space.low[-1] == -1.0 and space.high[-1] == 1.0 and np.isinf(space.low[:-1]).all()
+    body = gym.make("neuromod_rl/HalfCheetahVel-v0").observation_space.shape[0]
+    assert space.low[-1] == -1.0 and space.high[-1] == 1.0 and np.isinf(space.low[:body]).all()
     low, _ = env.reset(seed=0, options={"task": {"velocity": 0.0}})
     high, _ = env.reset(seed=0, options={"task": {"velocity": 3.0}})
     mid, _ = env.reset(seed=0, options={"task": {"velocity": 1.5}})
@@ -118,7 +119,7 @@ def test_unknown_bound_and_tasks_without_an_encoding_are_refused():
 def test_bound_env_passes_trial_episodes_and_env_arguments_on():
     env = bound_env("neuromod_rl/HiddenGoalCorridor-v0", "oracle", trial_episodes=2, episode_length=20)
     obs, _ = env.reset(seed=0)
-    assert obs.shape == (3,)  # constant, first-step flag, goal
+    assert obs.shape == (8,)  # constant, first-step flag, previous action (one-hot), reward, done, goal
     steps, done = 0, False
     while not done:
         _, _, terminated, truncated, _ = env.step(1)

@@ -46,7 +46,8 @@ def test_a_config_trains_the_oracle_bound_with_no_opt_in():
     assert cls is TaskInObservation and kwargs == {}
     oracle = make_env(load_config("hidden_goal_corridor_oracle"))
     markov = make_env(load_config("hidden_goal_corridor_markov"))
-    assert oracle.observation_space.shape[0] == markov.observation_space.shape[0] + 1  # + the goal's feature
+    # + the previous action (one-hot), reward and done, + the goal's feature
+    assert oracle.observation_space.shape[0] == markov.observation_space.shape[0] + 3 + 2 + 1
     obs, _ = oracle.reset(seed=0)
     assert obs[-1] == oracle.unwrapped.get_task()["goal"] / oracle.unwrapped.distance_range[1]
     oracle.close(), markov.close()
@@ -56,7 +57,8 @@ def test_a_config_trains_the_oracle_bound_with_no_opt_in():
 def trained(tmp_path_factory) -> dict[str, Path]:
     """One tiny run of each: the oracle, the Markov bound, an agent (not evaluated)."""
     root = tmp_path_factory.mktemp("bound-runs")
-    wrappers = {"oracle": [_TRIAL, "TaskInObservation"], "markov": [_TRIAL], "agent": [_TRIAL, "PrevActionReward"]}
+    wrappers = {"oracle": [_TRIAL, "PrevActionReward", "TaskInObservation"], "markov": [_TRIAL],
+                "agent": [_TRIAL, "PrevActionReward"]}
     out = {}
     for name, w in wrappers.items():
         cfg = root / f"{name}.yaml"

@@ -49,7 +49,7 @@ class _WalkToGoal:
 
     def predict(self, obs, state=None, episode_start=None, deterministic=True):
         goal = int(round(float(obs[0, -1]) * 6))
-        first = bool(obs[0, -2] > 0.5)
+        first = bool(obs[0, 1] > 0.5)  # [constant, first-step flag, previous action, reward, done, goal]
         pos = 0 if state is None or first else int(state[0])
         action = 1 + int(np.sign(goal - pos))
         return np.array([action]), np.array([pos + action - 1])
@@ -67,13 +67,13 @@ def test_evaluate_trials_returns_each_episode_of_a_trial():
 
 
 def test_each_agent_sees_its_input():
-    """Oracle: the task is appended; reactive and the memory agents: previous action and reward; Markov: neither."""
+    """Reactive and the memory agents: previous action and reward; the oracle: those and the task; Markov: neither."""
     task = gap_suite.TASKS["HiddenGoalCorridor-v0"]
     sizes = {a: make_vec_env(lambda a=a: gap_suite._env(task, a), n_envs=1).observation_space.shape[0]
              for a in gap_suite.AGENTS}  # fmt: skip
     assert sizes["markov"] == 2  # the dark corridor's constant and the trial's first-step flag
-    assert sizes["oracle"] == 3
-    assert sizes["reactive"] == sizes["plastic_lstm"] == sizes["recurrent_ppo"] > sizes["oracle"]
+    assert sizes["reactive"] == sizes["plastic_lstm"] == sizes["recurrent_ppo"] == 2 + 3 + 2
+    assert sizes["oracle"] == sizes["reactive"] + 1
 
 
 def _result(final, episodes=(0.0, 0.0), seconds=10.0):

@@ -3,7 +3,7 @@
 For each task (``gap_suite.TASKS``: the tasks built so that one step of feedback cannot reveal the task,
 and, at ``--scale paper``, HalfCheetahVel for contrast), six agents train on trials of ``K`` episodes of
 one task with the same PPO setting and budget: the oracle, Markov and reactive bounds (feed-forward PPO
-given the task, the observation alone, or the observation with the previous action and reward) and three
+given the observation alone, the observation with the previous action and reward, or that and the task) and three
 memory agents on the reactive input (PlasticPPO at its default core, PlasticPPO with the plain RNN core,
 RecurrentPPO). The report gives, per task:
 
@@ -222,16 +222,18 @@ def plot_learning(results: dict, s: Settings, seeds: list[int], out: Path, filen
 PROTOCOL = """\
 Every agent trains on trials of K episodes of one task (`Trial`: the task is drawn once per trial, the memory
 agents keep their state across the episode boundaries, and the observation flags each episode's first step).
-The bounds are feed-forward PPO (`MlpPolicy`, 64x64): the **oracle** sees the task (`TaskInObservation`),
-the **Markov** agent the observation alone, the **reactive** agent the observation with the previous action
-and reward (`PrevActionReward`). The memory agents see the reactive input: PlasticPPO at its default core and
-heads, PlasticPPO with the plain RNN core, and RecurrentPPO (`lstm_hidden_size=64`, its critic LSTM). All
-agents of a task share its PPO setting (Settings below) and VecNormalize. Returns are per episode, averaged over
-the K episodes of each evaluation trial (discrete tasks: sampled actions, since the best memoryless policy there
-is stochastic; MuJoCo tasks: the mean action). The share of the gap closed is `(R - R_markov) / (R_oracle -
-R_markov)` per seed against the bounds' medians (1 = the oracle's return, 0 = no better than the Markov agent).
-A task *needs memory by measurement* when the oracle-reactive gap is at least 25% of the oracle-Markov gap and
-every oracle seed ends above every reactive seed."""
+The bounds are feed-forward PPO (`MlpPolicy`, 64x64): the **Markov** agent sees the observation alone, the
+**reactive** agent the observation with the previous action and reward (`PrevActionReward`), the **oracle**
+the reactive input and the task (`TaskInObservation`; on these tasks the body's position is hidden, so the
+reward is what tells even an agent that knows the goal that it has arrived). The memory agents see the
+reactive input: PlasticPPO at its default core and heads, PlasticPPO with the plain RNN core, and RecurrentPPO
+(`lstm_hidden_size=64`, its critic LSTM). All agents of a task share its PPO setting (Settings below) and
+VecNormalize. Returns are per episode, averaged over the K episodes of each evaluation trial (discrete tasks:
+sampled actions, since the best memoryless policy there is stochastic; MuJoCo tasks: the mean action). The
+share of the gap closed is `(R - R_markov) / (R_oracle - R_markov)` per seed against the bounds' medians (1 =
+the oracle's return, 0 = no better than the Markov agent). A task *needs memory by measurement* when the
+oracle-reactive gap is at least 25% of the oracle-Markov gap and every oracle seed ends above every reactive
+seed."""
 
 
 def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | None = None) -> Path:

@@ -5,8 +5,8 @@ drawn once per trial, the agent's memory is kept across the episode boundaries, 
 flags each episode's first step). What an agent sees is one of the three inputs of
 :func:`~neuromod_rl.envs.bound_env`:
 
-* the three bounds, each a feed-forward PPO (no memory): the **oracle** (the task in the observation),
-  the **Markov** agent (the observation alone), the **reactive** agent (plus the previous action and reward);
+* the three bounds, each a feed-forward PPO (no memory): the **Markov** agent (the observation alone), the
+  **reactive** agent (plus the previous action and reward), the **oracle** (the reactive input plus the task);
 * the three memory agents, on the reactive input: PlasticPPO at its default core, PlasticPPO with the plain
   RNN core, RecurrentPPO (LSTM).
 
@@ -116,6 +116,8 @@ def describe(task_name: str, agent: str) -> dict[str, Any]:
     """What a run's result depends on besides the budget and protocol: the task's setting and the agent's
     resolved policy (a plastic agent's core and heads with the library's defaults filled in)."""
     out: dict[str, Any] = {"task": TASKS[task_name], "agent": agent, "input": input_of(agent)}
+    if agent == "oracle":
+        out["oracle_input"] = "observation, previous action and reward, task"
     if agent.startswith("plastic"):
         out["core"] = CoreConfig(core=agent.split("_")[1]).as_dict()
         out["net_arch"] = list(DEFAULT_NET_ARCH)
