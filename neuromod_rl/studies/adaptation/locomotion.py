@@ -163,8 +163,21 @@ same values and gradients to float rounding, tested; `neuromod_rl.agents.on_poli
 committed runs used sb3-contrib's own class (the same computation, slower) is in docs/reproduce.md."""
 
 
+#: what these tasks can and cannot show, said in every report of this frame
+ONE_STEP_NOTE = """\
+## What this task can show
+
+One step of feedback reveals the task here: every agent sees its previous action and reward, and from one
+reward and the observed velocities (or one action and the joint velocities it produced) the target velocity or
+the disabled joint follows. So a memoryless agent can adapt as well as a recurrent or plastic one, and no
+result here shows what memory is for. The tasks where it is necessary, and the study that measures how much of
+the oracle-Markov gap each agent closes on them, are `neuromod-rl reproduce adaptation-gap` (docs/envs.md,
+"Tasks where memory is necessary")."""
+
+
 def finish(o: Outcome, out: Path, options: multiseed.StudyOptions, tuning: str) -> Path:
     """The sections every MuJoCo study ends with, then the report is written."""
+    o.report.add(ONE_STEP_NOTE)
     o.report.add(f"## How the baselines were tuned\n\n{tuning}\n\n{RECURRENT_PPO_NOTE}")
     o.report.add(f"## Compute\n\nSum of the runs' wall times: {o.progress.total_seconds():.0f} s "
                  f"({options.workers} worker process(es), one torch thread each). {WALL_TIMES}")
