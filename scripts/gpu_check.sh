@@ -13,6 +13,9 @@
 #   BENCH_ARGS          extra arguments for `neuromod-rl bench core --device cuda` (e.g. --quick)
 #   PIPELINE_ARGS       arguments for `neuromod-rl bench pipeline` (default: a short budget, 16 envs,
 #                       4000 timed steps per row; e.g. --smoke, or --envs 16 256 --steps 50000)
+#   CUE_GPU             1: finally run `neuromod-rl reproduce cue --scale gpu` (the cue task's three
+#                       Backpropamine variants on the batched path, 120 s of training each, about 7 min
+#                       in all), writing docs/results/cue-gpu/cue.md (default 0: skipped)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -54,3 +57,8 @@ echo "== GPU benchmark"
 echo "== End-to-end training: SB3 VecEnv path vs batched device-resident path (rows torch cannot run on CUDA say so)"
 # shellcheck disable=SC2086
 "$PY" -m neuromod_rl.cli bench pipeline --devices cpu cuda ${PIPELINE_ARGS:---envs 16 --steps 4000}
+
+if [ "${CUE_GPU:-0}" = "1" ]; then
+    echo "== Cue task on the batched path: three Backpropamine variants, a wall-clock budget each"
+    "$PY" -m neuromod_rl.cli reproduce cue --scale gpu --out docs/results/cue-gpu
+fi

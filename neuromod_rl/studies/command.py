@@ -30,7 +30,8 @@ def build_parser(known: dict[str, Study]) -> argparse.ArgumentParser:
         "--scale", choices=SCALES + tuple(sorted({x for s in known.values() for x in s.extra_scales})),
         default="default",
         help="smoke: seconds (tests); default: minutes on 2 cores; paper: the paper's size; "
-        "control (cue): the single-task control, one fixed task for every episode",
+        "control (cue): the single-task control, one fixed task for every episode; gpu (cue): the batched "
+        "device-resident path, a wall-clock budget per variant",
     )
     p.add_argument("--seed", type=int, default=0, help="master seed (every random draw derives from it)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT,

@@ -49,7 +49,8 @@ def test_bad_arguments_give_clear_errors(tmp_path, capsys):
     assert reproduce.main(["gregor", "--budget", "1000", "--out", str(tmp_path)]) == 2
     assert "--budget applies to the RL studies" in capsys.readouterr().err
     assert reproduce.main(["bandit", "--tasks", "CartPoleNoVel-v1", "--out", str(tmp_path)]) == 2
-    assert "--tasks applies to the studies ['core-sweep', 'pomdp', 'recall-ablation']" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--tasks applies to the studies ['adaptation-gap', 'core-sweep', 'pomdp', 'recall-ablation']" in err
     assert reproduce.main(["maze", "--scale", "control", "--out", str(tmp_path)]) == 2
     assert "--scale control applies to ['cue'], not 'maze'" in capsys.readouterr().err
     assert reproduce.main(["bandit", "--core", "rnn", "--out", str(tmp_path)]) == 2

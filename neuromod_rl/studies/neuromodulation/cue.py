@@ -6,7 +6,9 @@ seen on the next step). The paper's claim: neuromodulated plastic networks (simp
 learn it, non-modulated plastic and non-plastic networks do not. Metric: accuracy of the go-step
 answers (chance 0.5) and the episode return. Frame and variants: :mod:`.backpropamine`.
 ``--scale control`` trains the same variants on one fixed task (cues and target drawn once), which needs
-memory within a trial but no adaptation: every variant should learn it.
+memory within a trial but no adaptation: every variant should learn it. ``--scale gpu`` trains three of the
+variants on the batched task for a fixed wall-clock time each and projects the paper's budget
+(:mod:`.cue_gpu`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from neuromod_rl.studies.neuromodulation import cue_gpu
 from neuromod_rl.studies.neuromodulation import frame as bp
 from neuromod_rl.studies.registry import Study
 from neuromod_rl.studies.scaffold import rl
@@ -59,6 +62,8 @@ COLUMNS = [("accuracy", "go-step accuracy"), ("return", "episode return"),
 
 
 def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | None = None) -> Path:
+    if scale == "gpu":
+        return cue_gpu.run(SETUP, seed, out, command, options or StudyOptions(), PAPER_STEPS, CHANCE_BAND)
     o = bp.train_all(SETUP, scale, seed, out, command, options or StudyOptions())
     report = o.report
     acc = {n: o.median(n, "accuracy") for n in o.names}
@@ -99,5 +104,5 @@ STUDY = Study(
     "cue",
     "neuromodulated plasticity learns the cue-reward task where plain and frozen plasticity fail (Miconi et al. 2019)",
     run,
-    extra_scales=("control",), takes_budget=True, takes_core=True,
+    extra_scales=("control", "gpu"), takes_budget=True, takes_core=True,
 )
