@@ -25,6 +25,36 @@ from neuromod_rl.envs.base import Task, TaskEnvMixin, check_int_range, check_ran
 BLANK, GO = -1, -2  # codes for the non-cue steps of a trial
 
 
+def init_cue_reward(
+    env: Any, n_cues: int, cue_bits: int, episode_length: int, reward: float, response_penalty: float
+) -> spaces.Box:
+    """Check the task's arguments and set them on ``env`` (this env and its batched version share them):
+    ``n_cues``, ``cue_bits``, ``episode_length``, ``reward_value`` and ``response_penalty``.
+
+    Args:
+        env: the env under construction.
+        n_cues: cues per task (2 to 64).
+        cue_bits: bits per cue (1 to 1024, with ``2**cue_bits >= n_cues``).
+        episode_length: steps per episode (at least 1).
+        reward: reward for a right answer on the go step (minus it for a wrong one).
+        response_penalty: cost of every action 1.
+
+    Returns:
+        The observation space: cue bits, go bit, bias, time, previous reward, previous action one-hot.
+    """
+    env.n_cues = check_int_range("n_cues", n_cues, 2, 64)
+    env.cue_bits = check_int_range("cue_bits", cue_bits, 1, 1024)
+    if 2**env.cue_bits < env.n_cues:
+        raise ValueError(f"cue_bits={cue_bits} too small for n_cues={n_cues}; need 2**cue_bits >= n_cues")
+    env.episode_length = check_int_range("episode_length", episode_length, 1)
+    env.reward_value = check_range("reward", reward, 0.0, 1e6)
+    env.response_penalty = check_range("response_penalty", response_penalty, 0.0, 1e6)
+    # the previous-reward input spans [-reward - penalty, reward]; every other input is in [-1, 1]
+    low = min(-1.0, -env.reward_value - env.response_penalty)
+    high = max(1.0, env.reward_value)
+    return spaces.Box(low, high, shape=(env.cue_bits + 1 + 3 + 2,), dtype=np.float32)
+
+
 
 @renders_observation
 class CueReward(TaskEnvMixin, gym.Env):
@@ -39,19 +69,9 @@ class CueReward(TaskEnvMixin, gym.Env):
         reward: float = 1.0,
         response_penalty: float = 0.0,
     ):
-        self.n_cues = check_int_range("n_cues", n_cues, 2, 64)
-        self.cue_bits = check_int_range("cue_bits", cue_bits, 1, 1024)
-        if 2**self.cue_bits < self.n_cues:
-            raise ValueError(f"cue_bits={cue_bits} too small for n_cues={n_cues}; need 2**cue_bits >= n_cues")
-        self.episode_length = check_int_range("episode_length", episode_length, 1)
-        self.reward_value = check_range("reward", reward, 0.0, 1e6)
-        self.response_penalty = check_range("response_penalty", response_penalty, 0.0, 1e6)
-        self.obs_dim = self.cue_bits + 1 + 3 + 2
+        self.observation_space = init_cue_reward(self, n_cues, cue_bits, episode_length, reward, response_penalty)
+        self.obs_dim = self.observation_space.shape[0]
         self.action_space = spaces.Discrete(2)
-        # the previous-reward input spans [-reward - penalty, reward]; every other input is in [-1, 1]
-        low = min(-1.0, -self.reward_value - self.response_penalty)
-        high = max(1.0, self.reward_value)
-        self.observation_space = spaces.Box(low, high, shape=(self.obs_dim,), dtype=np.float32)
 
     # -- task protocol --------------------------------------------------------------------------
     def _sample_task(self, rng: np.random.Generator) -> Task:

@@ -26,6 +26,43 @@ from neuromod_rl.envs.base import Task, TaskEnvMixin, check_int_range, check_ran
 FORWARD, LEFT, RIGHT = 0, 1, 2
 
 
+def init_tmaze(
+    env: Any,
+    n_trials: int,
+    corridor_length: int,
+    high_reward: float,
+    low_reward: float,
+    crash_reward: float,
+    switch_range: tuple[float, float],
+) -> spaces.Box:
+    """Check the T-maze's arguments and set them on ``env`` (this env and its batched version share them):
+    ``n_trials``, ``corridor_length``, the three rewards and the bounds of the swap trial.
+
+    Args:
+        env: the env under construction.
+        n_trials: trials per lifetime (at least 2).
+        corridor_length: forward steps from home to the junction (0 to 100).
+        high_reward, low_reward, crash_reward: rewards of the high arm, the low arm and a crash.
+        switch_range: the arms swap at a trial drawn in ``switch_range * n_trials``.
+
+    Returns:
+        The observation space (8 inputs, bounds covering every reward).
+    """
+    env.n_trials = check_int_range("n_trials", n_trials, 2)
+    env.corridor_length = check_int_range("corridor_length", corridor_length, 0, 100)
+    env.high_reward = check_range("high_reward", high_reward, -1e6, 1e6)
+    env.low_reward = check_range("low_reward", low_reward, -1e6, 1e6)
+    env.crash_reward = check_range("crash_reward", crash_reward, -1e6, 1e6)
+    lo = check_range("switch_range[0]", switch_range[0], 0.0, 1.0)
+    hi = check_range("switch_range[1]", switch_range[1], lo, 1.0)
+    # the swap happens at a trial index in [lo, hi] * n_trials, never on the first trial
+    env._switch_lo = max(1, int(round(lo * env.n_trials)))
+    env._switch_hi = max(env._switch_lo, min(env.n_trials - 1, int(round(hi * env.n_trials))))
+    rewards = (env.high_reward, env.low_reward, env.crash_reward, 0.0)
+    low, high = min(0.0, *rewards), max(1.0, *rewards)
+    return spaces.Box(low, high, shape=(8,), dtype=np.float32)
+
+
 
 @renders_observation
 class TMaze(TaskEnvMixin, gym.Env):
@@ -43,21 +80,11 @@ class TMaze(TaskEnvMixin, gym.Env):
         crash_reward: float = -0.4,
         switch_range: tuple[float, float] = (0.25, 0.75),
     ):
-        self.n_trials = check_int_range("n_trials", n_trials, 2)
-        self.corridor_length = check_int_range("corridor_length", corridor_length, 0, 100)
-        self.high_reward = check_range("high_reward", high_reward, -1e6, 1e6)
-        self.low_reward = check_range("low_reward", low_reward, -1e6, 1e6)
-        self.crash_reward = check_range("crash_reward", crash_reward, -1e6, 1e6)
-        lo = check_range("switch_range[0]", switch_range[0], 0.0, 1.0)
-        hi = check_range("switch_range[1]", switch_range[1], lo, 1.0)
-        # the swap happens at a trial index in [lo, hi] * n_trials, never on the first trial
-        self._switch_lo = max(1, int(round(lo * self.n_trials)))
-        self._switch_hi = max(self._switch_lo, min(self.n_trials - 1, int(round(hi * self.n_trials))))
+        self.observation_space = init_tmaze(
+            self, n_trials, corridor_length, high_reward, low_reward, crash_reward, switch_range
+        )
         self.max_steps = self.n_trials * (self.corridor_length + 1)
         self.action_space = spaces.Discrete(3)
-        rewards = (self.high_reward, self.low_reward, self.crash_reward, 0.0)
-        low, high = min(0.0, *rewards), max(1.0, *rewards)
-        self.observation_space = spaces.Box(low, high, shape=(8,), dtype=np.float32)
 
     # -- task protocol --------------------------------------------------------------------------
     def _sample_task(self, rng: np.random.Generator) -> Task:

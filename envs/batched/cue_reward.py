@@ -9,15 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
 from gymnasium import spaces
 from torch import Tensor
 
-from neuromod_rl.envs.base import check_int_range, check_range
 from neuromod_rl.envs.batched.base import BatchedTaskEnv, Tasks, lane_mask
 from neuromod_rl.envs.batched.tensors import as_lane_tensor, check_task_keys, distinct_sign_vectors
-from neuromod_rl.envs.cue_reward import BLANK, GO
+from neuromod_rl.envs.cue_reward import BLANK, GO, init_cue_reward
 
 
 class BatchedCueReward(BatchedTaskEnv):
@@ -46,18 +44,11 @@ class BatchedCueReward(BatchedTaskEnv):
         check_actions: bool = True,
     ):
         super().__init__(num_envs, device, max_episode_steps, check_actions)
-        self.n_cues = check_int_range("n_cues", n_cues, 2, 64)
-        self.cue_bits = check_int_range("cue_bits", cue_bits, 1, 1024)
-        if 2**self.cue_bits < self.n_cues:
-            raise ValueError(f"cue_bits={cue_bits} too small for n_cues={n_cues}; need 2**cue_bits >= n_cues")
-        self.episode_length = check_int_range("episode_length", episode_length, 1)
-        self.reward_value = check_range("reward", reward, 0.0, 1e6)
-        self.response_penalty = check_range("response_penalty", response_penalty, 0.0, 1e6)
+        # the gym version's checks and observation space
+        self.single_observation_space = init_cue_reward(
+            self, n_cues, cue_bits, episode_length, reward, response_penalty
+        )
         self.single_action_space = spaces.Discrete(2)
-        low = min(-1.0, -self.reward_value - self.response_penalty)
-        high = max(1.0, self.reward_value)
-        obs_dim = self.cue_bits + 6
-        self.single_observation_space = spaces.Box(low, high, shape=(obs_dim,), dtype=np.float32)
         self.n_shown = self.n_cues // 2
         self.max_middle = self.n_shown + self.n_cues - 1  # longest run of cues and blanks in a trial
         n, dev = num_envs, self.device

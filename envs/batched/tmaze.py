@@ -10,15 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
 from gymnasium import spaces
 from torch import Tensor
 
-from neuromod_rl.envs.base import check_int_range, check_range
 from neuromod_rl.envs.batched.base import BatchedTaskEnv, Tasks
 from neuromod_rl.envs.batched.tensors import as_lane_tensor, check_task_keys
-from neuromod_rl.envs.tmaze import FORWARD, LEFT
+from neuromod_rl.envs.tmaze import FORWARD, LEFT, init_tmaze
 
 
 class BatchedTMaze(BatchedTaskEnv):
@@ -46,20 +44,11 @@ class BatchedTMaze(BatchedTaskEnv):
         check_actions: bool = True,
     ):
         super().__init__(num_envs, device, max_episode_steps, check_actions)
-        self.n_trials = check_int_range("n_trials", n_trials, 2)
-        self.corridor_length = check_int_range("corridor_length", corridor_length, 0, 100)
-        self.high_reward = check_range("high_reward", high_reward, -1e6, 1e6)
-        self.low_reward = check_range("low_reward", low_reward, -1e6, 1e6)
-        self.crash_reward = check_range("crash_reward", crash_reward, -1e6, 1e6)
-        lo = check_range("switch_range[0]", switch_range[0], 0.0, 1.0)
-        hi = check_range("switch_range[1]", switch_range[1], lo, 1.0)
-        # the same switch bounds as the gym version
-        self._switch_lo = max(1, int(round(lo * self.n_trials)))
-        self._switch_hi = max(self._switch_lo, min(self.n_trials - 1, int(round(hi * self.n_trials))))
+        # the gym version's checks, switch bounds and observation space
+        self.single_observation_space = init_tmaze(
+            self, n_trials, corridor_length, high_reward, low_reward, crash_reward, switch_range
+        )
         self.single_action_space = spaces.Discrete(3)
-        rewards = (self.high_reward, self.low_reward, self.crash_reward, 0.0)
-        low, high = min(0.0, *rewards), max(1.0, *rewards)
-        self.single_observation_space = spaces.Box(low, high, shape=(8,), dtype=np.float32)
         n, dev = num_envs, self.device
         self.pos = torch.zeros(n, dtype=torch.int64, device=dev)
         self.trial = torch.zeros(n, dtype=torch.int64, device=dev)

@@ -4,30 +4,34 @@ Every parity case runs on the CPU in Triton's interpreter (set by ``conftest.py`
 compiled kernels in a process started with ``TRITON_INTERPRET=0`` (``make gpu-check``); each device
 skips, saying why, where it cannot run. Tolerances: float64 -- 1e-10 absolute on values, 1e-9
 relative (to each gradient's max magnitude, at least 1) on gradients; float32 -- 1e-4 and 1e-3
-(the kernels' tanh is written with one exp, and sums run in another order than torch's).
+(the kernels' tanh is written with one exp, and sums run in another order than torch's). The helpers
+shared with ``test_triton_lstm.py`` are in ``triton_parity.py``.
 """
-
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 pytest.importorskip("triton", reason="the triton backend needs the 'triton' package (pip install triton)")
 
+from triton_parity import (  # noqa: E402
+    CUDA,
+    DEVICES,
+    amplified,
+    assert_chunks_chain,
+    assert_grads_close,
+    assert_kernels_fit,
+    assert_match,
+    clip_engaged,
+    inputs,
+    python,
+    require,
+    run,
+)
+
 from neuromod_rl.plasticity import PlasticLSTMCell, PlasticRNNCell, default_backend, scan  # noqa: E402
 from neuromod_rl.plasticity.fused.spec import RULE_CODES  # noqa: E402
 from neuromod_rl.plasticity.rules import Neuromodulated, Oja  # noqa: E402
-from neuromod_rl.plasticity.triton import (  # noqa: E402
-    bf16_inputs,
-    function,
-    interpreter_supported,
-    tile_width,
-)
-
-CUDA = torch.cuda.is_available()
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not CUDA, reason="no CUDA device here"))]
+from neuromod_rl.plasticity.triton import bf16_inputs, function, tile_width  # noqa: E402
 
 #: every rule, both modulation modes and sources, every alpha shape, each at least once
 CONFIGS = [
@@ -48,143 +52,58 @@ CONFIGS = [
 ]
 
 
-def _require(device: str) -> None:
-    if device == "cpu" and not function.interpreted():
-        pytest.skip("this process compiles the kernels (TRITON_INTERPRET=0): CPU tensors need the interpreter")
-    if device == "cpu" and not interpreter_supported(function.triton.__version__):
-        pytest.skip(f"Triton {function.triton.__version__}'s interpreter cannot run the kernels (pip install "
-                    "'triton>=3.9' for the CPU cases)")
-    if device == "cuda" and function.interpreted():
-        pytest.skip("this process interprets the kernels (TRITON_INTERPRET=1); `make gpu-check` runs them compiled")
-
-
 def _cell(rule, mod, src, alpha, dtype, device, N, I=5, scale=3.0, seed=0):
     torch.manual_seed(seed)
     cell = PlasticRNNCell(I, N, rule=rule, modulation=mod, modulation_source=src, alpha_shape=alpha)
-    with torch.no_grad():  # large weights and rates so that the clip is active
-        for p in cell.parameters():
-            p.mul_(scale)
-        for rate in ("eta", "eta_e"):
-            if hasattr(cell.rule, rate):
-                getattr(cell.rule, rate).fill_(0.5)
-    return cell.to(device=device, dtype=dtype)
-
-
-def _inputs(cell, T, B, dtype, device, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    N, I = cell.hidden_size, cell.input_size
-    x = torch.randn(T, B, I, generator=g, dtype=dtype)
-    starts = torch.rand(T, B, generator=g) < 0.15
-    starts[T // 2, 0] = True  # an episode starts inside the sequence
-    ext = torch.randn(T, B, generator=g, dtype=dtype) if cell.external_modulation else None
-    fields = {"h": 0.5 * torch.randn(B, N, generator=g, dtype=dtype)}
-    for k in cell.rule.trace_names:
-        fields[k] = 0.3 * torch.randn(B, N, N, generator=g, dtype=dtype)
-    state = cell.initial_state(B, dtype=dtype).replace(**fields)
-    to = lambda t: None if t is None else t.to(device)  # noqa: E731
-    return to(x), to(starts), to(ext), state.to(device)
-
-
-def _run(cell, x, state, starts, ext, backend):
-    """Outputs, final state and every gradient of a loss touching all outputs."""
-    cell.zero_grad()
-    leaves = {k: v.detach().clone().requires_grad_() for k, v in state.items()}
-    ext = None if ext is None else ext.detach().clone().requires_grad_()
-    result = scan(cell, x, state.replace(**leaves), starts, ext, backend=backend)
-    y, final = result.y, result.state
-    weights = torch.linspace(-1, 1, y.shape[-1], dtype=y.dtype, device=y.device)
-    loss = (y * weights).sum() + 0.1 * (final.F**2).sum() + final.h.sum()
-    if "E" in final:
-        loss = loss + 0.3 * final.E.sum()
-    loss.backward()
-    grads = {f"param.{n}": p.grad.clone() for n, p in cell.named_parameters()}
-    grads.update({f"state.{k}": v.grad.clone() for k, v in leaves.items()})
-    if ext is not None:
-        grads["modulation"] = ext.grad.clone()
-    return result, grads
-
-
-def _assert_match(cell, x, state, starts, ext, dtype):
-    ref, g_ref = _run(cell, x, state, starts, ext, "reference")
-    tri, g_tri = _run(cell, x, state, starts, ext, "triton")
-    assert tri.backend == "triton"
-    atol, grad_rtol = (1e-10, 1e-9) if dtype == torch.float64 else (1e-4, 1e-3)
-    torch.testing.assert_close(tri.y.detach(), ref.y.detach(), atol=atol, rtol=0)
-    for k in ref.state:
-        torch.testing.assert_close(tri.state[k].detach(), ref.state[k].detach(), atol=atol, rtol=0)
-    if ref.modulation is not None:
-        torch.testing.assert_close(tri.modulation, ref.modulation.detach(), atol=atol, rtol=0)
-    assert g_ref.keys() == g_tri.keys()
-    for k in g_ref:
-        err = (g_tri[k] - g_ref[k]).abs().max() / g_ref[k].abs().max().clamp_min(1.0)
-        assert err < grad_rtol, f"gradient {k}: relative error {err:.2e}"
-
-
-def _clip_engaged(cell, x, state, starts, ext) -> bool:
-    """Whether some trace entry sits at the clip bound after some step (reference backend)."""
-    with torch.no_grad():
-        for t in range(x.shape[0]):
-            m = None if ext is None else ext[t : t + 1]
-            _, state, _ = scan(cell, x[t : t + 1], state, starts[t : t + 1], m, backend="reference")
-            if (state.F.abs() == cell.rule.clip).any():
-                return True
-    return False
+    return amplified(cell, scale, dtype, device)
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("rule,mod,src,alpha", CONFIGS)
 def test_matches_reference_float64_with_resets_and_clipping(device, rule, mod, src, alpha):
-    _require(device)
+    require(device)
     cell = _cell(rule, mod, src, alpha, torch.float64, device, N=6)
-    x, starts, ext, state = _inputs(cell, T=10, B=2, dtype=torch.float64, device=device)
-    _assert_match(cell, x, state, starts, ext, torch.float64)
+    x, starts, ext, state = inputs(cell, T=10, B=2, dtype=torch.float64, device=device, reset_rate=0.15)
+    assert_match(cell, x, state, starts, ext, torch.float64)
     if cell.rule.clip is not None:
-        assert _clip_engaged(cell, x, state, starts, ext), "the case must exercise the clip"
+        assert clip_engaged(cell, x, state, starts, ext), "the case must exercise the clip"
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("rule,mod,src,alpha", [CONFIGS[3], CONFIGS[7], CONFIGS[11]])
 def test_matches_reference_over_several_column_tiles(device, rule, mod, src, alpha):
     """N=20 padded to 32 and walked in 8-column tiles: the masked tail and the cross-tile hidden state."""
-    _require(device)
+    require(device)
     cell = _cell(rule, mod, src, alpha, torch.float64, device, N=20, scale=1.5)
-    x, starts, ext, state = _inputs(cell, T=4, B=1, dtype=torch.float64, device=device)
+    x, starts, ext, state = inputs(cell, T=4, B=1, dtype=torch.float64, device=device, reset_rate=0.15)
     with tile_width(8):
-        _assert_match(cell, x, state, starts, ext, torch.float64)
+        assert_match(cell, x, state, starts, ext, torch.float64)
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("rule,mod,src,alpha", [CONFIGS[0], CONFIGS[6]])
 def test_matches_reference_float32(device, rule, mod, src, alpha):
-    _require(device)
+    require(device)
     cell = _cell(rule, mod, src, alpha, torch.float32, device, N=16, scale=1.0)
-    x, starts, ext, state = _inputs(cell, T=8, B=2, dtype=torch.float32, device=device)
-    _assert_match(cell, x, state, starts, ext, torch.float32)
+    x, starts, ext, state = inputs(cell, T=8, B=2, dtype=torch.float32, device=device, reset_rate=0.15)
+    assert_match(cell, x, state, starts, ext, torch.float32)
 
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_gradient_flows_through_chained_chunks(device):
     """Truncated-BPTT users chain chunks without detaching: gradients cross the chunk boundary."""
-    _require(device)
+    require(device)
     cell = _cell("neuromod", "scalar", "hidden", "full", torch.float64, device, N=4, scale=1.0)
-    x = torch.randn(8, 2, 5, dtype=torch.float64, device=device)
-    grads = {}
-    for backend in ("reference", "triton"):
-        cell.zero_grad()
-        y1, s1, _ = scan(cell, x[:4], backend=backend)
-        y2, _, _ = scan(cell, x[4:], s1, backend=backend)
-        (y1.sum() + y2.sum()).backward()
-        grads[backend] = cell.w.grad.clone()
-    torch.testing.assert_close(grads["triton"], grads["reference"], atol=1e-10, rtol=0)
+    assert_chunks_chain(cell, torch.randn(8, 2, 5, dtype=torch.float64, device=device))
 
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_bf16_inputs_round_only_the_projected_input(device):
     """With bf16 inputs the kernels compute exactly what float32 does on the input drive rounded to
     bfloat16; the gradient passes the rounding straight through."""
-    _require(device)
+    require(device)
     cell = _cell("neuromod", "fanout", "hidden", "neuron", torch.float32, device, N=16, scale=1.0)
-    x, starts, _, state = _inputs(cell, T=6, B=2, dtype=torch.float32, device=device)
+    x, starts, _, state = inputs(cell, T=6, B=2, dtype=torch.float32, device=device, reset_rate=0.15)
     with bf16_inputs():
         y16, s16, _ = scan(cell, x, state, starts, backend="triton")
     y32, _, _ = scan(cell, x, state, starts, backend="triton")
@@ -223,18 +142,12 @@ def test_environment_variable_forces_triton(monkeypatch):
     assert result.backend == "triton"
 
 
-def _python(code: str, **env) -> subprocess.CompletedProcess:
-    environ = {k: v for k, v in os.environ.items() if k not in env}
-    environ.update({k: v for k, v in env.items() if v is not None})
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environ, timeout=300)
-
-
 def test_cpu_tensors_without_the_interpreter_raise_a_clear_error():
     code = (
         "import torch\nfrom neuromod_rl.plasticity import PlasticRNNCell, scan\n"
         "scan(PlasticRNNCell(3, 4), torch.randn(2, 1, 3), backend='triton')\n"
     )
-    proc = _python(code, TRITON_INTERPRET=None)
+    proc = python(code, TRITON_INTERPRET=None)
     assert proc.returncode != 0
     assert "RuntimeError: the triton backend runs CPU tensors only in Triton's interpreter" in proc.stderr
     assert "TRITON_INTERPRET=1" in proc.stderr
@@ -256,7 +169,7 @@ def test_importing_the_package_does_not_import_triton():
         "r = scan(PlasticRNNCell(3, 4), torch.randn(2, 1, 3))\n"
         "assert 'triton' not in sys.modules, 'triton was imported'\nprint(r.backend)\n"
     )
-    proc = _python(code)
+    proc = python(code)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "fused"
 
@@ -264,15 +177,7 @@ def test_importing_the_package_does_not_import_triton():
 def test_kernels_compile_for_an_h100_class_gpu_and_fit_in_registers():
     """The GPU compiler is stricter than the interpreter: compile for sm_90 (no GPU needed) and read
     ptxas's resource report (registers per thread; spill stack at most a few bytes)."""
-    code = (
-        "from neuromod_rl.plasticity.triton.compile_check import compile_kernels\n"
-        "for n, rule, full in ((128, 'neuromod', True), (256, 'retroactive', False)):\n"
-        "    for name, r in compile_kernels(n, rule, full).items():\n"
-        "        assert r['stack_bytes'] <= 16 and r['registers'] <= 192, (n, rule, name, r)\n"
-        "print('ok')\n"
-    )
-    proc = _python(code, TRITON_INTERPRET="0", TRITON_DEFAULT_FP_FUSION="1")
-    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+    assert_kernels_fit("rnn", ((128, "neuromod", True), (256, "retroactive", False)), max_registers=192)
 
 
 @pytest.mark.skipif(not CUDA, reason="no CUDA device here")
@@ -280,11 +185,9 @@ def test_kernels_compile_for_an_h100_class_gpu_and_fit_in_registers():
 def test_fused_torch_ops_on_cuda_match_reference(rule, mod, src, alpha):
     """On CUDA tensors the fused backend runs its exact torch-op path."""
     cell = _cell(rule, mod, src, alpha, torch.float64, "cuda", N=6)
-    x, starts, ext, state = _inputs(cell, T=10, B=2, dtype=torch.float64, device="cuda")
-    ref, g_ref = _run(cell, x, state, starts, ext, "reference")
-    fus, g_fus = _run(cell, x, state, starts, ext, "fused")
+    x, starts, ext, state = inputs(cell, T=10, B=2, dtype=torch.float64, device="cuda", reset_rate=0.15)
+    ref, g_ref = run(cell, x, state, starts, ext, "reference")
+    fus, g_fus = run(cell, x, state, starts, ext, "fused")
     assert fus.backend == "fused"
     torch.testing.assert_close(fus.y.detach(), ref.y.detach(), atol=1e-10, rtol=0)
-    for k in g_ref:
-        err = (g_fus[k] - g_ref[k]).abs().max() / g_ref[k].abs().max().clamp_min(1.0)
-        assert err < 1e-9, f"gradient {k}: relative error {err:.2e}"
+    assert_grads_close(g_fus, g_ref, 1e-9)

@@ -157,6 +157,71 @@ def _trace_step_backward(Fb, Eb, dF, dE, hp, hcol, m, eta, clip, RULE: tl.conste
         return dF * (1.0 - eta * y * y), dE, eta * tl.sum(dF * y, axis=1), dh, 0.0 * dh, deta
 
 
+@triton.jit
+def _tile(rows, j0, N, BLOCK_J: tl.constexpr):
+    """The column tile starting at ``j0``: ``(cols, cmask, offs, mask)``, its columns and their mask, and
+    the offsets and mask of its ``rows x BLOCK_J`` entries in an ``[N, N]`` matrix."""
+    cols = j0 + tl.arange(0, BLOCK_J)
+    cmask = cols < N
+    offs = rows[:, None] * N + cols[None, :]
+    mask = (rows[:, None] < N) & cmask[None, :]
+    return cols, cmask, offs, mask
+
+
+@triton.jit
+def _load_traces(Fp, Ep, offs, mask, RULE: tl.constexpr):
+    """A tile of ``F`` and of ``E`` (``E`` is the tile of ``F`` for the rules without an eligibility trace)."""
+    Fb = tl.load(Fp + offs, mask=mask, other=0.0)
+    Eb = Fb
+    if RULE == R_RETRO:
+        Eb = tl.load(Ep + offs, mask=mask, other=0.0)
+    return Fb, Eb
+
+
+@triton.jit
+def _store_traces(Fp, Ep, offs, mask, Fb, Eb, RULE: tl.constexpr):
+    """Writes a tile of ``F`` and, for the rules with an eligibility trace, of ``E``."""
+    tl.store(Fp + offs, Fb, mask=mask)
+    if RULE == R_RETRO:
+        tl.store(Ep + offs, Eb, mask=mask)
+
+
+@triton.jit
+def _modulation_grad_cols(dms, dm, DM, WF, t, b, B, N, cols, cmask, MOD: tl.constexpr):
+    """``dms`` plus the gradient of the scalar ``M(t)`` through the columns' rates, whose gradient ``dm``
+    (fan-out) is stored in ``DM[t, b]``; without a modulator ``dms`` is returned as it is."""
+    if MOD == M_FANOUT:
+        tl.store(DM + (t * B + b) * N + cols, dm, mask=cmask)
+        dms += tl.sum(dm * tl.load(WF + cols, mask=cmask, other=0.0), axis=0)
+    elif MOD == M_SCALAR:
+        dms += tl.sum(dm, axis=0)
+    return dms
+
+
+@triton.jit
+def _modulator_backward(dms, ms, DMS, t, b, B, MOD: tl.constexpr, EXTERNAL: tl.constexpr):
+    """Stores ``d M(t)`` (``dms``) in ``DMS[t, b]``; returns the gradient of the modulator's pre-activation
+    (``M = tanh(wm . h + bm)``: hidden source only, zero otherwise)."""
+    dz = dms * 0.0
+    if MOD != M_NONE:
+        tl.store(DMS + t * B + b, dms)
+        if not EXTERNAL:
+            dz = dms * (1.0 - ms * ms)
+    return dz
+
+
+@triton.jit
+def _step_entering(STARTS, H0, H, MS, t, b, B, N, rows, zero, HAS_STARTS: tl.constexpr, MOD: tl.constexpr):
+    """What the backward pass of step ``t`` reads first: ``(start, hp, ms)``, whether an episode starts at
+    ``t``, ``h_{t-1}`` after the reset, and the scalar ``M(t)`` (``zero`` without a modulator)."""
+    start = _is_start(STARTS, t, b, B, HAS_STARTS)
+    hp = tl.where(start, 0.0, _hidden_entering(H0, H, t, 0, b, B, N, rows))
+    ms = zero
+    if MOD != M_NONE:
+        ms = tl.load(MS + t * B + b)
+    return start, hp, ms
+
+
 # --- forward -----------------------------------------------------------------------------------------
 # step bounds change from launch to launch (backward segments): one compiled variant serves them all
 @triton.jit(do_not_specialize=["t_start", "t_end", "K"])
@@ -182,14 +247,8 @@ def plastic_rnn_forward(
         hp = tl.where(start, 0.0, _hidden_entering(H0, H, t, t_start, b, B, N, rows))
         slot = (t - t_start) // K
         for j0 in range(0, BLOCK_N, BLOCK_J):
-            cols = j0 + tl.arange(0, BLOCK_J)
-            cmask = cols < N
-            offs = rows[:, None] * N + cols[None, :]
-            mask = (rows[:, None] < N) & (cols[None, :] < N)
-            Fb = tl.load(Fp + offs, mask=mask, other=0.0)
-            Eb = Fb
-            if RULE == R_RETRO:
-                Eb = tl.load(Ep + offs, mask=mask, other=0.0)
+            cols, cmask, offs, mask = _tile(rows, j0, N, BLOCK_J)
+            Fb, Eb = _load_traces(Fp, Ep, offs, mask, RULE)
             if t > t_start:  # step t-1's update, deferred until M(t-1) was known
                 h_post = tl.load(H + ((t - 1) * B + b) * N + cols, mask=cmask, other=0.0)
                 m = _modulation_cols(ms_prev, BF, WF, cols, N, MOD)
@@ -214,20 +273,12 @@ def plastic_rnn_forward(
         ms_prev = ms
     # the last step's update
     for j0 in range(0, BLOCK_N, BLOCK_J):
-        cols = j0 + tl.arange(0, BLOCK_J)
-        cmask = cols < N
-        offs = rows[:, None] * N + cols[None, :]
-        mask = (rows[:, None] < N) & (cols[None, :] < N)
-        Fb = tl.load(Fp + offs, mask=mask, other=0.0)
-        Eb = Fb
-        if RULE == R_RETRO:
-            Eb = tl.load(Ep + offs, mask=mask, other=0.0)
+        cols, cmask, offs, mask = _tile(rows, j0, N, BLOCK_J)
+        Fb, Eb = _load_traces(Fp, Ep, offs, mask, RULE)
         h_post = tl.load(H + ((t_end - 1) * B + b) * N + cols, mask=cmask, other=0.0)
         m = _modulation_cols(ms_prev, BF, WF, cols, N, MOD)
         Fb, Eb = _trace_step(Fb, Eb, hp_prev, h_post, m, eta, clip, RULE)
-        tl.store(Fp + offs, Fb, mask=mask)
-        if RULE == R_RETRO:
-            tl.store(Ep + offs, Eb, mask=mask)
+        _store_traces(Fp, Ep, offs, mask, Fb, Eb, RULE)
 
 
 # --- backward ----------------------------------------------------------------------------------------
@@ -251,20 +302,13 @@ def plastic_rnn_backward(
     geta = tl.sum(tl.zeros([BLOCK_N], dtype=H.dtype.element_ty), axis=0)
     for tt in range(0, t_end - t_start):
         t = t_end - 1 - tt
-        start = _is_start(STARTS, t, b, B, HAS_STARTS)
-        hp = tl.where(start, 0.0, _hidden_entering(H0, H, t, 0, b, B, N, rows))
-        ms = geta * 0.0
-        if MOD != M_NONE:
-            ms = tl.load(MS + t * B + b)
+        start, hp, ms = _step_entering(STARTS, H0, H, MS, t, b, B, N, rows, geta * 0.0, HAS_STARTS, MOD)
         slot = (t - t_start) * B + b
         # pass 1: the trace update (gradients into the traces, h_{t-1}, h_t, M(t), eta)
         dhp = tl.zeros([BLOCK_N], dtype=H.dtype.element_ty)
         dms = geta * 0.0
         for j0 in range(0, BLOCK_N, BLOCK_J):
-            cols = j0 + tl.arange(0, BLOCK_J)
-            cmask = cols < N
-            offs = rows[:, None] * N + cols[None, :]
-            mask = (rows[:, None] < N) & (cols[None, :] < N)
+            cols, cmask, offs, mask = _tile(rows, j0, N, BLOCK_J)
             Fb = tl.where(start, 0.0, tl.load(SEGF + slot * N * N + offs, mask=mask, other=0.0))
             dF = tl.load(DF + b * N * N + offs, mask=mask, other=0.0)
             Eb = Fb
@@ -283,23 +327,12 @@ def plastic_rnn_backward(
             tl.store(DF + b * N * N + offs, dF, mask=mask)
             if RULE == R_RETRO:
                 tl.store(DE + b * N * N + offs, tl.where(start, 0.0, dE), mask=mask)
-            if MOD == M_FANOUT:
-                tl.store(DM + (t * B + b) * N + cols, dm, mask=cmask)
-                dms += tl.sum(dm * tl.load(WF + cols, mask=cmask, other=0.0), axis=0)
-            elif MOD == M_SCALAR:
-                dms += tl.sum(dm, axis=0)
-        dz = dms * 0.0  # gradient of the modulator's pre-activation (hidden source)
-        if MOD != M_NONE:
-            tl.store(DMS + t * B + b, dms)
-            if not EXTERNAL:
-                dz = dms * (1.0 - ms * ms)
+            dms = _modulation_grad_cols(dms, dm, DM, WF, t, b, B, N, cols, cmask, MOD)
+        dz = _modulator_backward(dms, ms, DMS, t, b, B, MOD, EXTERNAL)  # d of the modulator's pre-activation
         tl.debug_barrier()
         # pass 2: h_t = tanh(xp_t + hp (w + alpha ⊙ Fb))
         for j0 in range(0, BLOCK_N, BLOCK_J):
-            cols = j0 + tl.arange(0, BLOCK_J)
-            cmask = cols < N
-            offs = rows[:, None] * N + cols[None, :]
-            mask = (rows[:, None] < N) & (cols[None, :] < N)
+            cols, cmask, offs, mask = _tile(rows, j0, N, BLOCK_J)
             dh = tl.load(DH + b * N + cols, mask=cmask, other=0.0)
             if MOD != M_NONE:
                 if not EXTERNAL:

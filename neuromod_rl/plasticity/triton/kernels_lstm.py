@@ -26,15 +26,19 @@ import triton.language as tl
 from neuromod_rl.plasticity.fused.spec import RULE_CODES
 from neuromod_rl.plasticity.rules import ABCD
 from neuromod_rl.plasticity.triton.kernels import (
-    M_FANOUT,
     M_NONE,
-    M_SCALAR,
     R_RETRO,
     _hidden_entering,
     _is_start,
+    _load_traces,
     _modulation_cols,
+    _modulation_grad_cols,
     _modulator,
+    _modulator_backward,
+    _step_entering,
+    _store_traces,
     _tanh,
+    _tile,
     _trace_step,
     _trace_step_backward,
 )
@@ -146,15 +150,9 @@ def plastic_lstm_forward(
         start = _is_start(STARTS, t, b, B, HAS_STARTS)
         hp = tl.where(start, 0.0, _hidden_entering(H0, H, t, 0, b, B, N, rows))
         for j0 in range(0, BLOCK_N, BLOCK_J):
-            cols = j0 + tl.arange(0, BLOCK_J)
-            cmask = cols < N
-            offs = rows[:, None] * N + cols[None, :]
+            cols, cmask, offs, mask = _tile(rows, j0, N, BLOCK_J)
             offs_w = rows[:, None] * (4 * N) + cols[None, :]
-            mask = rmask[:, None] & cmask[None, :]
-            Fb = tl.load(Fp + offs, mask=mask, other=0.0)
-            Eb = Fb
-            if RULE == R_RETRO:
-                Eb = tl.load(Ep + offs, mask=mask, other=0.0)
+            Fb, Eb = _load_traces(Fp, Ep, offs, mask, RULE)
             if t > 0:  # step t-1's update, deferred until M(t-1) was known
                 post = _aux(AUX, t - 1, b, B, N, X_G, cols, cmask)
                 m = _rates(ms_prev, BF, WF, cols, N, MOD)
@@ -197,20 +195,12 @@ def plastic_lstm_forward(
         hp_prev = hp
         ms_prev = ms
     for j0 in range(0, BLOCK_N, BLOCK_J):  # the last step's update
-        cols = j0 + tl.arange(0, BLOCK_J)
-        cmask = cols < N
-        offs = rows[:, None] * N + cols[None, :]
-        mask = rmask[:, None] & cmask[None, :]
-        Fb = tl.load(Fp + offs, mask=mask, other=0.0)
-        Eb = Fb
-        if RULE == R_RETRO:
-            Eb = tl.load(Ep + offs, mask=mask, other=0.0)
+        cols, cmask, offs, mask = _tile(rows, j0, N, BLOCK_J)
+        Fb, Eb = _load_traces(Fp, Ep, offs, mask, RULE)
         post = _aux(AUX, T - 1, b, B, N, X_G, cols, cmask)
         m = _rates(ms_prev, BF, WF, cols, N, MOD)
         Fb, Eb = _rule_step(Fb, Eb, hp_prev, post, m, eta, clip, CA, CB, CC, CD, CETA, offs, mask, RULE)
-        tl.store(Fp + offs, Fb, mask=mask)
-        if RULE == R_RETRO:
-            tl.store(Ep + offs, Eb, mask=mask)
+        _store_traces(Fp, Ep, offs, mask, Fb, Eb, RULE)
 
 
 # --- backward (the traces entering each step come from :mod:`.kernels_replay`) ------------------------
@@ -234,21 +224,14 @@ def plastic_lstm_backward(
     geta = tl.sum(tl.zeros([BLOCK_N], dtype=H.dtype.element_ty), axis=0)
     for tt in range(0, t_end - t_start):
         t = t_end - 1 - tt
-        start = _is_start(STARTS, t, b, B, HAS_STARTS)
-        hp = tl.where(start, 0.0, _hidden_entering(H0, H, t, 0, b, B, N, rows))
-        ms = geta * 0.0
-        if MOD != M_NONE:
-            ms = tl.load(MS + t * B + b)
+        start, hp, ms = _step_entering(STARTS, H0, H, MS, t, b, B, N, rows, geta * 0.0, HAS_STARTS, MOD)
         slot = ((t - t_start) * B + b) * N * N
         dgrow = DXP + (t * B + b) * 4 * N + 2 * N  # the candidate block; holds the rule's part after pass 1
         # pass 1: the rule (gradients into the traces, h_{t-1}, g_t, M(t), the rates)
         dhp = tl.zeros([BLOCK_N], dtype=H.dtype.element_ty)
         dms = geta * 0.0
         for j0 in range(0, BLOCK_N, BLOCK_J):
-            cols = j0 + tl.arange(0, BLOCK_J)
-            cmask = cols < N
-            offs = rows[:, None] * N + cols[None, :]
-            mask = rmask[:, None] & cmask[None, :]
+            cols, cmask, offs, mask = _tile(rows, j0, N, BLOCK_J)
             dF = tl.load(DF + b * N * N + offs, mask=mask, other=0.0)
             post = _aux(AUX, t, b, B, N, X_G, cols, cmask)
             m = _rates(ms, BF, WF, cols, N, MOD)
@@ -268,24 +251,13 @@ def plastic_lstm_backward(
                     tl.store(DE + b * N * N + offs, tl.where(start, 0.0, dE), mask=mask)
             dhp += dhp_part
             tl.store(dgrow + cols, dpost, mask=cmask)
-            if MOD == M_FANOUT:
-                tl.store(DM + (t * B + b) * N + cols, dm, mask=cmask)
-                dms += tl.sum(dm * tl.load(WF + cols, mask=cmask, other=0.0), axis=0)
-            elif MOD == M_SCALAR:
-                dms += tl.sum(dm, axis=0)
-        dz = dms * 0.0  # gradient of the modulator's pre-activation (hidden source)
-        if MOD != M_NONE:
-            tl.store(DMS + t * B + b, dms)
-            if not EXTERNAL:
-                dz = dms * (1.0 - ms * ms)
+            dms = _modulation_grad_cols(dms, dm, DM, WF, t, b, B, N, cols, cmask, MOD)
+        dz = _modulator_backward(dms, ms, DMS, t, b, B, MOD, EXTERNAL)  # d of the modulator's pre-activation
         tl.debug_barrier()
         # pass 2: the cell (gates, cell state, the slow and plastic drive)
         for j0 in range(0, BLOCK_N, BLOCK_J):
-            cols = j0 + tl.arange(0, BLOCK_J)
-            cmask = cols < N
-            offs = rows[:, None] * N + cols[None, :]
+            cols, cmask, offs, mask = _tile(rows, j0, N, BLOCK_J)
             offs_w = rows[:, None] * (4 * N) + cols[None, :]
-            mask = rmask[:, None] & cmask[None, :]
             dh = tl.load(DH + b * N + cols, mask=cmask, other=0.0)
             dh += tl.load(GH + (t * B + b) * N + cols, mask=cmask, other=0.0)
             if MOD != M_NONE:

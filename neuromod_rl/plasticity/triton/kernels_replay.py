@@ -13,7 +13,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from neuromod_rl.plasticity.triton.kernels import M_NONE, R_RETRO, _hidden_entering, _is_start
+from neuromod_rl.plasticity.triton.kernels import M_NONE, R_RETRO, _hidden_entering, _is_start, _load_traces, _tile
 from neuromod_rl.plasticity.triton.kernels_lstm import _rates, _restart, _rule_step
 
 
@@ -31,17 +31,10 @@ def trace_replay(
     the LSTM: the candidate ``g`` in its saved activity)."""
     b = tl.program_id(0).to(tl.int64)
     rows = tl.arange(0, BLOCK_N)
-    rmask = rows < N
     eta = tl.load(ETA)
     for j0 in range(0, BLOCK_N, BLOCK_J):
-        cols = j0 + tl.arange(0, BLOCK_J)
-        cmask = cols < N
-        offs = rows[:, None] * N + cols[None, :]
-        mask = rmask[:, None] & cmask[None, :]
-        Fb = tl.load(F + b * N * N + offs, mask=mask, other=0.0)
-        Eb = Fb
-        if RULE == R_RETRO:
-            Eb = tl.load(E + b * N * N + offs, mask=mask, other=0.0)
+        cols, cmask, offs, mask = _tile(rows, j0, N, BLOCK_J)
+        Fb, Eb = _load_traces(F + b * N * N, E + b * N * N, offs, mask, RULE)
         for t in range(t_start, t_end):
             slot = ((t - t_start) * B + b) * N * N
             tl.store(SEGF + slot + offs, Fb, mask=mask)

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from neuromod_rl.experiment.markdown import markdown_table
 from neuromod_rl.experiment.plots.figures import new_figure
 from neuromod_rl.studies.neuromodulation import frame as bp
-from neuromod_rl.studies.scaffold import multiseed
-from neuromod_rl.studies.scaffold.report import WALL_TIMES, Report, save_figure
+from neuromod_rl.studies.scaffold.report import WALL_TIMES, save_figure
 
 if TYPE_CHECKING:  # the scale's settings (the module that imports this one)
     from neuromod_rl.studies.neuromodulation.cue_gpu import GpuScale
@@ -26,31 +25,12 @@ TABLE_POINTS = 8
 
 
 @dataclass
-class GpuOutcome:
-    """The trained and evaluated variants of the wall-clock scale, ready for the report.
+class GpuOutcome(bp.Trained):
+    """The trained and evaluated variants of the wall-clock scale, ready for the report: the fields of
+    :class:`.frame.Trained` (``results`` from :func:`.cue_gpu.job`; ``described`` at the scale's nominal
+    number of envs), then ``scale``, the scale's settings."""
 
-    Attributes:
-        report: the report under construction.
-        results: ``{(variant, seed): result}`` (see :func:`.cue_gpu.job`).
-        names: the variants, in report order.
-        sizes: ``{variant: (hidden size, trainable parameters)}``.
-        described: ``{variant: described config}`` (at the scale's nominal number of envs).
-        progress: the progress file.
-        seeds: the seeds.
-        scale: the scale's settings.
-    """
-
-    report: Report
-    results: dict[tuple[str, int], dict[str, Any]]
-    names: list[str]
-    sizes: dict[str, tuple[int, int]]
-    described: dict[str, Any]
-    progress: multiseed.Progress
-    seeds: list[int]
     scale: GpuScale
-
-    def median(self, name: str, key: str) -> float:
-        return multiseed.median_of(self.results, name, key)
 
     def runs(self):
         """``(variant, seed, result)`` in report order."""

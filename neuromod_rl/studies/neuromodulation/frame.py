@@ -133,10 +133,19 @@ class TaskSetup:
 
 
 @dataclass
-class Outcome:
-    """A Backpropamine study's trained and evaluated variants, ready for its claims and sections."""
+class Trained:
+    """Variants trained and evaluated over seeds, ready for a report (each scale's outcome extends it).
 
-    study: TaskSetup
+    Attributes:
+        report: the report under construction.
+        results: ``{(variant, seed): result}``.
+        names: the variants, in report order.
+        sizes: ``{variant: (hidden size, trainable parameters)}``.
+        described: ``{variant: described config}``.
+        progress: the progress file.
+        seeds: the seeds.
+    """
+
     report: Report
     results: dict[tuple[str, int], dict[str, Any]]
     names: list[str]
@@ -144,10 +153,18 @@ class Outcome:
     described: dict[str, Any]
     progress: multiseed.Progress
     seeds: list[int]
-    options: multiseed.StudyOptions
 
     def median(self, agent: str, key: str) -> float:
         return multiseed.median_of(self.results, agent, key)
+
+
+@dataclass
+class Outcome(Trained):
+    """A Backpropamine study's trained and evaluated variants, ready for its claims and sections
+    (``study``: its setup; ``options``: the study's options)."""
+
+    study: TaskSetup
+    options: multiseed.StudyOptions
 
 
 def train_all(study: TaskSetup, scale: str, seed: int, out: Path, command: str,
@@ -169,7 +186,7 @@ def train_all(study: TaskSetup, scale: str, seed: int, out: Path, command: str,
         jobs += [multiseed.Job(name, s, fp, job, (agent, options.runs_dir, study.name, train_fp, study.evaluator,
                                                   sc.eval_episodes)) for s in seeds]  # fmt: skip
     results = multiseed.run_jobs(progress, jobs, options.workers)
-    return Outcome(study, report, results, list(table), sizes, described, progress, seeds, options)
+    return Outcome(report, results, list(table), sizes, described, progress, seeds, study=study, options=options)
 
 
 def finish(o: Outcome, out: Path, columns: list[tuple[str, str]]) -> Path:
