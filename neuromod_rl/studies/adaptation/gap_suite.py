@@ -84,7 +84,7 @@ TASKS: dict[str, GapTask] = {
 AGENTS = ("oracle", "markov", "reactive", "plastic_lstm", "plastic_rnn", "recurrent_ppo")
 BOUNDS = ("oracle", "markov", "reactive")
 LABELS = {
-    "oracle": "oracle (PPO, task seen)",
+    "oracle": "oracle (PPO, reactive input + task)",
     "markov": "Markov (PPO, observation only)",
     "reactive": "reactive (PPO, + previous action and reward)",
     "plastic_lstm": "PlasticPPO core=lstm",
