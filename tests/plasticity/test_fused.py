@@ -6,6 +6,8 @@ magnitude; float32 at real sizes -- outputs 1e-4 absolute, gradients 1e-3 relati
 float tanh is within 3e-7 of libm's, and sums run in a different order than torch's).
 """
 
+import importlib.util
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -195,7 +197,8 @@ def test_cpu_kernel_is_used_here():
 
 def test_what_stays_on_reference():
     """The fused backend takes exactly the cells and rules it implements; the rest runs on reference."""
-    assert available_backends(PlasticLSTMCell(2, 3)) == ["reference", "fused"]
+    triton = ["triton"] if importlib.util.find_spec("triton") else []  # registered only where it imports
+    assert available_backends(PlasticLSTMCell(2, 3)) == ["reference", "fused", *triton]
     assert available_backends(PlasticMLPCell(2, 3, rule="oja")) == ["reference", "fused"]
     assert available_backends(PlasticRNNCell(2, 3, rule="neuromod", soft_clip=True)) == ["reference"]
     assert available_backends(PlasticMLPCell(2, 3, rule="abcd", max_norm=True)) == ["reference", "fused"]

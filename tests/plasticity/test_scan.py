@@ -126,5 +126,5 @@ def test_nan_in_trace_raises_naming_rule_and_step(backend):
 def test_backends_are_listed_per_cell():
     triton = ["triton"] if importlib.util.find_spec("triton") else []  # registered only where it imports
     assert available_backends(PlasticRNNCell(2, 3)) == ["reference", "fused", *triton]
-    assert available_backends(PlasticLSTMCell(2, 3)) == ["reference", "fused"]
+    assert available_backends(PlasticLSTMCell(2, 3)) == ["reference", "fused", *triton]
     assert available_backends(PlasticLSTMCell(2, 3, rule="metanet")) == ["reference"]
