@@ -33,6 +33,7 @@ from neuromod_rl.experiment.markdown import markdown_table
 from neuromod_rl.experiment.plots.figures import new_figure
 from neuromod_rl.studies.adaptation import gap_suite
 from neuromod_rl.studies.adaptation.gap_suite import AGENTS, TASKS, label
+from neuromod_rl.studies.memory.pomdp_suite import with_tasks
 from neuromod_rl.studies.registry import Study
 from neuromod_rl.studies.scaffold import multiseed
 from neuromod_rl.studies.scaffold.multiseed import StudyOptions
@@ -257,12 +258,7 @@ seed."""
 
 def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | None = None) -> Path:
     options = options or StudyOptions()
-    s = SCALES[scale]
-    if options.tasks is not None:
-        unknown = [t for t in options.tasks if t not in TASKS]
-        if unknown:
-            raise ValueError(f"unknown {NAME} task(s) {unknown}; choose from {list(TASKS)}")
-        s = dataclasses.replace(s, tasks=tuple(t for t in TASKS if t in options.tasks))
+    s = with_tasks(SCALES[scale], options.tasks, TASKS, NAME)
     seeds = multiseed.seed_list(seed, options.seeds or s.seeds)
     settings = {**s.__dict__, "budgets": {t: budget_of(t, s, options) for t in s.tasks},
                 "tasks": {t: dataclasses.asdict(TASKS[t]) for t in s.tasks}}  # fmt: skip
