@@ -36,6 +36,8 @@ _LAZY = {
     "HopperRandParams": "rand_params",
     "HalfCheetahHiddenGoal": "hidden_goal",
     "HalfCheetahCueDir": "cue_run",
+    "ReacherHiddenGoal": "reacher",
+    "ReacherCue": "reacher",
 }
 
 

@@ -274,6 +274,26 @@ ENV_SPECS += [
         _PER_EPISODE,
         mujoco=True,
     ),
+    TaskSpec(
+        "neuromod_rl/ReacherHiddenGoal-v0",
+        _E + "reacher:ReacherHiddenGoal",
+        "Reacher-v5 arm, paid only within 10 cm of a target it never sees (needs memory)",
+        50,
+        "target uniform in the annulus 5-20 cm from the shoulder",
+        _MJ_SWITCH,
+        mujoco=True,
+        episode_length="50",
+    ),
+    TaskSpec(
+        "neuromod_rl/ReacherCue-v0",
+        _E + "reacher:ReacherCue",
+        "Reacher-v5 arm, target shown for 5 steps, then the arm is reset and the target hidden (needs memory)",
+        None,
+        "target uniform in the annulus 5-20 cm from the shoulder",
+        _PER_EPISODE,
+        mujoco=True,
+        episode_length="50",
+    ),
 ]
 
 _NO_VEL = "fixed task: the velocity entries of the observation are zeroed"

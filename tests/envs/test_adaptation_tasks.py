@@ -1,6 +1,7 @@
 """Tasks where memory is necessary: protocol, checkers, bad input, and the claim that a reactive agent
 (observation + previous action and reward) falls well short of the oracle, checked exactly on the
-corridor and on its premises (with scripted policies) on the two HalfCheetah bodies."""
+corridor and on its premises (with scripted policies) on the two HalfCheetah bodies (the Reacher arm's in
+test_reacher_tasks.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from neuromod_rl.envs import HiddenGoalCorridor, bound_env
 
 CORRIDOR, HIDDEN_GOAL, CUE_DIR = (
     "neuromod_rl/HiddenGoalCorridor-v0", "neuromod_rl/HalfCheetahHiddenGoal-v0", "neuromod_rl/HalfCheetahCueDir-v0")
-NEW_IDS = [CORRIDOR, HIDDEN_GOAL, CUE_DIR]
+REACHER_HIDDEN, REACHER_CUE = "neuromod_rl/ReacherHiddenGoal-v0", "neuromod_rl/ReacherCue-v0"
+NEW_IDS = [CORRIDOR, HIDDEN_GOAL, CUE_DIR, REACHER_HIDDEN, REACHER_CUE]  # the Reacher tasks' own: test_reacher_tasks
 UNBOUNDED = ("minimum value is -infinity", "maximum value is infinity")  # the v5 bodies' observations
 
 # open-loop sinusoid gaits of the HalfCheetah (found by a random search): 17-24 m forward / backward in
@@ -70,7 +72,8 @@ def test_same_seed_same_tasks_observations_and_rewards(env_id):
 @pytest.mark.parametrize(
     ("env_id", "task", "other"),
     [(CORRIDOR, {"goal": -4}, {"goal": 6}), (HIDDEN_GOAL, {"goal": -2.5}, {"goal": 3.0}),
-     (CUE_DIR, {"direction": -1}, {"direction": 1})],
+     (CUE_DIR, {"direction": -1}, {"direction": 1}), (REACHER_HIDDEN, {"target": (0.1, 0.0)}, {"target": (0.0, -0.2)}),
+     (REACHER_CUE, {"target": (-0.1, 0.1)}, {"target": (0.05, 0.0)})],
 )
 def test_set_task_fixes_reset_option_overrides_and_info_reports_it(env_id, task, other):
     env = gym.make(env_id)

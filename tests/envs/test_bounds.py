@@ -13,9 +13,11 @@ from neuromod_rl.envs.registration import ENV_IDS
 
 #: every registered task distribution that encodes its tasks (the oracle bound exists for it)
 ADAPTATION_IDS = [f"neuromod_rl/{name}-v0" for name in (
-    "HiddenGoalCorridor", "HalfCheetahHiddenGoal", "HalfCheetahCueDir", "HalfCheetahVel", "HalfCheetahDir",
+    "HiddenGoalCorridor", "HalfCheetahHiddenGoal", "HalfCheetahCueDir", "ReacherHiddenGoal", "ReacherCue",
+    "HalfCheetahVel", "HalfCheetahDir",
     "AntDir", "AntGoal", "CrippledHalfCheetah", "CrippledAnt", "HalfCheetahRandParams", "HopperRandParams")]
 FEATURE_SIZES = {"HiddenGoalCorridor": 1, "HalfCheetahHiddenGoal": 1, "HalfCheetahCueDir": 1, "HalfCheetahVel": 1,
+                 "ReacherHiddenGoal": 2, "ReacherCue": 2,
                  "HalfCheetahDir": 1, "AntDir": 2, "AntGoal": 2, "CrippledHalfCheetah": 6, "CrippledAnt": 4}
 
 
