@@ -59,6 +59,7 @@ def test_the_target_is_hidden_and_a_reach_towards_it_earns_most_of_the_episode()
 
 def test_two_targets_look_the_same_until_one_of_them_pays():
     """The premise of the reactive bound: before the first goal reward no input depends on the target."""
+
     def sweep(obs, t):  # turn the shoulder, elbow half bent: the fingertip circles through both targets
         return np.array([0.4, 0.6 * (1.5 - np.arctan2(obs[3], obs[1]))], dtype=np.float32)
 
@@ -78,8 +79,10 @@ def test_the_cue_is_shown_for_cue_steps_then_the_arm_is_reset_and_nothing_depend
     def blind(obs, t):  # the same actions whatever it is shown
         return actions[t]
 
-    a, b = _play(CUE, (0.12, 0.05), blind, cue_steps=3, episode_length=12), _play(
-        CUE, (-0.05, -0.18), blind, cue_steps=3, episode_length=12)
+    a, b = (
+        _play(CUE, (0.12, 0.05), blind, cue_steps=3, episode_length=12),
+        _play(CUE, (-0.05, -0.18), blind, cue_steps=3, episode_length=12),
+    )
     cues = [tuple(np.round(o[6:], 3)) for o in a[0]]
     assert cues[:3] == [(0.6, 0.25, 0.0)] * 3 and cues[3:] == [(0.0, 0.0, 1.0)] * 10
     assert [i["phase"] for i in a[2]] == ["cue"] * 2 + ["go"] * 10 and len(a[1]) == 12
