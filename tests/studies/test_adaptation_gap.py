@@ -110,3 +110,19 @@ def test_share_of_gap_and_qualification_follow_the_numbers():
     assert not overlapping["qualifies"]
     small = gap.summarise(results([9.0, 9.0]), s, seeds)["HiddenGoalCorridor-v0"]
     assert not small["qualifies"]  # oracle-reactive is 10% of the gap
+
+
+@pytest.mark.parametrize("task_name", list(gap_suite.TASKS))
+def test_every_task_of_the_suite_builds_each_input_and_trains_a_plastic_agent(task_name):
+    """Each task's three inputs reset to observations inside their spaces, and a few PlasticPPO steps run through
+    training and the per-episode evaluation (a run of the study at a toy budget)."""
+    task = gap_suite.TASKS[task_name]
+    for agent in ("oracle", "markov", "reactive"):
+        env = gap_suite._env(task, agent)
+        obs, _ = env.reset(seed=0)
+        assert env.observation_space.contains(obs), (task_name, agent)
+    small = {"n_steps": 8, "batch_size": 32, "n_epochs": 1}
+    result = gap_suite.run_one(f"{task_name}/plastic_lstm", 0, budget=64, evals=1, eval_trials=1, final_trials=1,
+                               overrides=small)  # fmt: skip
+    assert result["budget"] == 64 and len(result["episode_returns"]) == task.trial_episodes
+    assert all(np.isfinite(result["episode_returns"]))

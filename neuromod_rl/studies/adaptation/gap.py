@@ -49,7 +49,8 @@ QUALIFYING_SHARE = 0.25
 
 @dataclass(frozen=True)
 class Settings:
-    tasks: tuple[str, ...] = ("HiddenGoalCorridor-v0", "HalfCheetahHiddenGoal-v0", "HalfCheetahCueDir-v0")
+    tasks: tuple[str, ...] = ("HiddenGoalCorridor-v0", "HalfCheetahHiddenGoal-v0", "HalfCheetahCueDir-v0",
+                              "ReacherHiddenGoal-v0", "ReacherCue-v0")
     agents: tuple[str, ...] = AGENTS
     seeds: int = 3
     budget_fraction: float = 1.0  # of each task's budget

@@ -76,8 +76,8 @@ TASKS: dict[str, GapTask] = {
         # run (not the registered 190) keeps that payment within reach of the discount at this budget
         env_kwargs={"speed_reward_weight": 0.1, "episode_length": 60},
     ),
-    "ReacherHiddenGoal-v0": GapTask("neuromod_rl/ReacherHiddenGoal-v0", 150_000, 2, 8, dict(_MUJOCO)),
-    "ReacherCue-v0": GapTask("neuromod_rl/ReacherCue-v0", 150_000, 2, 8, dict(_MUJOCO)),
+    "ReacherHiddenGoal-v0": GapTask("neuromod_rl/ReacherHiddenGoal-v0", 300_000, 2, 8, dict(_MUJOCO)),
+    "ReacherCue-v0": GapTask("neuromod_rl/ReacherCue-v0", 300_000, 2, 8, dict(_MUJOCO)),
     "HalfCheetahVel-v0": GapTask(
         "neuromod_rl/HalfCheetahVel-v0", 150_000, 2, 8, dict(_MUJOCO), needs_memory=False,
     ),
