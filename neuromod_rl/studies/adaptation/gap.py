@@ -210,7 +210,7 @@ def plot_trials(results: dict, s: Settings, seeds: list[int], out: Path, filenam
 
 def plot_gap(summary: dict[str, Any], out: Path, filename: str) -> str:
     """Share of the oracle-Markov gap each agent closes (median, IQR bars), one group per task."""
-    fig, (ax,) = new_figure(width=7)
+    fig, (ax,) = new_figure(width=1.8 * len(summary) + 3)
     tasks = list(summary)
     agents = [a for a in AGENTS if any(a in d["rows"] for d in summary.values())]
     width = 0.8 / max(len(agents), 1)
@@ -222,9 +222,10 @@ def plot_gap(summary: dict[str, Any], out: Path, filename: str) -> str:
         ax.bar(x, y, width, yerr=np.nan_to_num(err), label=label(agent), capsize=2)
     ax.axhline(1.0, color="k", linewidth=0.8)
     ax.axhline(0.0, color="k", linewidth=0.8)
-    ax.set_xticks(np.arange(len(tasks)) + 0.4 - width / 2, tasks, fontsize=8)
+    ax.set_xticks(np.arange(len(tasks)) + 0.4 - width / 2, [t.removesuffix("-v0") for t in tasks], fontsize=7,
+                  rotation=15)  # fmt: skip
     ax.set(ylabel="share of the oracle-Markov gap closed")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return save_figure(fig, out, filename)
 
 
@@ -254,7 +255,8 @@ sampled actions, since the best memoryless policy there is stochastic; MuJoCo ta
 share of the gap closed is `(R - R_markov) / (R_oracle - R_markov)` per seed against the bounds' medians (1 =
 the oracle's return, 0 = no better than the Markov agent). A task *needs memory by measurement* when the
 oracle-reactive gap is at least 25% of the oracle-Markov gap and every oracle seed ends above every reactive
-seed."""
+seed. The oracle is what a feed-forward PPO given the task reaches on the same budget, not the task's ceiling:
+a share above 100% means a memory agent learnt the task better than that PPO did."""
 
 
 def run(scale: str, seed: int, out: Path, command: str, options: StudyOptions | None = None) -> Path:
