@@ -37,9 +37,9 @@ import numpy as np
 from gymnasium import spaces, utils
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 
-from neuromod_rl.envs.base import ChangeAt, Task, check_choice, check_int_range, check_range, check_task_keys
+from neuromod_rl.envs.base import ChangeAt, Task, check_choice, check_range, check_task_keys
 from neuromod_rl.envs.hidden_goal import check_position_hidden
-from neuromod_rl.envs.mujoco_base import MujocoTaskMixin
+from neuromod_rl.envs.mujoco_base import MujocoTaskMixin, check_cue_phase
 
 
 class HalfCheetahCueDir(MujocoTaskMixin, HalfCheetahEnv):
@@ -68,13 +68,7 @@ class HalfCheetahCueDir(MujocoTaskMixin, HalfCheetahEnv):
         kwargs: Gymnasium's HalfCheetah-v5 arguments (the x position must stay hidden).
         """
         check_position_hidden(kwargs, "HalfCheetahCueDir")
-        if change_at is not None:
-            raise ValueError(
-                f"HalfCheetahCueDir: change_at={change_at!r} is not supported: a direction switched after the cue "
-                "could not be known to any agent; leave change_at=None"
-            )
-        self.cue_steps = check_int_range("cue_steps", cue_steps, 1, 100_000)
-        self.episode_length = check_int_range("episode_length", episode_length, self.cue_steps + 1, 100_000)
+        self.cue_steps, self.episode_length = check_cue_phase("HalfCheetahCueDir", change_at, cue_steps, episode_length)
         self.speed_reward_weight = check_range("speed_reward_weight", speed_reward_weight, 0.0, 1e6)
         HalfCheetahEnv.__init__(self, ctrl_cost_weight=ctrl_cost_weight, **kwargs)
         self._init_task_env(None)

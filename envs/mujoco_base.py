@@ -28,10 +28,23 @@ from neuromod_rl.envs.base import (
     ChangeAt,
     Task,
     TaskEnvMixin,
+    check_int_range,
     check_reset_options,
     sample_change_step,
     validate_change_at,
 )
+
+
+def check_cue_phase(owner: str, change_at: ChangeAt, cue_steps: Any, episode_length: Any) -> tuple[int, int]:
+    """``(cue_steps, episode_length)`` of a task shown once in a cue phase, checked: at least one cue step, a go
+    phase after it, and no mid-episode switch (a task changed after its cue could not be known to any agent)."""
+    if change_at is not None:
+        raise ValueError(
+            f"{owner}: change_at={change_at!r} is not supported: a task changed after the cue could not be known to "
+            "any agent; leave change_at=None"
+        )
+    cue_steps = check_int_range("cue_steps", cue_steps, 1, 100_000)
+    return cue_steps, check_int_range("episode_length", episode_length, cue_steps + 1, 100_000)
 
 
 class MujocoTaskMixin(TaskEnvMixin):

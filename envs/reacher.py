@@ -36,8 +36,8 @@ import numpy as np
 from gymnasium import spaces, utils
 from gymnasium.envs.mujoco.reacher_v5 import ReacherEnv
 
-from neuromod_rl.envs.base import ChangeAt, Task, check_int_range, check_range, check_task_keys
-from neuromod_rl.envs.mujoco_base import MujocoTaskMixin
+from neuromod_rl.envs.base import ChangeAt, Task, check_range, check_task_keys
+from neuromod_rl.envs.mujoco_base import MujocoTaskMixin, check_cue_phase
 
 ARM_REACH = 0.21  # the two links' lengths (0.1 m + 0.11 m) in Gymnasium's reacher.xml
 
@@ -185,13 +185,7 @@ class ReacherCue(ReacherHiddenGoal):
         change_at: must stay ``None``: this task has no mid-episode switch.
         kwargs: Gymnasium's Reacher-v5 arguments.
         """
-        if change_at is not None:
-            raise ValueError(
-                f"ReacherCue: change_at={change_at!r} is not supported: a target moved after the cue could not be "
-                "known to any agent; leave change_at=None"
-            )
-        self.cue_steps = check_int_range("cue_steps", cue_steps, 1, 100_000)
-        self.episode_length = check_int_range("episode_length", episode_length, self.cue_steps + 1, 100_000)
+        self.cue_steps, self.episode_length = check_cue_phase("ReacherCue", change_at, cue_steps, episode_length)
         super().__init__(target_range, radius, goal_reward, ctrl_cost_weight, None, **kwargs)
         self.observation_space = spaces.Box(
             np.array([-np.inf] * 6 + [-1.0, -1.0, 0.0], dtype=np.float32),
