@@ -5,24 +5,24 @@ The task is the target's position ``(x, y)``, drawn uniform in area over the ann
 arm's without the target and the fingertip-to-target vector: ``cos``/``sin`` of the two joint
 angles and their velocities, from which the fingertip's position follows but not the target's.
 
-- ``ReacherHiddenGoal``: the target is never shown. Every step that ends with the fingertip within
-  ``radius`` (3 cm) of it pays ``goal_reward`` (1); the control cost is ``ctrl_cost_weight ||a||^2``.
-  *Why a reactive agent cannot solve it*: until the first goal reward nothing the agent sees depends
-  on the task (the target is hidden and every goal reward is 0), so its path up to then is the same
-  for every target: it must sweep the annulus and stop where it is paid, in every episode, while the
-  oracle reaches straight for the target. A memory agent sweeps in the first episode of a trial and,
-  remembering where it was paid, reaches straight for it in the later ones. The tests check the premise
-  on the arm (two targets give the same observations and rewards until the fingertip is paid).
-- ``ReacherCue``: the target is shown (two extra observation entries) for the first ``cue_steps``
-  observations, which pay nothing; then the arm is put back to a fresh initial state, the cue is gone
-  (a go flag says so), each step pays the control cost, and the episode's last step pays
-  ``-distance_weight * d``, ``d`` the fingertip's distance to the target. *Why a reactive agent cannot
-  solve it*: after the reset nothing it sees depends on the target (the arm is fresh, the cue is gone,
-  the control cost is a function of its own previous action), so where it ends is independent of the
-  target, and its expected payment is at most ``-distance_weight * min_c E||c - target||``, the
-  memoryless (Markov) bound that the tests compute (the centre is best: ``-1.40`` at the defaults).
-  The one route around it is the previous action that ``PrevActionReward`` feeds back: a policy that
-  writes the target into its last cue-phase action and reads it back builds a one-step memory out of it.
+- ``ReacherHiddenGoal``: the target is never shown. Each step pays ``goal_reward * max(0, 1 - d / radius)``
+  (``d`` the fingertip's distance to the target; ``radius`` 10 cm, nothing beyond it) less the control
+  cost ``ctrl_cost_weight ||a||^2``. *Why a reactive agent cannot solve it*: until the first goal reward
+  nothing the agent sees depends on the task (the target is hidden and every goal reward is 0), so its
+  path up to then is the same for every target: it must sweep the annulus and stop where it is paid, in
+  every episode, while the oracle reaches straight for the target. Inside the radius the reward says how
+  near the target is, not which way: climbing it needs two rewards compared, i.e. memory. A memory agent
+  sweeps in the first episode of a trial and, remembering where it was paid, reaches straight for it in
+  the later ones. The tests check the premise on the arm (two targets give the same observations and
+  rewards until the fingertip is paid).
+- ``ReacherCue``: the same reward, and the target shown (two extra observation entries) for the first
+  ``cue_steps`` observations, which pay nothing; then the arm is put back to a fresh initial state and the
+  cue is gone (a go flag says so). *Why a reactive agent cannot use the cue*: after the reset nothing it
+  sees depends on the cue (the arm is fresh, the cue is gone, and the cue phase paid nothing that its
+  first previous reward could pass on), so it is left with the hidden-goal task, while a memory agent
+  reaches straight for the target it was shown (the tests check both on the arm). The one route around
+  it is the previous action that ``PrevActionReward`` feeds back: a policy that writes the target into
+  its last cue-phase action and reads it back builds a one-step memory out of it.
 
 Task: ``{"target": (x, y)}``. ``ReacherHiddenGoal`` takes ``change_at`` (see ``mujoco_base``);
 ``ReacherCue`` has no mid-episode switch (the cue would be stale).
